@@ -1,0 +1,632 @@
+//! Server configuration: deepstream 1.x and 2.x YAML (or JSON) config files read unchanged.
+//!
+//! Owns the `Config` every other module reads (immutable after start, shared by every core).
+//! Keys deepstream has but corestream does not implement yet are accepted with one warning
+//! each; a malformed file or a value of the wrong type is a `ConfigError` naming the key (the
+//! binary exits with status 2). Relative paths resolve against the config file's folder.
+//! Called by `main` (once, before any core starts).
+
+use serde_yaml::Value;
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A config problem, with the key it concerns.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(formatter, "{}", self.message)
+        } else {
+            write!(formatter, "config key '{}': {}", self.key, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn error(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.to_string(),
+        message: message.into(),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+    Off,
+}
+
+/// The password hash of a users file (Node's `crypto.pbkdf2` digest names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordHash {
+    Md5,
+    Sha1,
+    Sha256,
+    Sha512,
+}
+
+#[derive(Debug, Clone)]
+pub struct FileAuthConfig {
+    pub path: PathBuf,
+    /// `None`: passwords are stored in clear text.
+    pub hash: Option<PasswordHash>,
+    pub iterations: u32,
+    pub key_length: usize,
+}
+
+#[derive(Debug, Clone)]
+pub enum AuthConfig {
+    /// `auth: {type: none}`: anyone may log in; the username comes from authData.
+    Open,
+    /// `auth: {type: file}`: deepstream's users file.
+    File(FileAuthConfig),
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The folder relative paths are resolved against.
+    pub config_dir: PathBuf,
+    pub server_name: String,
+    pub log_level: LogLevel,
+    pub tcp_enabled: bool,
+    pub tcp_address: SocketAddr,
+    pub http_enabled: bool,
+    pub http_address: SocketAddr,
+    pub url_path: String,
+    pub auth: AuthConfig,
+    pub rpc_ack_timeout: Duration,
+    pub rpc_timeout: Duration,
+    pub listen_response_timeout: Duration,
+    pub unauthenticated_client_timeout: Option<Duration>,
+    pub max_auth_attempts: u32,
+    pub max_message_size: usize,
+    pub log_invalid_auth_data: bool,
+    /// corestream: a session whose unsent output exceeds this is a slow consumer and is closed.
+    pub max_outbound_buffer_size: usize,
+    /// corestream: io_uring registered-buffer memory per core (glommio `io_memory`).
+    pub io_memory: usize,
+    /// corestream: how long an idle core spins before it sleeps (0: sleep at once).
+    pub spin_before_park: Duration,
+    /// Number of cores; `None` means every online core.
+    pub cores: Option<usize>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            config_dir: PathBuf::from("."),
+            server_name: String::from("corestream"),
+            log_level: LogLevel::Info,
+            tcp_enabled: true,
+            tcp_address: SocketAddr::from(([0, 0, 0, 0], 6021)),
+            http_enabled: true,
+            http_address: SocketAddr::from(([0, 0, 0, 0], 6020)),
+            url_path: String::from("/deepstream"),
+            auth: AuthConfig::Open,
+            rpc_ack_timeout: Duration::from_millis(1000),
+            rpc_timeout: Duration::from_millis(10000),
+            listen_response_timeout: Duration::from_millis(500),
+            unauthenticated_client_timeout: Some(Duration::from_millis(180_000)),
+            max_auth_attempts: 3,
+            max_message_size: 1_048_576,
+            log_invalid_auth_data: true,
+            max_outbound_buffer_size: 8 * 1024 * 1024,
+            io_memory: 512 * 1024,
+            spin_before_park: Duration::ZERO,
+            cores: None,
+        }
+    }
+}
+
+/// deepstream keys corestream reads but does not act on yet: accepted with a warning.
+const NOT_YET_SUPPORTED: &[&str] = &[
+    "plugins",
+    "storageExclusion",
+    "cacheRetrievalTimeout",
+    "storageRetrievalTimeout",
+    "dependencyInitialisationTimeout",
+    "lockTimeout",
+    "lockRequestTimeout",
+    "stateReconciliationTimeout",
+    "clusterKeepAliveInterval",
+    "clusterActiveCheckInterval",
+    "clusterNodeInactiveTimeout",
+    "timeBetweenSendingQueuedPackages",
+    "maxMessagesPerPacket",
+    "rpcProviderCacheTime",
+    "rpcProviderQueryTimeout",
+    "broadcastTimeout",
+    "shuffleListenProviders",
+    "storageHotPathPatterns",
+    "sslKey",
+    "sslCert",
+    "sslCa",
+    "libDir",
+    "dataTransforms",
+    "healthCheckPath",
+    "heartbeatInterval",
+    "outgoingBufferTimeout",
+    "noDelay",
+];
+
+/// Keys with no effect on a server that is not the Node one, accepted silently.
+const IGNORED: &[&str] = &["showLogo", "logger"];
+
+impl Config {
+    /// Reads a config file. Returns the config and the warnings to log once logging is set up.
+    pub fn load(path: &Path) -> Result<(Config, Vec<String>), ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|io| error("", format!("cannot read {}: {io}", path.display())))?;
+        let config_dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .filter(|dir| !dir.as_os_str().is_empty())
+            .unwrap_or_else(|| PathBuf::from("."));
+        Config::parse(&text, &config_dir)
+    }
+
+    /// Parses config text; `config_dir` anchors relative paths.
+    pub fn parse(text: &str, config_dir: &Path) -> Result<(Config, Vec<String>), ConfigError> {
+        let root: Value = if text.trim().is_empty() {
+            Value::Mapping(Default::default())
+        } else {
+            serde_yaml::from_str(text)
+                .map_err(|yaml| error("", format!("the config file is not valid YAML: {yaml}")))?
+        };
+        let root = match root {
+            Value::Mapping(map) => map,
+            Value::Null => Default::default(),
+            _ => return Err(error("", "the config file must be a mapping of keys to values")),
+        };
+        let mut config = Config {
+            config_dir: config_dir.to_path_buf(),
+            ..Config::default()
+        };
+        let mut warnings = Vec::new();
+
+        // 2.x keeps its endpoint options under connectionEndpoints.websocket.options; top-level
+        // keys override them when set. Read the endpoint first, then the top level.
+        if let Some(endpoints) = get(&root, "connectionEndpoints") {
+            read_endpoints(endpoints, &mut config, &mut warnings)?;
+        }
+
+        let mut host: Option<String> = None;
+        let mut tcp_host: Option<String> = None;
+        for (key, value) in root.iter() {
+            let Some(key) = key.as_str() else {
+                return Err(error("", format!("a key is not a string: {key:?}")));
+            };
+            if value.is_null() {
+                continue;
+            }
+            match key {
+                "serverName" => {
+                    let name = string(key, value)?;
+                    config.server_name = if name == "UUID" {
+                        format!("corestream-{:016x}", fastrand::u64(..))
+                    } else {
+                        name
+                    };
+                }
+                "logLevel" => config.log_level = log_level(key, value)?,
+                "port" => config.http_address.set_port(port(key, value)?),
+                "host" => host = Some(string(key, value)?),
+                "tcpPort" => config.tcp_address.set_port(port(key, value)?),
+                "tcpHost" => tcp_host = Some(string(key, value)?),
+                "urlPath" => config.url_path = string(key, value)?,
+                "webServerEnabled" => config.http_enabled = boolean(key, value)?,
+                "tcpServerEnabled" => config.tcp_enabled = boolean(key, value)?,
+                "auth" => config.auth = read_auth(value, config_dir)?,
+                "permission" => read_permission(value, config_dir)?,
+                "rpcAckTimeout" => config.rpc_ack_timeout = millis(key, value)?,
+                "rpcTimeout" => config.rpc_timeout = millis(key, value)?,
+                "listenResponseTimeout" => config.listen_response_timeout = millis(key, value)?,
+                "unauthenticatedClientTimeout" => {
+                    config.unauthenticated_client_timeout = optional_millis(key, value)?
+                }
+                "maxAuthAttempts" => config.max_auth_attempts = positive(key, value)? as u32,
+                "maxMessageSize" => config.max_message_size = positive(key, value)? as usize,
+                "logInvalidAuthData" => config.log_invalid_auth_data = boolean(key, value)?,
+                "maxOutboundBufferSize" => {
+                    config.max_outbound_buffer_size = positive(key, value)? as usize
+                }
+                "ioMemory" => config.io_memory = positive(key, value)? as usize,
+                "spinBeforePark" => config.spin_before_park = millis(key, value)?,
+                "cores" => config.cores = Some(positive(key, value)? as usize),
+                "connectionEndpoints" => {}
+                known if IGNORED.contains(&known) => {}
+                known if NOT_YET_SUPPORTED.contains(&known) => warnings.push(format!(
+                    "config key '{known}' is accepted but not supported yet: it has no effect"
+                )),
+                unknown => warnings.push(format!(
+                    "config key '{unknown}' is not a deepstream or corestream key: ignored"
+                )),
+            }
+        }
+        if let Some(host) = host {
+            config.http_address = resolve("host", &host, config.http_address.port())?;
+        }
+        if let Some(tcp_host) = tcp_host {
+            config.tcp_address = resolve("tcpHost", &tcp_host, config.tcp_address.port())?;
+        }
+        if !config.http_enabled && !config.tcp_enabled {
+            return Err(error(
+                "tcpServerEnabled",
+                "webServerEnabled and tcpServerEnabled are both false: nothing to serve",
+            ));
+        }
+        Ok((config, warnings))
+    }
+}
+
+fn get<'a>(map: &'a serde_yaml::Mapping, key: &str) -> Option<&'a Value> {
+    map.get(key).filter(|value| !value.is_null())
+}
+
+fn read_endpoints(
+    endpoints: &Value,
+    config: &mut Config,
+    warnings: &mut Vec<String>,
+) -> Result<(), ConfigError> {
+    let Value::Mapping(endpoints) = endpoints else {
+        return Err(error("connectionEndpoints", "expected a mapping"));
+    };
+    for (name, endpoint) in endpoints {
+        let name = name.as_str().unwrap_or_default();
+        if name != "websocket" {
+            warnings.push(format!(
+                "config key 'connectionEndpoints.{name}' is not supported: ignored"
+            ));
+            continue;
+        }
+        let Some(Value::Mapping(options)) = endpoint
+            .as_mapping()
+            .and_then(|endpoint| get(endpoint, "options"))
+        else {
+            continue;
+        };
+        for (key, value) in options {
+            let key = key.as_str().unwrap_or_default();
+            let full = format!("connectionEndpoints.websocket.options.{key}");
+            if value.is_null() {
+                continue;
+            }
+            match key {
+                "port" => config.http_address.set_port(port(&full, value)?),
+                "host" => {
+                    let host = string(&full, value)?;
+                    config.http_address = resolve(&full, &host, config.http_address.port())?;
+                }
+                "urlPath" => config.url_path = string(&full, value)?,
+                "unauthenticatedClientTimeout" => {
+                    config.unauthenticated_client_timeout = optional_millis(&full, value)?
+                }
+                "maxAuthAttempts" => config.max_auth_attempts = positive(&full, value)? as u32,
+                "maxMessageSize" => config.max_message_size = positive(&full, value)? as usize,
+                "logInvalidAuthData" => config.log_invalid_auth_data = boolean(&full, value)?,
+                other if NOT_YET_SUPPORTED.contains(&other) => warnings.push(format!(
+                    "config key '{full}' is accepted but not supported yet: it has no effect"
+                )),
+                _ => warnings.push(format!("config key '{full}' is unknown: ignored")),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn read_auth(value: &Value, config_dir: &Path) -> Result<AuthConfig, ConfigError> {
+    let Value::Mapping(auth) = value else {
+        return Err(error("auth", "expected a mapping with a 'type'"));
+    };
+    let kind = match get(auth, "type") {
+        Some(kind) => string("auth.type", kind)?,
+        None => return Err(error("auth.type", "missing")),
+    };
+    match kind.as_str() {
+        "none" => Ok(AuthConfig::Open),
+        "file" => {
+            let empty = serde_yaml::Mapping::new();
+            let options = match get(auth, "options") {
+                Some(Value::Mapping(options)) => options,
+                Some(_) => return Err(error("auth.options", "expected a mapping")),
+                None => &empty,
+            };
+            let path = match get(options, "path") {
+                Some(path) => config_dir.join(string("auth.options.path", path)?),
+                None => return Err(error("auth.options.path", "missing: the users file")),
+            };
+            let hash = match get(options, "hash") {
+                None => None,
+                Some(hash) => Some(match string("auth.options.hash", hash)?.as_str() {
+                    "md5" => PasswordHash::Md5,
+                    "sha1" => PasswordHash::Sha1,
+                    "sha256" => PasswordHash::Sha256,
+                    "sha512" => PasswordHash::Sha512,
+                    other => {
+                        return Err(error(
+                            "auth.options.hash",
+                            format!("unknown hash '{other}' (md5, sha1, sha256 or sha512)"),
+                        ))
+                    }
+                }),
+            };
+            let iterations = match get(options, "iterations") {
+                Some(value) => positive("auth.options.iterations", value)? as u32,
+                None if hash.is_some() => {
+                    return Err(error("auth.options.iterations", "missing (needed with hash)"))
+                }
+                None => 0,
+            };
+            let key_length = match get(options, "keyLength") {
+                Some(value) => positive("auth.options.keyLength", value)? as usize,
+                None if hash.is_some() => {
+                    return Err(error("auth.options.keyLength", "missing (needed with hash)"))
+                }
+                None => 0,
+            };
+            Ok(AuthConfig::File(FileAuthConfig {
+                path,
+                hash,
+                iterations,
+                key_length,
+            }))
+        }
+        "http" => Err(error(
+            "auth.type",
+            "'http' (webhook) auth is not supported yet; use 'none' or 'file'",
+        )),
+        other => Err(error(
+            "auth.type",
+            format!("unknown auth type '{other}' (none or file)"),
+        )),
+    }
+}
+
+/// corestream does not evaluate permission rules yet. Rather than silently allowing what a
+/// rules file forbids, it refuses any rules file that is not allow-everything.
+fn read_permission(value: &Value, config_dir: &Path) -> Result<(), ConfigError> {
+    let Value::Mapping(permission) = value else {
+        return Err(error("permission", "expected a mapping with a 'type'"));
+    };
+    let kind = match get(permission, "type") {
+        Some(kind) => string("permission.type", kind)?,
+        None => return Err(error("permission.type", "missing")),
+    };
+    match kind.as_str() {
+        "none" => Ok(()),
+        "config" => {
+            let path = match permission
+                .get("options")
+                .and_then(Value::as_mapping)
+                .and_then(|options| get(options, "path"))
+            {
+                Some(path) => config_dir.join(string("permission.options.path", path)?),
+                None => return Err(error("permission.options.path", "missing")),
+            };
+            let text = std::fs::read_to_string(&path).map_err(|io| {
+                error(
+                    "permission.options.path",
+                    format!("cannot read {}: {io}", path.display()),
+                )
+            })?;
+            let rules: Value = serde_yaml::from_str(&text).map_err(|yaml| {
+                error(
+                    "permission.options.path",
+                    format!("{} is not valid YAML: {yaml}", path.display()),
+                )
+            })?;
+            if let Some(rule) = first_restrictive_rule(&rules, String::new()) {
+                return Err(error(
+                    "permission.options.path",
+                    format!(
+                        "{}: rule '{rule}' is not 'true'; corestream does not evaluate permission \
+                         rules yet and will not start with rules it would ignore",
+                        path.display()
+                    ),
+                ));
+            }
+            Ok(())
+        }
+        other => Err(error(
+            "permission.type",
+            format!("unknown permission type '{other}' (config or none)"),
+        )),
+    }
+}
+
+fn first_restrictive_rule(value: &Value, at: String) -> Option<String> {
+    match value {
+        Value::Bool(true) => None,
+        Value::String(text) if text.trim() == "true" => None,
+        Value::Mapping(map) => map.iter().find_map(|(key, value)| {
+            let key = key.as_str().unwrap_or("?");
+            let path = if at.is_empty() {
+                key.to_string()
+            } else {
+                format!("{at}.{key}")
+            };
+            first_restrictive_rule(value, path)
+        }),
+        Value::Null => None,
+        _ => Some(at),
+    }
+}
+
+fn describe(value: &Value) -> String {
+    match value {
+        Value::String(text) => format!("the string \"{text}\""),
+        Value::Number(number) => format!("the number {number}"),
+        Value::Bool(flag) => format!("the boolean {flag}"),
+        Value::Sequence(_) => "a list".to_string(),
+        Value::Mapping(_) => "a mapping".to_string(),
+        Value::Null => "null".to_string(),
+        Value::Tagged(_) => "a tagged value".to_string(),
+    }
+}
+
+fn string(key: &str, value: &Value) -> Result<String, ConfigError> {
+    match value {
+        Value::String(text) => Ok(text.clone()),
+        other => Err(error(
+            key,
+            format!("expected a string, got {}", describe(other)),
+        )),
+    }
+}
+
+fn boolean(key: &str, value: &Value) -> Result<bool, ConfigError> {
+    value
+        .as_bool()
+        .ok_or_else(|| error(key, format!("expected true or false, got {}", describe(value))))
+}
+
+fn integer(key: &str, value: &Value) -> Result<i64, ConfigError> {
+    match value {
+        Value::Number(number) => number.as_i64().ok_or_else(|| {
+            error(key, format!("expected a whole number, got {number}"))
+        }),
+        other => Err(error(
+            key,
+            format!("expected a number, got {}", describe(other)),
+        )),
+    }
+}
+
+fn positive(key: &str, value: &Value) -> Result<u64, ConfigError> {
+    let number = integer(key, value)?;
+    if number <= 0 {
+        return Err(error(key, format!("expected a number above 0, got {number}")));
+    }
+    Ok(number as u64)
+}
+
+fn port(key: &str, value: &Value) -> Result<u16, ConfigError> {
+    let number = integer(key, value)?;
+    u16::try_from(number)
+        .map_err(|_| error(key, format!("expected a port number 0-65535, got {number}")))
+}
+
+fn millis(key: &str, value: &Value) -> Result<Duration, ConfigError> {
+    let number = integer(key, value)?;
+    if number < 0 {
+        return Err(error(key, format!("expected milliseconds >= 0, got {number}")));
+    }
+    Ok(Duration::from_millis(number as u64))
+}
+
+/// A timeout where deepstream treats 0 or a negative value as "never".
+fn optional_millis(key: &str, value: &Value) -> Result<Option<Duration>, ConfigError> {
+    let number = integer(key, value)?;
+    Ok((number > 0).then(|| Duration::from_millis(number as u64)))
+}
+
+fn log_level(key: &str, value: &Value) -> Result<LogLevel, ConfigError> {
+    let text = match value {
+        Value::Number(number) => match number.as_i64() {
+            // deepstream's numeric levels: 0 DEBUG, 1 INFO, 2 WARN, 3 ERROR, 100 OFF.
+            Some(0) => "DEBUG".to_string(),
+            Some(1) => "INFO".to_string(),
+            Some(2) => "WARN".to_string(),
+            Some(3) => "ERROR".to_string(),
+            Some(100) => "OFF".to_string(),
+            _ => number.to_string(),
+        },
+        other => string(key, other)?,
+    };
+    match text.to_ascii_uppercase().as_str() {
+        "DEBUG" => Ok(LogLevel::Debug),
+        "INFO" => Ok(LogLevel::Info),
+        "WARN" => Ok(LogLevel::Warn),
+        "ERROR" => Ok(LogLevel::Error),
+        "OFF" => Ok(LogLevel::Off),
+        _ => Err(error(
+            key,
+            format!("expected DEBUG, INFO, WARN, ERROR or OFF, got {text}"),
+        )),
+    }
+}
+
+fn resolve(key: &str, host: &str, port: u16) -> Result<SocketAddr, ConfigError> {
+    (host, port)
+        .to_socket_addrs()
+        .map_err(|io| error(key, format!("cannot resolve '{host}': {io}")))?
+        .next()
+        .ok_or_else(|| error(key, format!("'{host}' resolves to no address")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_deepstream_defaults() {
+        let (config, warnings) = Config::parse("", Path::new("/etc/ds")).expect("parses");
+        assert_eq!(config.http_address.port(), 6020);
+        assert_eq!(config.tcp_address.port(), 6021);
+        assert_eq!(config.url_path, "/deepstream");
+        assert_eq!(config.max_auth_attempts, 3);
+        assert!(warnings.is_empty());
+    }
+
+    #[test]
+    fn reads_v1_keys_and_warns_once_per_unsupported_key() {
+        let text = "serverName: UUID\nshowLogo: false\nlogLevel: WARN\nport: 7000\nhost: 127.0.0.1\n\
+                    tcpPort: 7001\ntcpHost: 127.0.0.1\nrpcAckTimeout: 20\nlistenResponseTimeout: 30\n\
+                    plugins: {}\ncacheRetrievalTimeout: 1000\nstorageExclusion: null\ntypoKey: 1\n";
+        let (config, warnings) = Config::parse(text, Path::new(".")).expect("parses");
+        assert_eq!(config.tcp_address, "127.0.0.1:7001".parse().expect("addr"));
+        assert_eq!(config.http_address, "127.0.0.1:7000".parse().expect("addr"));
+        assert_eq!(config.listen_response_timeout, Duration::from_millis(30));
+        assert_eq!(config.log_level, LogLevel::Warn);
+        assert_eq!(warnings.len(), 3, "{warnings:?}");
+        assert!(warnings.iter().any(|w| w.contains("'typoKey'")));
+    }
+
+    #[test]
+    fn reads_v2_endpoint_options_and_top_level_overrides() {
+        let text = "connectionEndpoints:\n  websocket:\n    name: uws\n    options:\n      port: 7100\n      \
+                    urlPath: /ds\n      maxAuthAttempts: 5\n      heartbeatInterval: 30000\nport: null\n";
+        let (config, warnings) = Config::parse(text, Path::new(".")).expect("parses");
+        assert_eq!(config.http_address.port(), 7100);
+        assert_eq!(config.url_path, "/ds");
+        assert_eq!(config.max_auth_attempts, 5);
+        assert_eq!(warnings.len(), 1);
+    }
+
+    #[test]
+    fn wrong_types_name_the_key() {
+        let err = Config::parse("port: abc\n", Path::new(".")).expect_err("fails");
+        assert_eq!(err.key, "port");
+        let err = Config::parse("tcpPort: 70000\n", Path::new(".")).expect_err("fails");
+        assert_eq!(err.key, "tcpPort");
+        let err = Config::parse("auth: {type: file}\n", Path::new(".")).expect_err("fails");
+        assert_eq!(err.key, "auth.options.path");
+        let err = Config::parse("port: [1\n", Path::new(".")).expect_err("fails");
+        assert!(err.to_string().contains("not valid YAML"));
+        let err = Config::parse("webServerEnabled: false\ntcpServerEnabled: false\n", Path::new("."))
+            .expect_err("fails");
+        assert_eq!(err.key, "tcpServerEnabled");
+    }
+
+    #[test]
+    fn file_auth_paths_resolve_against_the_config_folder() {
+        let text = "auth:\n  type: file\n  options:\n    path: ./users.yml\n    hash: md5\n    iterations: 100\n    keyLength: 32\n";
+        let (config, _) = Config::parse(text, Path::new("/srv/ds")).expect("parses");
+        let AuthConfig::File(file) = config.auth else {
+            panic!("file auth expected")
+        };
+        assert_eq!(file.path, Path::new("/srv/ds/./users.yml"));
+        assert_eq!(file.hash, Some(PasswordHash::Md5));
+    }
+}

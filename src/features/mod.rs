@@ -1,0 +1,52 @@
+//! Features that run on the core owning a name: events, listening (and, later, records, RPC
+//! and presence).
+//!
+//! A feature never touches a socket or another core. It changes its registries and describes
+//! what must happen next as `Effect`s; the core (`shard`) carries them out: writing to a local
+//! session's outbound buffer, or one mesh message per destination core.
+
+pub mod event;
+pub mod listen;
+pub mod subscriptions;
+
+use crate::protocol::actions::Topic;
+use crate::shard::SessionRef;
+use bytes::Bytes;
+use std::sync::Arc;
+
+/// Something a feature asks its core to do.
+#[derive(Debug)]
+pub enum Effect {
+    /// Send one complete message (terminator included) to one session.
+    Send { to: SessionRef, bytes: Bytes },
+    /// Send one message to every session in `targets` (all on one core) but `exclude`.
+    Fanout {
+        core: usize,
+        targets: Arc<Vec<SessionRef>>,
+        exclude: Option<SessionRef>,
+        bytes: Bytes,
+    },
+    /// Start (or restart) the listen-response timer of a name.
+    StartListenTimer { topic: Topic, name: Bytes },
+    /// Cancel the listen-response timer of a name.
+    CancelListenTimer { topic: Topic, name: Bytes },
+}
+
+/// Collects effects in the order they were produced.
+#[derive(Debug, Default)]
+pub struct Effects {
+    pub list: Vec<Effect>,
+}
+
+impl Effects {
+    pub fn send(&mut self, to: SessionRef, bytes: impl Into<Bytes>) {
+        self.list.push(Effect::Send {
+            to,
+            bytes: bytes.into(),
+        });
+    }
+
+    pub fn push(&mut self, effect: Effect) {
+        self.list.push(effect);
+    }
+}

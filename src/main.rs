@@ -1,0 +1,163 @@
+//! The `corestream` command: parses the command line, loads the config, starts the server and
+//! waits for SIGINT/SIGTERM. Exit status: 0 after a clean stop, 1 when the server cannot start,
+//! 2 for a bad command line or config.
+
+use corestream::config::Config;
+use corestream::server;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const HELP: &str = "\
+corestream - a thread-per-core realtime server for the deepstream protocol
+
+USAGE:
+    corestream start [--config FILE] [--cores N]
+    corestream --help | --version
+
+COMMANDS:
+    start           Run the server until SIGINT or SIGTERM.
+
+OPTIONS:
+    -c, --config FILE   A deepstream 1.x or 2.x config file (YAML or JSON), read unchanged.
+                        Relative paths in it (users file, permissions file) are resolved
+                        against the file's folder. Without it every setting has deepstream's
+                        default: TCP on 0.0.0.0:6021, open auth.
+    -n, --cores N       Number of cores (one pinned executor each). Default: every online core.
+                        Overrides the config key 'cores'.
+    -h, --help          Show this help.
+    -V, --version       Show the version.
+
+CONFIG KEYS (deepstream's): serverName, logLevel, port, host, tcpPort, tcpHost, urlPath,
+    webServerEnabled, tcpServerEnabled, auth (type none | file with path, hash, iterations,
+    keyLength), permission (type none | config with an allow-everything rules file),
+    rpcAckTimeout, rpcTimeout, listenResponseTimeout, unauthenticatedClientTimeout,
+    maxAuthAttempts, maxMessageSize, logInvalidAuthData, connectionEndpoints.websocket.options.*
+corestream's own keys: maxOutboundBufferSize (bytes a session may have unsent before it is
+    disconnected as a slow consumer, default 8388608), ioMemory (io_uring memory per core in
+    bytes, default 524288), spinBeforePark (ms an idle core spins before sleeping, default 0),
+    cores.
+Other deepstream keys are accepted with a warning saying they have no effect yet.
+
+EXIT STATUS: 0 after a clean stop, 1 if the server cannot start (port in use, users file
+    missing...), 2 for a bad command line or config file.
+";
+
+struct Options {
+    config: Option<PathBuf>,
+    cores: Option<usize>,
+}
+
+fn parse_arguments(arguments: &[String]) -> Result<Option<Options>, String> {
+    let mut options = Options {
+        config: None,
+        cores: None,
+    };
+    let mut iter = arguments.iter();
+    match iter.next().map(String::as_str) {
+        None => return Err("missing command (try 'corestream start' or '--help')".into()),
+        Some("-h" | "--help" | "help") => {
+            print!("{HELP}");
+            return Ok(None);
+        }
+        Some("-V" | "--version") => {
+            println!("corestream {}", env!("CARGO_PKG_VERSION"));
+            return Ok(None);
+        }
+        Some("start") => {}
+        Some(other) => return Err(format!("unknown command '{other}' (try '--help')")),
+    }
+    while let Some(argument) = iter.next() {
+        let (flag, inline) = match argument.split_once('=') {
+            Some((flag, value)) => (flag, Some(value.to_string())),
+            None => (argument.as_str(), None),
+        };
+        let mut value = |name: &str| {
+            inline
+                .clone()
+                .or_else(|| iter.next().cloned())
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        match flag {
+            "-c" | "--config" => options.config = Some(PathBuf::from(value("--config")?)),
+            "-n" | "--cores" => {
+                let text = value("--cores")?;
+                let cores: usize = text
+                    .parse()
+                    .ok()
+                    .filter(|cores| *cores > 0)
+                    .ok_or_else(|| format!("--cores expects a number above 0, got '{text}'"))?;
+                options.cores = Some(cores);
+            }
+            "-h" | "--help" => {
+                print!("{HELP}");
+                return Ok(None);
+            }
+            other => return Err(format!("unknown option '{other}' (try '--help')")),
+        }
+    }
+    Ok(Some(options))
+}
+
+fn main() -> ExitCode {
+    let arguments: Vec<String> = std::env::args().skip(1).collect();
+    let options = match parse_arguments(&arguments) {
+        Ok(Some(options)) => options,
+        Ok(None) => return ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("corestream: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let (mut config, warnings) = match &options.config {
+        Some(path) => match Config::load(path) {
+            Ok(loaded) => loaded,
+            Err(error) => {
+                eprintln!("corestream: {}: {error}", path.display());
+                return ExitCode::from(2);
+            }
+        },
+        None => (Config::default(), Vec::new()),
+    };
+    if options.cores.is_some() {
+        config.cores = options.cores;
+    }
+    corestream::logging::set_level(config.log_level);
+    for warning in &warnings {
+        corestream::warn!("{warning}");
+    }
+    let tcp = config.tcp_enabled.then_some(config.tcp_address);
+    let server_name = config.server_name.clone();
+    let handle = match server::start(config) {
+        Ok(handle) => handle,
+        Err(error) => {
+            eprintln!("corestream: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    if let Some(address) = tcp {
+        println!(
+            "corestream {server_name}: listening for deepstream TCP connections on {address} \
+             with {} cores",
+            handle.cores
+        );
+    }
+    let mut signals = match signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ]) {
+        Ok(signals) => signals,
+        Err(error) => {
+            eprintln!("corestream: cannot watch for signals: {error}");
+            handle.shutdown();
+            return ExitCode::from(1);
+        }
+    };
+    if let Some(signal) = signals.forever().next() {
+        corestream::info!("signal {signal}: shutting down");
+    }
+    handle.shutdown();
+    ExitCode::SUCCESS
+}

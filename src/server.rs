@@ -1,0 +1,386 @@
+//! Starting and stopping the server: one pinned glommio executor per core, the channel mesh
+//! between them, each core's listeners (SO_REUSEPORT, so the kernel spreads connections over
+//! the cores), and the task that drives each connection.
+//!
+//! A connection task owns its socket. It reads, frames units (`transport`), hands them to its
+//! `Session`, and writes the session's outbound buffer with one send per turn. Called by `main`
+//! and by tests (which start servers in-process and read each core's registries through
+//! `ServerHandle::stats`).
+
+use crate::auth::{AuthError, Authenticator};
+use crate::config::Config;
+use crate::protocol::actions::Dialect;
+use crate::session::Session;
+use crate::shard::{Batch, Core, CoreStats, PortState, SessionPort};
+use crate::transport::tcp::{Frame, TcpFramer, MAXIMUM_MESSAGE_SIZE_EXCEEDED};
+use crossbeam::channel::{Receiver, Sender, TryRecvError};
+use futures_lite::future::{or, pending, poll_fn};
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::channels::channel_mesh::MeshBuilder;
+use glommio::net::{TcpListener, TcpStream};
+use glommio::{LocalExecutorBuilder, Placement};
+use std::fmt;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+/// Why the server could not start.
+#[derive(Debug)]
+pub enum StartError {
+    Auth(AuthError),
+    PortInUse { address: SocketAddr, reason: String },
+    Executor(String),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Auth(error) => write!(formatter, "auth: {error}"),
+            StartError::PortInUse { address, reason } => {
+                write!(formatter, "cannot listen on {address}: {reason}")
+            }
+            StartError::Executor(reason) => write!(formatter, "cannot start a core: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+enum Control {
+    Stats(Sender<CoreStats>),
+    Shutdown,
+}
+
+/// A running server.
+pub struct ServerHandle {
+    controls: Vec<Sender<Control>>,
+    threads: Vec<glommio::ExecutorJoinHandle<()>>,
+    pub tcp_address: Option<SocketAddr>,
+    pub cores: usize,
+}
+
+impl ServerHandle {
+    /// What every core holds right now.
+    pub fn stats(&self) -> Vec<CoreStats> {
+        let mut all = Vec::new();
+        for control in &self.controls {
+            let (reply, answer) = crossbeam::channel::bounded(1);
+            if control.send(Control::Stats(reply)).is_ok() {
+                if let Ok(stats) = answer.recv_timeout(Duration::from_secs(5)) {
+                    all.push(stats);
+                }
+            }
+        }
+        all
+    }
+
+    /// Stops every core and waits for them.
+    pub fn shutdown(self) {
+        for control in &self.controls {
+            let _ = control.send(Control::Shutdown);
+        }
+        for thread in self.threads {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The CPUs cores are pinned to, in order.
+fn cpu_ids() -> Vec<usize> {
+    let mut ids: Vec<usize> = glommio::CpuSet::online()
+        .map(|set| set.iter().map(|location| location.cpu).collect())
+        .unwrap_or_default();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// Fails early and clearly when another process holds the port. (glommio binds with
+/// SO_REUSEPORT, so a second server on the same port would otherwise silently share traffic.)
+fn check_port_free(address: SocketAddr) -> Result<(), StartError> {
+    std::net::TcpListener::bind(address)
+        .map(drop)
+        .map_err(|error| StartError::PortInUse {
+            address,
+            reason: error.to_string(),
+        })
+}
+
+/// Starts the server; returns once every core listens.
+pub fn start(config: Config) -> Result<ServerHandle, StartError> {
+    let cpus = cpu_ids();
+    let cores = config.cores.unwrap_or(cpus.len().max(1)).max(1);
+    let auth = Arc::new(Authenticator::from_config(&config.auth).map_err(StartError::Auth)?);
+    if config.tcp_enabled {
+        check_port_free(config.tcp_address)?;
+    }
+    if config.http_enabled {
+        crate::warn!(
+            "the HTTP port {} (engine.io, WebSocket, /health-check) is not served yet: only the \
+             TCP endpoint is",
+            config.http_address
+        );
+    }
+    let config = Arc::new(config);
+    let mesh: MeshBuilder<Batch, _> = MeshBuilder::full(cores, 1024);
+    let (ready_sender, ready) = crossbeam::channel::unbounded::<Result<usize, String>>();
+    let mut controls = Vec::new();
+    let mut threads = Vec::new();
+    for id in 0..cores {
+        let placement = if cores <= cpus.len() {
+            Placement::Fixed(cpus[id])
+        } else {
+            Placement::Unbound
+        };
+        let (control_sender, control) = crossbeam::channel::unbounded();
+        controls.push(control_sender);
+        let config = Arc::clone(&config);
+        let auth = Arc::clone(&auth);
+        let mesh = mesh.clone();
+        let ready_sender = ready_sender.clone();
+        let mut builder = LocalExecutorBuilder::new(placement)
+            .name(&format!("core-{id}"))
+            .io_memory(config.io_memory);
+        if !config.spin_before_park.is_zero() {
+            builder = builder.spin_before_park(config.spin_before_park);
+        }
+        let thread = builder
+            .spawn(move || run_core(id, cores, config, auth, mesh, control, ready_sender))
+            .map_err(|error| StartError::Executor(error.to_string()))?;
+        threads.push(thread);
+    }
+    drop(ready_sender);
+    let handle = ServerHandle {
+        controls,
+        threads,
+        tcp_address: config.tcp_enabled.then_some(config.tcp_address),
+        cores,
+    };
+    for _ in 0..cores {
+        match ready.recv_timeout(Duration::from_secs(30)) {
+            Ok(Ok(_)) => {}
+            Ok(Err(reason)) => {
+                handle.shutdown();
+                return Err(StartError::Executor(reason));
+            }
+            Err(_) => {
+                handle.shutdown();
+                return Err(StartError::Executor(
+                    "a core did not report ready within 30 s".into(),
+                ));
+            }
+        }
+    }
+    Ok(handle)
+}
+
+async fn run_core(
+    id: usize,
+    cores: usize,
+    config: Arc<Config>,
+    auth: Arc<Authenticator>,
+    mesh: MeshBuilder<Batch, glommio::channels::channel_mesh::Full>,
+    control: Receiver<Control>,
+    ready: Sender<Result<usize, String>>,
+) {
+    crate::logging::set_core(id);
+    let core = Rc::new(Core::new(id, cores, Arc::clone(&config), auth));
+    let (senders, mut receivers) = match mesh.join().await {
+        Ok(joined) => joined,
+        Err(error) => {
+            let _ = ready.send(Err(format!("core {id} could not join the mesh: {error}")));
+            return;
+        }
+    };
+    let senders = Rc::new(senders);
+    for peer in (0..cores).filter(|peer| *peer != id) {
+        glommio::spawn_local(Rc::clone(&core).run_flusher(peer, Rc::clone(&senders))).detach();
+    }
+    for (peer, receiver) in receivers.streams() {
+        let core = Rc::clone(&core);
+        glommio::spawn_local(async move {
+            while let Some(batch) = receiver.recv().await {
+                core.handle_batch(batch);
+            }
+            crate::debug!("mesh channel from core {peer} closed");
+        })
+        .detach();
+    }
+    if config.tcp_enabled {
+        match TcpListener::bind(config.tcp_address) {
+            Ok(listener) => {
+                let core = Rc::clone(&core);
+                glommio::spawn_local(accept_tcp(core, listener)).detach();
+            }
+            Err(error) => {
+                let _ = ready.send(Err(format!(
+                    "core {id} cannot listen on {}: {error}",
+                    config.tcp_address
+                )));
+                return;
+            }
+        }
+    }
+    let _ = ready.send(Ok(id));
+    loop {
+        match control.try_recv() {
+            Ok(Control::Stats(reply)) => {
+                let _ = reply.send(core.stats());
+            }
+            Ok(Control::Shutdown) | Err(TryRecvError::Disconnected) => break,
+            Err(TryRecvError::Empty) => glommio::timer::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    crate::debug!("core {id} stopping");
+}
+
+async fn accept_tcp(core: Rc<Core>, listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                let count = core.counters.connections_accepted.get() + 1;
+                core.counters.connections_accepted.set(count);
+                glommio::spawn_local(serve_tcp(Rc::clone(&core), stream)).detach();
+            }
+            Err(error) => {
+                // Out of file descriptors and the like: say so, back off, keep serving.
+                crate::error!("accepting a TCP connection failed: {error}");
+                glommio::timer::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Turns on TCP keepalive (5 s idle, like deepstream 1.x).
+fn set_keepalive(stream: &TcpStream) {
+    let fd = stream.as_raw_fd();
+    let on: libc::c_int = 1;
+    let idle: libc::c_int = 5;
+    let size = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `fd` is the open socket owned by `stream`, which outlives these calls; the option
+    // values are valid c_ints whose size is passed alongside. Failure only means no keepalive.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_KEEPALIVE,
+            (&on as *const libc::c_int).cast(),
+            size,
+        );
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_KEEPIDLE,
+            (&idle as *const libc::c_int).cast(),
+            size,
+        );
+    }
+}
+
+enum Wake {
+    Read(std::io::Result<usize>),
+    Output,
+    AuthDeadline,
+}
+
+/// Ready when the port must be aborted (slow consumer).
+fn aborted(port: &SessionPort) -> impl std::future::Future<Output = ()> + '_ {
+    poll_fn(move |context| {
+        if port.state() == PortState::Abort {
+            Poll::Ready(())
+        } else {
+            // Registers the waker; readiness for output is irrelevant here.
+            let _ = port.poll_ready(context);
+            if port.state() == PortState::Abort {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        }
+    })
+}
+
+/// Drives one 1.x TCP connection until either side closes it.
+async fn serve_tcp(core: Rc<Core>, mut stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    set_keepalive(&stream);
+    let peer = stream.peer_addr().ok();
+    let port = core.open_session();
+    let mut session = Session::start(Rc::clone(&core), Rc::clone(&port), Dialect::V1, peer);
+    let mut framer = TcpFramer::new(core.config.max_message_size);
+    let mut chunk = vec![0u8; 16 * 1024];
+    let mut writing = Vec::new();
+    let mut auth_deadline = core
+        .config
+        .unauthenticated_client_timeout
+        .map(|timeout| Instant::now() + timeout);
+    loop {
+        if port.state() == PortState::Abort {
+            break;
+        }
+        if port.has_output() {
+            // One send per turn: everything appended since the last write goes out at once.
+            port.take_into(&mut writing);
+            let written = or(
+                async { stream.write_all(&writing).await.is_ok() },
+                async {
+                    aborted(&port).await;
+                    false
+                },
+            )
+            .await;
+            writing.clear();
+            if !written {
+                break;
+            }
+            continue;
+        }
+        if port.state() == PortState::CloseAfterFlush {
+            break;
+        }
+        if session.auth_timer_cleared() {
+            auth_deadline = None;
+        }
+        let wake = or(
+            or(async { Wake::Read(stream.read(&mut chunk).await) }, async {
+                poll_fn(|context| port.poll_ready(context)).await;
+                Wake::Output
+            }),
+            async {
+                match auth_deadline {
+                    Some(deadline) => {
+                        glommio::timer::sleep(deadline.saturating_duration_since(Instant::now()))
+                            .await
+                    }
+                    None => pending::<()>().await,
+                }
+                Wake::AuthDeadline
+            },
+        )
+        .await;
+        match wake {
+            Wake::Read(Ok(0)) | Wake::Read(Err(_)) => break,
+            Wake::Read(Ok(received)) => match framer.push(&chunk[..received]) {
+                Some(Frame::Unit(unit)) => session.handle_unit(unit).await,
+                Some(Frame::Oversized) => {
+                    crate::warn!(
+                        "{}: message longer than maxMessageSize ({} bytes) dropped",
+                        peer.map(|p| p.to_string()).unwrap_or_default(),
+                        core.config.max_message_size
+                    );
+                    core.push_to(&port, MAXIMUM_MESSAGE_SIZE_EXCEEDED);
+                }
+                None => {}
+            },
+            Wake::Output => {}
+            Wake::AuthDeadline => {
+                session.on_auth_timeout();
+                auth_deadline = None;
+            }
+        }
+    }
+    session.close();
+}

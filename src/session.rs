@@ -1,0 +1,417 @@
+//! One connection's deepstream session: challenge → challenge response → auth → open → closed
+//! (PROTOCOL.md §3.1, §3.2), and the dispatch of an open session's messages to the owner cores.
+//!
+//! The session lives on the core that accepted its connection and is driven by that
+//! connection's task (`server`), which hands it whole units. It never touches the socket: its
+//! output goes to its `SessionPort`; its requests about names go to the names' owner cores
+//! through `Core::route`. It remembers what it subscribed to and listens on, so that closing it
+//! leaves nothing behind on any core.
+
+use crate::auth::AuthOutcome;
+use crate::features::listen::compile_pattern;
+use crate::protocol::actions::{Dialect, Topic};
+use crate::protocol::message::{messages, write_message, Message, Parsed, MESSAGE_SEPARATOR};
+use crate::protocol::value::{typed_from_json, typed_string};
+use crate::shard::{Core, CoreMessage, SessionPort};
+use ahash::{AHashMap, AHashSet};
+use bytes::Bytes;
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionState {
+    /// `C|CH` sent; waiting for `C|CHR`.
+    AwaitingChallengeResponse,
+    /// `C|A` sent; waiting for `A|REQ`.
+    AwaitingAuth,
+    Open,
+    Closed,
+}
+
+pub struct Session {
+    core: Rc<Core>,
+    port: Rc<SessionPort>,
+    dialect: Dialect,
+    peer: Option<SocketAddr>,
+    state: SessionState,
+    username: Option<String>,
+    auth_attempts: u32,
+    /// Event names this session sent `S` for (a superset of its subscriptions).
+    event_subscriptions: AHashSet<Bytes>,
+    /// Event patterns this session listens on.
+    event_listens: AHashSet<Arc<str>>,
+    scratch: Vec<u8>,
+}
+
+const TOO_MANY_AUTH_ATTEMPTS: &[u8] = b"Stoo many authentication attempts";
+const AUTH_TIMEOUT_TEXT: &str = "connection has not authenticated successfully in the expected time";
+
+impl Session {
+    /// Starts a session: registers nothing yet, sends the challenge `C|CH`.
+    pub fn start(
+        core: Rc<Core>,
+        port: Rc<SessionPort>,
+        dialect: Dialect,
+        peer: Option<SocketAddr>,
+    ) -> Session {
+        let mut session = Session {
+            core,
+            port,
+            dialect,
+            peer,
+            state: SessionState::AwaitingChallengeResponse,
+            username: None,
+            auth_attempts: 0,
+            event_subscriptions: AHashSet::new(),
+            event_listens: AHashSet::new(),
+            scratch: Vec::new(),
+        };
+        session.reply(&[b"C", b"CH"]);
+        session
+    }
+
+    pub fn state(&self) -> SessionState {
+        self.state
+    }
+
+    pub fn is_authenticated(&self) -> bool {
+        self.username.is_some()
+    }
+
+    fn reply(&mut self, fields: &[&[u8]]) {
+        self.scratch.clear();
+        write_message(&mut self.scratch, fields);
+        self.core.push_to(&self.port, &self.scratch);
+    }
+
+    fn close_after_flush(&mut self) {
+        self.state = SessionState::Closed;
+        self.port.close_after_flush();
+    }
+
+    /// Handles one unit (one or more messages, as framed by the transport).
+    pub async fn handle_unit(&mut self, unit: Bytes) {
+        for parsed in messages(&unit, self.dialect) {
+            if let Parsed::Message(_) = parsed {
+                let count = self.core.counters.messages_in.get() + 1;
+                self.core.counters.messages_in.set(count);
+            }
+            match self.state {
+                SessionState::AwaitingChallengeResponse => self.on_connection_message(parsed),
+                SessionState::AwaitingAuth => self.on_auth_message(parsed).await,
+                SessionState::Open => self.on_open_message(parsed, &unit),
+                SessionState::Closed => return,
+            }
+        }
+    }
+
+    /// Before `C|CHR`, 1.x answers anything else with `C|E|UNKNOWN_ACTION` and stays open.
+    fn on_connection_message(&mut self, parsed: Parsed<'_>) {
+        match parsed {
+            Parsed::Message(message) if message.action == b"CHR" => {
+                self.state = SessionState::AwaitingAuth;
+                self.reply(&[b"C", b"A"]);
+            }
+            Parsed::Message(message) => {
+                let mut text = b"unknown action ".to_vec();
+                text.extend_from_slice(message.action);
+                self.reply(&[b"C", b"E", b"UNKNOWN_ACTION", &text]);
+            }
+            // deepstream 1.1.1 throws on an unparseable message here (it reads `.action` of
+            // null); we answer it like 2.x does, without closing.
+            Parsed::ParseError { raw } => {
+                self.reply(&[b"C", b"E", b"MESSAGE_PARSE_ERROR", raw]);
+            }
+        }
+    }
+
+    async fn on_auth_message(&mut self, parsed: Parsed<'_>) {
+        let auth_data = match parsed {
+            Parsed::Message(message)
+                if message.topic == b"A"
+                    && message.action == b"REQ"
+                    && message.data_count() == 1 =>
+            {
+                // 1.1.1 also takes JSON that is not an object, and crashes on `null`; an
+                // object is what every client sends, so anything else is an invalid message.
+                match serde_json::from_slice::<Value>(message.data_at(0).unwrap_or_default()) {
+                    Ok(Value::Object(map)) => map,
+                    _ => return self.invalid_auth_message(),
+                }
+            }
+            _ => return self.invalid_auth_message(),
+        };
+        let authenticator = Arc::clone(&self.core.auth);
+        let dialect = self.dialect;
+        let outcome = if authenticator.is_expensive() {
+            glommio::executor()
+                .spawn_blocking(move || authenticator.authenticate(&auth_data, dialect))
+                .await
+        } else {
+            authenticator.authenticate(&auth_data, dialect)
+        };
+        if self.state != SessionState::AwaitingAuth {
+            return;
+        }
+        match outcome {
+            AuthOutcome::Accepted {
+                username,
+                client_data,
+            } => {
+                crate::info!(
+                    "{username} logged in from {}",
+                    self.peer.map(|p| p.to_string()).unwrap_or_default()
+                );
+                self.username = Some(username);
+                self.state = SessionState::Open;
+                match client_data {
+                    None => self.reply(&[b"A", b"A"]),
+                    Some(data) => self.reply(&[b"A", b"A", &typed_from_json(&data)]),
+                }
+            }
+            AuthOutcome::Rejected { client_data } => {
+                let typed = client_data
+                    .as_ref()
+                    .map(typed_from_json)
+                    .unwrap_or_else(|| b"U".to_vec());
+                self.reply(&[b"A", b"E", b"INVALID_AUTH_DATA", &typed]);
+                self.auth_attempts += 1;
+                crate::info!(
+                    "invalid authentication data from {} (attempt {})",
+                    self.peer.map(|p| p.to_string()).unwrap_or_default(),
+                    self.auth_attempts
+                );
+                if self.auth_attempts >= self.core.config.max_auth_attempts {
+                    self.reply(&[b"A", b"E", b"TOO_MANY_AUTH_ATTEMPTS", TOO_MANY_AUTH_ATTEMPTS]);
+                    self.close_after_flush();
+                }
+            }
+        }
+    }
+
+    fn invalid_auth_message(&mut self) {
+        self.reply(&[
+            b"A",
+            b"E",
+            b"INVALID_AUTH_MSG",
+            b"invalid authentication message",
+        ]);
+        self.close_after_flush();
+    }
+
+    /// No successful login within `unauthenticatedClientTimeout`.
+    pub fn on_auth_timeout(&mut self) {
+        if self.is_authenticated() || self.state == SessionState::Closed {
+            return;
+        }
+        crate::info!(
+            "{}: {AUTH_TIMEOUT_TEXT}",
+            self.peer.map(|p| p.to_string()).unwrap_or_default()
+        );
+        let text = typed_string(AUTH_TIMEOUT_TEXT);
+        self.reply(&[b"C", b"E", b"CONNECTION_AUTHENTICATION_TIMEOUT", &text]);
+        self.close_after_flush();
+    }
+
+    /// Has an auth result (success or failure) been given? deepstream clears the
+    /// unauthenticated-client timer on the first one.
+    pub fn auth_timer_cleared(&self) -> bool {
+        self.is_authenticated() || self.auth_attempts > 0
+    }
+
+    fn on_open_message(&mut self, parsed: Parsed<'_>, unit: &Bytes) {
+        let message = match parsed {
+            Parsed::Message(message) => message,
+            Parsed::ParseError { .. } => {
+                // 1.x sends the whole unit, terminator included; 2.4.1 crashes here instead.
+                self.reply(&[b"X", b"E", b"MESSAGE_PARSE_ERROR", unit]);
+                return;
+            }
+        };
+        // The config permission handler runs first and fails when there is no name.
+        if message.data_count() == 0 {
+            self.reply(&[
+                message.topic,
+                b"E",
+                b"MESSAGE_PERMISSION_ERROR",
+                b"",
+                message.action,
+            ]);
+            return;
+        }
+        match Topic::parse(message.topic, self.dialect) {
+            Some(Topic::Event) => self.on_event_message(message, unit),
+            Some(Topic::Record | Topic::Rpc) => {
+                crate::warn!(
+                    "{} messages are not served yet; answering UNKNOWN_TOPIC",
+                    String::from_utf8_lossy(message.topic)
+                );
+                self.reply(&[b"X", b"E", b"UNKNOWN_TOPIC", message.topic]);
+            }
+            _ => self.reply(&[b"X", b"E", b"UNKNOWN_TOPIC", message.topic]),
+        }
+    }
+
+    /// The bytes of `message` with its terminator, shared with the unit (no copy).
+    fn message_bytes(unit: &Bytes, message: &Message<'_>) -> Bytes {
+        let start = message.raw.as_ptr() as usize - unit.as_ptr() as usize;
+        let end = start + message.raw.len();
+        if unit.get(end) == Some(&MESSAGE_SEPARATOR) {
+            unit.slice(start..end + 1)
+        } else {
+            let mut owned = message.raw.to_vec();
+            owned.push(MESSAGE_SEPARATOR);
+            Bytes::from(owned)
+        }
+    }
+
+    fn field_bytes(unit: &Bytes, field: &[u8]) -> Bytes {
+        unit.slice_ref(field)
+    }
+
+    fn on_event_message(&mut self, message: Message<'_>, unit: &Bytes) {
+        let code = Topic::Event.code();
+        let session = self.port.id;
+        match message.action {
+            b"S" | b"US" => {
+                let (Some(name), 1) = (message.data_at(0), message.data_count()) else {
+                    return self.reply(&[code, b"E", b"INVALID_MESSAGE_DATA", message.raw]);
+                };
+                let name = Self::field_bytes(unit, name);
+                let owner = self.core.owner(&name);
+                let request = if message.action == b"S" {
+                    self.event_subscriptions.insert(name.clone());
+                    CoreMessage::Subscribe {
+                        topic: Topic::Event,
+                        name,
+                        session,
+                    }
+                } else {
+                    self.event_subscriptions.remove(&name);
+                    CoreMessage::Unsubscribe {
+                        topic: Topic::Event,
+                        name,
+                        session,
+                    }
+                };
+                self.core.route(owner, request);
+            }
+            b"EVT" => {
+                let name = Self::field_bytes(unit, message.data_at(0).unwrap_or_default());
+                let owner = self.core.owner(&name);
+                let bytes = Self::message_bytes(unit, &message);
+                self.core.route(
+                    owner,
+                    CoreMessage::Emit {
+                        name,
+                        message: bytes,
+                        sender: session,
+                    },
+                );
+            }
+            b"L" => self.listen(message),
+            b"UL" => self.unlisten(message),
+            b"LA" | b"LR" => {
+                let (Some(pattern), Some(name)) = (message.data_at(0), message.data_at(1)) else {
+                    return self.reply(&[code, b"E", b"INVALID_MESSAGE", message.raw]);
+                };
+                let name = Self::field_bytes(unit, name);
+                let owner = self.core.owner(&name);
+                self.core.route(
+                    owner,
+                    CoreMessage::ListenResponse {
+                        topic: Topic::Event,
+                        accept: message.action == b"LA",
+                        pattern: Arc::from(String::from_utf8_lossy(pattern).as_ref()),
+                        name,
+                        session,
+                        raw: Self::field_bytes(unit, message.raw),
+                    },
+                );
+            }
+            other => {
+                let mut text = b"unknown action ".to_vec();
+                text.extend_from_slice(other);
+                self.reply(&[code, b"E", b"UNKNOWN_ACTION", &text]);
+            }
+        }
+    }
+
+    fn listen(&mut self, message: Message<'_>) {
+        let code = Topic::Event.code();
+        if message.data_count() > 2 {
+            return self.reply(&[code, b"E", b"INVALID_MESSAGE_DATA", message.raw]);
+        }
+        let pattern = String::from_utf8_lossy(message.data_at(0).unwrap_or_default()).into_owned();
+        if pattern.is_empty() {
+            // deepstream ignores an empty pattern without a reply.
+            return;
+        }
+        if let Err(error) = compile_pattern(&pattern) {
+            return self.reply(&[code, b"E", b"INVALID_MESSAGE_DATA", error.as_bytes()]);
+        }
+        let pattern: Arc<str> = Arc::from(pattern);
+        if !self.event_listens.insert(Arc::clone(&pattern)) {
+            // Listening again on the same pattern gets no reply (PROTOCOL.md §3.3).
+            return;
+        }
+        self.reply(&[code, b"A", b"L", pattern.as_bytes()]);
+        let session = self.port.id;
+        self.core.broadcast(|| CoreMessage::ListenAdded {
+            topic: Topic::Event,
+            pattern: Arc::clone(&pattern),
+            session,
+        });
+    }
+
+    fn unlisten(&mut self, message: Message<'_>) {
+        let code = Topic::Event.code();
+        let pattern = String::from_utf8_lossy(message.data_at(0).unwrap_or_default()).into_owned();
+        let Some(pattern) = self.event_listens.take(pattern.as_str()) else {
+            return self.reply(&[code, b"E", b"NOT_SUBSCRIBED", pattern.as_bytes()]);
+        };
+        self.reply(&[code, b"A", b"UL", pattern.as_bytes()]);
+        let session = self.port.id;
+        self.core.broadcast(|| CoreMessage::ListenRemoved {
+            topic: Topic::Event,
+            pattern: Arc::clone(&pattern),
+            session,
+        });
+    }
+
+    /// The connection is gone: remove this session from every core's registries.
+    pub fn close(&mut self) {
+        self.state = SessionState::Closed;
+        let session = self.port.id;
+        let mut by_owner: AHashMap<usize, Vec<Bytes>> = AHashMap::new();
+        for name in self.event_subscriptions.drain() {
+            by_owner
+                .entry(self.core.owner(&name))
+                .or_default()
+                .push(name);
+        }
+        for (owner, names) in by_owner {
+            self.core.route(
+                owner,
+                CoreMessage::SessionClosed {
+                    session,
+                    topic: Topic::Event,
+                    names,
+                },
+            );
+        }
+        for pattern in std::mem::take(&mut self.event_listens) {
+            self.core.broadcast(|| CoreMessage::ListenRemoved {
+                topic: Topic::Event,
+                pattern: Arc::clone(&pattern),
+                session,
+            });
+        }
+        self.core.close_session(session);
+        if let Some(username) = &self.username {
+            crate::debug!("{username} disconnected");
+        }
+    }
+}

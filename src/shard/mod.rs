@@ -1,0 +1,446 @@
+//! Per-core state and the cross-core mesh.
+//!
+//! One `Core` per executor. It owns the sessions its listeners accepted (their outbound ports,
+//! in a slab addressed by `SessionRef`), the registries of the names it owns
+//! (`owner = hash(name) % cores`), its copy of the listen patterns, and the listen timers.
+//!
+//! ## Cross-core message discipline (the only way cores interact)
+//! - Cores share nothing mutable. They exchange `CoreMessage`s over glommio's channel mesh,
+//!   batched: everything one core has for a peer during one turn travels as one `Vec`.
+//! - A message about a name goes to the name's owner core. Because each (sender core → owner
+//!   core) channel is FIFO and a session lives on one core, the messages of one session about
+//!   one name are handled in the order the session sent them.
+//! - Replies to one session (acks, errors, SP/SR) travel back as `Send`. Fan-out travels as one
+//!   `Fanout` per subscriber core carrying that core's subscriber list by reference.
+//! - Listen registrations are broadcast to every core (each keeps a full pattern registry).
+//! - A closing session sends `SessionClosed` to each owner of a name it subscribed to and
+//!   broadcasts the removal of its listens; a message that reaches a session which has already
+//!   closed is dropped (the slab generation does not match).
+//! - Nothing blocks: a full mesh channel only delays that peer's batch (the flusher task awaits),
+//!   while the receiving side always drains.
+
+mod slab;
+
+pub use slab::{PortState, SessionPort, SlowConsumer};
+
+use crate::auth::Authenticator;
+use crate::config::Config;
+use crate::features::event::{RegistrySize, TopicRegistry};
+use crate::features::{Effect, Effects};
+use crate::protocol::actions::Topic;
+use ahash::AHashMap;
+use bytes::Bytes;
+use glommio::channels::channel_mesh::Senders;
+use glommio::task::JoinHandle;
+use slab::SessionSlab;
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Poll, Waker};
+
+/// Addresses one session anywhere in the process: its core, its slab slot and the slot's
+/// generation (so a reused slot never receives a message meant for its previous session).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SessionRef {
+    pub core: u16,
+    pub slot: u32,
+    pub generation: u32,
+}
+
+/// Messages between cores (see the module doc for the discipline).
+#[derive(Debug)]
+pub enum CoreMessage {
+    Subscribe {
+        topic: Topic,
+        name: Bytes,
+        session: SessionRef,
+    },
+    Unsubscribe {
+        topic: Topic,
+        name: Bytes,
+        session: SessionRef,
+    },
+    Emit {
+        name: Bytes,
+        message: Bytes,
+        sender: SessionRef,
+    },
+    ListenResponse {
+        topic: Topic,
+        accept: bool,
+        pattern: Arc<str>,
+        name: Bytes,
+        session: SessionRef,
+        raw: Bytes,
+    },
+    ListenAdded {
+        topic: Topic,
+        pattern: Arc<str>,
+        session: SessionRef,
+    },
+    ListenRemoved {
+        topic: Topic,
+        pattern: Arc<str>,
+        session: SessionRef,
+    },
+    Send {
+        to: SessionRef,
+        bytes: Bytes,
+    },
+    Fanout {
+        targets: Arc<Vec<SessionRef>>,
+        exclude: Option<SessionRef>,
+        bytes: Bytes,
+    },
+    SessionClosed {
+        session: SessionRef,
+        topic: Topic,
+        names: Vec<Bytes>,
+    },
+}
+
+/// One batch: everything one core had for a peer during one turn.
+pub type Batch = Vec<CoreMessage>;
+
+/// What a core holds, for tests, metrics and the clean-up check.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CoreStats {
+    pub core: usize,
+    pub sessions: usize,
+    pub events: RegistrySize,
+    pub listen_timers: usize,
+    pub connections_accepted: u64,
+    pub slow_consumer_disconnects: u64,
+    pub messages_in: u64,
+}
+
+/// Counters of one core (plain cells: only this core touches them).
+#[derive(Default)]
+pub struct Counters {
+    pub connections_accepted: Cell<u64>,
+    pub slow_consumer_disconnects: Cell<u64>,
+    pub messages_in: Cell<u64>,
+}
+
+/// Fixed seeds: the placement of names on cores is the same on every run and every node.
+fn name_hasher() -> ahash::RandomState {
+    ahash::RandomState::with_seeds(
+        0x636f_7265_7374_7265,
+        0x616d_2d6f_776e_6572,
+        0x6279_2d6e_616d_6521,
+        0x0123_4567_89ab_cdef,
+    )
+}
+
+/// The owner core of a name.
+pub fn owner_of(name: &[u8], cores: usize) -> usize {
+    (name_hasher().hash_one(name) % cores as u64) as usize
+}
+
+pub struct Core {
+    pub id: usize,
+    pub cores: usize,
+    pub config: Arc<Config>,
+    pub auth: Arc<Authenticator>,
+    hasher: ahash::RandomState,
+    sessions: RefCell<SessionSlab>,
+    events: RefCell<TopicRegistry>,
+    outgoing: RefCell<Vec<Batch>>,
+    flusher_wakers: RefCell<Vec<Option<Waker>>>,
+    timers: RefCell<AHashMap<(Topic, Bytes), JoinHandle<()>>>,
+    pub counters: Counters,
+}
+
+impl Core {
+    pub fn new(id: usize, cores: usize, config: Arc<Config>, auth: Arc<Authenticator>) -> Core {
+        Core {
+            id,
+            cores,
+            config,
+            auth,
+            hasher: name_hasher(),
+            sessions: RefCell::new(SessionSlab::default()),
+            events: RefCell::new(TopicRegistry::new(Topic::Event, cores)),
+            outgoing: RefCell::new((0..cores).map(|_| Vec::new()).collect()),
+            flusher_wakers: RefCell::new((0..cores).map(|_| None).collect()),
+            timers: RefCell::new(AHashMap::new()),
+            counters: Counters::default(),
+        }
+    }
+
+    /// The owner core of a name.
+    pub fn owner(&self, name: &[u8]) -> usize {
+        (self.hasher.hash_one(name) % self.cores as u64) as usize
+    }
+
+    // ----- sessions -------------------------------------------------------------------------
+
+    /// Registers a new session and returns its outbound port.
+    pub fn open_session(&self) -> Rc<SessionPort> {
+        let limit = self.config.max_outbound_buffer_size;
+        self.sessions.borrow_mut().insert(self.id as u16, limit)
+    }
+
+    /// Forgets a session's port (after its clean-up messages went out).
+    pub fn close_session(&self, session: SessionRef) {
+        self.sessions.borrow_mut().remove(session);
+    }
+
+    /// Appends bytes to a session of this core, enforcing its outbound limit.
+    fn deliver_local(&self, to: SessionRef, bytes: &[u8]) {
+        let port = self.sessions.borrow().get(to);
+        if let Some(port) = port {
+            self.push_to(&port, bytes);
+        }
+    }
+
+    /// Appends to a port; a session over its limit is closed as a slow consumer.
+    pub fn push_to(&self, port: &SessionPort, bytes: &[u8]) {
+        if let Err(SlowConsumer { buffered }) = port.push(bytes) {
+            let count = self.counters.slow_consumer_disconnects.get() + 1;
+            self.counters.slow_consumer_disconnects.set(count);
+            crate::warn!(
+                "session {}:{} is a slow consumer ({} bytes unsent, limit {}): disconnecting it \
+                 (slow consumer disconnects on this core: {count})",
+                port.id.core,
+                port.id.slot,
+                buffered,
+                self.config.max_outbound_buffer_size
+            );
+        }
+    }
+
+    // ----- routing --------------------------------------------------------------------------
+
+    /// Sends a message to the core that must handle it (directly when that is this core).
+    pub fn route(self: &Rc<Self>, core: usize, message: CoreMessage) {
+        if core == self.id {
+            self.handle(message);
+        } else {
+            self.queue_for(core, message);
+        }
+    }
+
+    /// Sends one message per core, built by `make` (listen registrations).
+    pub fn broadcast(self: &Rc<Self>, make: impl Fn() -> CoreMessage) {
+        for core in 0..self.cores {
+            self.route(core, make());
+        }
+    }
+
+    fn queue_for(&self, core: usize, message: CoreMessage) {
+        let was_empty = {
+            let mut outgoing = self.outgoing.borrow_mut();
+            let batch = &mut outgoing[core];
+            batch.push(message);
+            batch.len() == 1
+        };
+        if was_empty {
+            if let Some(waker) = self.flusher_wakers.borrow_mut()[core].take() {
+                waker.wake();
+            }
+        }
+    }
+
+    /// Waits until there is a batch for `peer` and takes it.
+    fn next_batch(&self, peer: usize) -> impl Future<Output = Batch> + '_ {
+        futures_lite::future::poll_fn(move |context| {
+            let mut outgoing = self.outgoing.borrow_mut();
+            if outgoing[peer].is_empty() {
+                self.flusher_wakers.borrow_mut()[peer] = Some(context.waker().clone());
+                Poll::Pending
+            } else {
+                Poll::Ready(std::mem::take(&mut outgoing[peer]))
+            }
+        })
+    }
+
+    /// The task that moves batches for `peer` into the mesh.
+    pub async fn run_flusher(self: Rc<Self>, peer: usize, senders: Rc<Senders<Batch>>) {
+        loop {
+            let batch = self.next_batch(peer).await;
+            if senders.send_to(peer, batch).await.is_err() {
+                crate::error!("the mesh channel to core {peer} is closed; dropping its messages");
+                return;
+            }
+        }
+    }
+
+    /// Handles one batch that arrived from another core.
+    pub fn handle_batch(self: &Rc<Self>, batch: Batch) {
+        for message in batch {
+            self.handle(message);
+        }
+    }
+
+    /// Handles one message addressed to this core.
+    pub fn handle(self: &Rc<Self>, message: CoreMessage) {
+        let mut effects = Effects::default();
+        match message {
+            CoreMessage::Send { to, bytes } => {
+                self.deliver_local(to, &bytes);
+                return;
+            }
+            CoreMessage::Fanout {
+                targets,
+                exclude,
+                bytes,
+            } => {
+                self.fanout_local(&targets, exclude, &bytes);
+                return;
+            }
+            CoreMessage::Subscribe {
+                topic: Topic::Event,
+                name,
+                session,
+            } => self.events.borrow_mut().subscribe(name, session, &mut effects),
+            CoreMessage::Unsubscribe {
+                topic: Topic::Event,
+                name,
+                session,
+            } => self
+                .events
+                .borrow_mut()
+                .unsubscribe(&name, session, false, &mut effects),
+            CoreMessage::Emit {
+                name,
+                message,
+                sender,
+            } => self
+                .events
+                .borrow()
+                .emit(&name, &message, sender, &mut effects),
+            CoreMessage::ListenResponse {
+                topic: Topic::Event,
+                accept,
+                pattern,
+                name,
+                session,
+                raw,
+            } => self.events.borrow_mut().listen_response(
+                accept,
+                &pattern,
+                &name,
+                session,
+                &raw,
+                &mut effects,
+            ),
+            CoreMessage::ListenAdded {
+                topic: Topic::Event,
+                pattern,
+                session,
+            } => self
+                .events
+                .borrow_mut()
+                .listen_added(&pattern, session, &mut effects),
+            CoreMessage::ListenRemoved {
+                topic: Topic::Event,
+                pattern,
+                session,
+            } => self
+                .events
+                .borrow_mut()
+                .listen_removed(&pattern, session, &mut effects),
+            CoreMessage::SessionClosed {
+                session,
+                topic: Topic::Event,
+                names,
+            } => {
+                let mut events = self.events.borrow_mut();
+                for name in names {
+                    events.unsubscribe(&name, session, true, &mut effects);
+                }
+            }
+            other => {
+                crate::error!("message for a topic this core does not serve: {other:?}");
+                return;
+            }
+        }
+        self.execute(effects);
+    }
+
+    fn fanout_local(&self, targets: &[SessionRef], exclude: Option<SessionRef>, bytes: &[u8]) {
+        let sessions = self.sessions.borrow();
+        for target in targets {
+            if Some(*target) == exclude {
+                continue;
+            }
+            if let Some(port) = sessions.get(*target) {
+                self.push_to(&port, bytes);
+            }
+        }
+    }
+
+    /// Carries out what a feature asked for.
+    fn execute(self: &Rc<Self>, effects: Effects) {
+        for effect in effects.list {
+            match effect {
+                Effect::Send { to, bytes } => {
+                    if usize::from(to.core) == self.id {
+                        self.deliver_local(to, &bytes);
+                    } else {
+                        self.queue_for(usize::from(to.core), CoreMessage::Send { to, bytes });
+                    }
+                }
+                Effect::Fanout {
+                    core,
+                    targets,
+                    exclude,
+                    bytes,
+                } => {
+                    if core == self.id {
+                        self.fanout_local(&targets, exclude, &bytes);
+                    } else {
+                        self.queue_for(
+                            core,
+                            CoreMessage::Fanout {
+                                targets,
+                                exclude,
+                                bytes,
+                            },
+                        );
+                    }
+                }
+                Effect::StartListenTimer { topic, name } => self.start_listen_timer(topic, name),
+                Effect::CancelListenTimer { topic, name } => {
+                    if let Some(timer) = self.timers.borrow_mut().remove(&(topic, name)) {
+                        timer.cancel();
+                    }
+                }
+            }
+        }
+    }
+
+    fn start_listen_timer(self: &Rc<Self>, topic: Topic, name: Bytes) {
+        let core = Rc::clone(self);
+        let delay = self.config.listen_response_timeout;
+        let key = (topic, name.clone());
+        let handle = glommio::spawn_local(async move {
+            glommio::timer::sleep(delay).await;
+            // This timer is done: forget its handle before acting (the action may start another).
+            core.timers.borrow_mut().remove(&(topic, name.clone()));
+            let mut effects = Effects::default();
+            if topic == Topic::Event {
+                core.events.borrow_mut().listen_timeout(&name, &mut effects);
+            }
+            core.execute(effects);
+        })
+        .detach();
+        if let Some(previous) = self.timers.borrow_mut().insert(key, handle) {
+            previous.cancel();
+        }
+    }
+
+    pub fn stats(&self) -> CoreStats {
+        CoreStats {
+            core: self.id,
+            sessions: self.sessions.borrow().len(),
+            events: self.events.borrow().size(),
+            listen_timers: self.timers.borrow().len(),
+            connections_accepted: self.counters.connections_accepted.get(),
+            slow_consumer_disconnects: self.counters.slow_consumer_disconnects.get(),
+            messages_in: self.counters.messages_in.get(),
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! The sessions of one core: a slab of outbound ports addressed by `SessionRef`.
+//!
+//! A `SessionPort` is the only part of a session other code may reach: features (through the
+//! core) append messages to its buffer; the connection task takes the buffer and writes it with
+//! one send per turn. The buffer is bounded: a push past the limit marks the port for abort, frees
+//! the buffer and wakes the connection task, which drops the socket.
+
+use super::SessionRef;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortState {
+    Open,
+    /// Write what is buffered, then close (after an error that ends the session).
+    CloseAfterFlush,
+    /// Close now without writing (slow consumer).
+    Abort,
+}
+
+/// The session did not read fast enough: its outbound buffer would pass the limit.
+#[derive(Debug, PartialEq, Eq)]
+pub struct SlowConsumer {
+    pub buffered: usize,
+}
+
+pub struct SessionPort {
+    pub id: SessionRef,
+    buffer: RefCell<Vec<u8>>,
+    waker: RefCell<Option<Waker>>,
+    state: Cell<PortState>,
+    limit: usize,
+}
+
+impl SessionPort {
+    fn new(id: SessionRef, limit: usize) -> Self {
+        SessionPort {
+            id,
+            buffer: RefCell::new(Vec::new()),
+            waker: RefCell::new(None),
+            state: Cell::new(PortState::Open),
+            limit,
+        }
+    }
+
+    pub fn state(&self) -> PortState {
+        self.state.get()
+    }
+
+    /// Appends a complete message. Past the limit the port is aborted and the buffer freed.
+    pub fn push(&self, bytes: &[u8]) -> Result<(), SlowConsumer> {
+        if self.state.get() != PortState::Open {
+            return Ok(());
+        }
+        let mut buffer = self.buffer.borrow_mut();
+        if buffer.len() + bytes.len() > self.limit {
+            let buffered = buffer.len();
+            *buffer = Vec::new();
+            drop(buffer);
+            self.state.set(PortState::Abort);
+            self.wake();
+            return Err(SlowConsumer { buffered });
+        }
+        let was_empty = buffer.is_empty();
+        buffer.extend_from_slice(bytes);
+        drop(buffer);
+        if was_empty {
+            self.wake();
+        }
+        Ok(())
+    }
+
+    /// Asks the connection task to write what is buffered and then close.
+    pub fn close_after_flush(&self) {
+        if self.state.get() == PortState::Open {
+            self.state.set(PortState::CloseAfterFlush);
+            self.wake();
+        }
+    }
+
+    /// Swaps the buffered bytes into `spare` (which must be empty): the next turn's appends go
+    /// to the other buffer, and both allocations are reused.
+    pub fn take_into(&self, spare: &mut Vec<u8>) {
+        std::mem::swap(&mut *self.buffer.borrow_mut(), spare);
+    }
+
+    pub fn has_output(&self) -> bool {
+        !self.buffer.borrow().is_empty()
+    }
+
+    /// Ready when there is something to write or the port is closing.
+    pub fn poll_ready(&self, context: &mut Context<'_>) -> Poll<()> {
+        if self.has_output() || self.state.get() != PortState::Open {
+            return Poll::Ready(());
+        }
+        *self.waker.borrow_mut() = Some(context.waker().clone());
+        Poll::Pending
+    }
+
+    fn wake(&self) {
+        if let Some(waker) = self.waker.borrow_mut().take() {
+            waker.wake();
+        }
+    }
+}
+
+struct Entry {
+    generation: u32,
+    port: Option<Rc<SessionPort>>,
+}
+
+#[derive(Default)]
+pub struct SessionSlab {
+    entries: Vec<Entry>,
+    free: Vec<u32>,
+    len: usize,
+}
+
+impl SessionSlab {
+    pub fn insert(&mut self, core: u16, limit: usize) -> Rc<SessionPort> {
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None => {
+                self.entries.push(Entry {
+                    generation: 0,
+                    port: None,
+                });
+                (self.entries.len() - 1) as u32
+            }
+        };
+        let entry = &mut self.entries[slot as usize];
+        entry.generation = entry.generation.wrapping_add(1);
+        let port = Rc::new(SessionPort::new(
+            SessionRef {
+                core,
+                slot,
+                generation: entry.generation,
+            },
+            limit,
+        ));
+        entry.port = Some(Rc::clone(&port));
+        self.len += 1;
+        port
+    }
+
+    pub fn get(&self, id: SessionRef) -> Option<Rc<SessionPort>> {
+        let entry = self.entries.get(id.slot as usize)?;
+        if entry.generation != id.generation {
+            return None;
+        }
+        entry.port.clone()
+    }
+
+    pub fn remove(&mut self, id: SessionRef) {
+        if let Some(entry) = self.entries.get_mut(id.slot as usize) {
+            if entry.generation == id.generation && entry.port.take().is_some() {
+                self.free.push(id.slot);
+                self.len -= 1;
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reused_slots_do_not_receive_old_messages() {
+        let mut slab = SessionSlab::default();
+        let first = slab.insert(0, 100).id;
+        slab.remove(first);
+        let second = slab.insert(0, 100).id;
+        assert_eq!(first.slot, second.slot);
+        assert!(slab.get(first).is_none());
+        assert!(slab.get(second).is_some());
+        assert_eq!(slab.len(), 1);
+    }
+
+    #[test]
+    fn pushing_past_the_limit_aborts_and_frees() {
+        let mut slab = SessionSlab::default();
+        let port = slab.insert(0, 10);
+        assert_eq!(port.push(b"12345"), Ok(()));
+        assert_eq!(port.push(b"123456"), Err(SlowConsumer { buffered: 5 }));
+        assert_eq!(port.state(), PortState::Abort);
+        assert!(!port.has_output());
+        assert_eq!(port.push(b"1"), Ok(()), "ignored once aborted");
+        assert!(!port.has_output());
+    }
+}

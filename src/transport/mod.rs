@@ -1,0 +1,4 @@
+//! Transports: how units of deepstream text arrive on a socket and leave it.
+//! Only framing lives here; a transport never knows what a record or an event is.
+
+pub mod tcp;

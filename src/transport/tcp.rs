@@ -1,0 +1,120 @@
+//! Reassembly of the 1.x raw TCP protocol (PROTOCOL.md §2.1).
+//!
+//! The TCP stream carries messages ended by 0x1E with no length prefix. A *unit* is everything
+//! received up to the last 0x1E seen so far; bytes after it wait for more data. A buffer that
+//! reaches `maxMessageSize` with no 0x1E is dropped with `X|E|MAXIMUM_MESSAGE_SIZE_EXCEEDED`, and
+//! the rest of that oversized message is skipped up to its terminator (deepstream 1.x would parse
+//! the tail as a new message and answer a parse error: we do not). Pure state machine: the
+//! connection task (`server`) feeds it bytes; it never touches a socket.
+
+use crate::protocol::message::MESSAGE_SEPARATOR;
+use bytes::{Bytes, BytesMut};
+use memchr::{memchr, memrchr};
+
+/// The reply deepstream 1.x sends when a buffer overflows.
+pub const MAXIMUM_MESSAGE_SIZE_EXCEEDED: &[u8] =
+    b"X\x1fE\x1fMAXIMUM_MESSAGE_SIZE_EXCEEDED\x1fReceived message longer than maxMessageSize\x1e";
+
+/// What the framer produced from the bytes received so far.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Frame {
+    /// A complete unit: one or more messages, the last one ended by 0x1E.
+    Unit(Bytes),
+    /// The buffer reached `maxMessageSize` without a terminator and was dropped.
+    Oversized,
+}
+
+/// Reassembles units from a TCP byte stream.
+pub struct TcpFramer {
+    buffer: BytesMut,
+    max_message_size: usize,
+    /// Discarding the remainder of an oversized message until its 0x1E.
+    skipping: bool,
+}
+
+impl TcpFramer {
+    pub fn new(max_message_size: usize) -> Self {
+        TcpFramer {
+            buffer: BytesMut::with_capacity(4096),
+            max_message_size: max_message_size.max(1),
+            skipping: false,
+        }
+    }
+
+    /// Adds received bytes and returns what they complete, if anything.
+    pub fn push(&mut self, mut received: &[u8]) -> Option<Frame> {
+        if self.skipping {
+            match memchr(MESSAGE_SEPARATOR, received) {
+                Some(at) => {
+                    self.skipping = false;
+                    received = &received[at + 1..];
+                }
+                None => return None,
+            }
+        }
+        // The cheap check: is there a terminator in what just arrived?
+        let last_separator = memrchr(MESSAGE_SEPARATOR, received);
+        self.buffer.extend_from_slice(received);
+        match last_separator {
+            Some(at) => {
+                let unit_end = self.buffer.len() - received.len() + at + 1;
+                Some(Frame::Unit(self.buffer.split_to(unit_end).freeze()))
+            }
+            None if self.buffer.len() >= self.max_message_size => {
+                self.buffer.clear();
+                self.skipping = true;
+                Some(Frame::Oversized)
+            }
+            None => None,
+        }
+    }
+
+    /// Bytes buffered waiting for a terminator.
+    pub fn pending(&self) -> usize {
+        self.buffer.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_unit_ends_at_the_last_terminator() {
+        let mut framer = TcpFramer::new(1024);
+        assert_eq!(framer.push(b"E\x1fS\x1fa"), None);
+        assert_eq!(
+            framer.push(b"\x1eE\x1fS\x1fb\x1eE\x1f"),
+            Some(Frame::Unit(Bytes::from_static(b"E\x1fS\x1fa\x1eE\x1fS\x1fb\x1e")))
+        );
+        assert_eq!(framer.pending(), 2);
+        assert_eq!(
+            framer.push(b"S\x1fc\x1e"),
+            Some(Frame::Unit(Bytes::from_static(b"E\x1fS\x1fc\x1e")))
+        );
+        assert_eq!(framer.pending(), 0);
+    }
+
+    #[test]
+    fn hello_world_then_terminator_is_one_unit() {
+        let mut framer = TcpFramer::new(1024);
+        assert_eq!(framer.push(b"hello world"), None);
+        assert_eq!(
+            framer.push(b"\x1e"),
+            Some(Frame::Unit(Bytes::from_static(b"hello world\x1e")))
+        );
+    }
+
+    #[test]
+    fn oversized_buffer_is_dropped_and_its_tail_skipped() {
+        let mut framer = TcpFramer::new(8);
+        assert_eq!(framer.push(b"abcd"), None);
+        assert_eq!(framer.push(b"efgh"), Some(Frame::Oversized));
+        assert_eq!(framer.pending(), 0);
+        assert_eq!(framer.push(b"ijkl"), None);
+        assert_eq!(
+            framer.push(b"mn\x1eE\x1fS\x1fx\x1e"),
+            Some(Frame::Unit(Bytes::from_static(b"E\x1fS\x1fx\x1e")))
+        );
+    }
+}
