@@ -187,7 +187,12 @@ impl Config {
         let root = match root {
             Value::Mapping(map) => map,
             Value::Null => Default::default(),
-            _ => return Err(error("", "the config file must be a mapping of keys to values")),
+            _ => {
+                return Err(error(
+                    "",
+                    "the config file must be a mapping of keys to values",
+                ))
+            }
         };
         let mut config = Config {
             config_dir: config_dir.to_path_buf(),
@@ -364,14 +369,20 @@ fn read_auth(value: &Value, config_dir: &Path) -> Result<AuthConfig, ConfigError
             let iterations = match get(options, "iterations") {
                 Some(value) => positive("auth.options.iterations", value)? as u32,
                 None if hash.is_some() => {
-                    return Err(error("auth.options.iterations", "missing (needed with hash)"))
+                    return Err(error(
+                        "auth.options.iterations",
+                        "missing (needed with hash)",
+                    ))
                 }
                 None => 0,
             };
             let key_length = match get(options, "keyLength") {
                 Some(value) => positive("auth.options.keyLength", value)? as usize,
                 None if hash.is_some() => {
-                    return Err(error("auth.options.keyLength", "missing (needed with hash)"))
+                    return Err(error(
+                        "auth.options.keyLength",
+                        "missing (needed with hash)",
+                    ))
                 }
                 None => 0,
             };
@@ -486,16 +497,19 @@ fn string(key: &str, value: &Value) -> Result<String, ConfigError> {
 }
 
 fn boolean(key: &str, value: &Value) -> Result<bool, ConfigError> {
-    value
-        .as_bool()
-        .ok_or_else(|| error(key, format!("expected true or false, got {}", describe(value))))
+    value.as_bool().ok_or_else(|| {
+        error(
+            key,
+            format!("expected true or false, got {}", describe(value)),
+        )
+    })
 }
 
 fn integer(key: &str, value: &Value) -> Result<i64, ConfigError> {
     match value {
-        Value::Number(number) => number.as_i64().ok_or_else(|| {
-            error(key, format!("expected a whole number, got {number}"))
-        }),
+        Value::Number(number) => number
+            .as_i64()
+            .ok_or_else(|| error(key, format!("expected a whole number, got {number}"))),
         other => Err(error(
             key,
             format!("expected a number, got {}", describe(other)),
@@ -506,7 +520,10 @@ fn integer(key: &str, value: &Value) -> Result<i64, ConfigError> {
 fn positive(key: &str, value: &Value) -> Result<u64, ConfigError> {
     let number = integer(key, value)?;
     if number <= 0 {
-        return Err(error(key, format!("expected a number above 0, got {number}")));
+        return Err(error(
+            key,
+            format!("expected a number above 0, got {number}"),
+        ));
     }
     Ok(number as u64)
 }
@@ -520,7 +537,10 @@ fn port(key: &str, value: &Value) -> Result<u16, ConfigError> {
 fn millis(key: &str, value: &Value) -> Result<Duration, ConfigError> {
     let number = integer(key, value)?;
     if number < 0 {
-        return Err(error(key, format!("expected milliseconds >= 0, got {number}")));
+        return Err(error(
+            key,
+            format!("expected milliseconds >= 0, got {number}"),
+        ));
     }
     Ok(Duration::from_millis(number as u64))
 }
@@ -614,8 +634,11 @@ mod tests {
         assert_eq!(err.key, "auth.options.path");
         let err = Config::parse("port: [1\n", Path::new(".")).expect_err("fails");
         assert!(err.to_string().contains("not valid YAML"));
-        let err = Config::parse("webServerEnabled: false\ntcpServerEnabled: false\n", Path::new("."))
-            .expect_err("fails");
+        let err = Config::parse(
+            "webServerEnabled: false\ntcpServerEnabled: false\n",
+            Path::new("."),
+        )
+        .expect_err("fails");
         assert_eq!(err.key, "tcpServerEnabled");
     }
 

@@ -51,7 +51,10 @@ pub fn write(level: LogLevel, text: std::fmt::Arguments<'_>) {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
     let core = CORE.with(Cell::get);
-    let mut line = format!("{} {name}", utc_timestamp(now.as_secs(), now.subsec_millis()));
+    let mut line = format!(
+        "{} {name}",
+        utc_timestamp(now.as_secs(), now.subsec_millis())
+    );
     if let Some(core) = core {
         line.push_str(&format!(" core={core}"));
     }

@@ -46,7 +46,8 @@ pub struct Session {
 }
 
 const TOO_MANY_AUTH_ATTEMPTS: &[u8] = b"Stoo many authentication attempts";
-const AUTH_TIMEOUT_TEXT: &str = "connection has not authenticated successfully in the expected time";
+const AUTH_TIMEOUT_TEXT: &str =
+    "connection has not authenticated successfully in the expected time";
 
 impl Session {
     /// Starts a session: registers nothing yet, sends the challenge `C|CH`.
@@ -184,7 +185,12 @@ impl Session {
                     self.auth_attempts
                 );
                 if self.auth_attempts >= self.core.config.max_auth_attempts {
-                    self.reply(&[b"A", b"E", b"TOO_MANY_AUTH_ATTEMPTS", TOO_MANY_AUTH_ATTEMPTS]);
+                    self.reply(&[
+                        b"A",
+                        b"E",
+                        b"TOO_MANY_AUTH_ATTEMPTS",
+                        TOO_MANY_AUTH_ATTEMPTS,
+                    ]);
                     self.close_after_flush();
                 }
             }

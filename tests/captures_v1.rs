@@ -43,7 +43,9 @@ fn parse(scenario: &str) -> Vec<Step> {
         match parts.next() {
             Some("C>S") => steps.push(Step::Send(connection, body.to_string())),
             Some("S>C") => steps.push(Step::Expect(connection, body.to_string())),
-            Some("---") if body.starts_with("connect from") => steps.push(Step::Connect(connection)),
+            Some("---") if body.starts_with("connect from") => {
+                steps.push(Step::Connect(connection))
+            }
             Some("---") if body == "client closed" => steps.push(Step::ClientClosed(connection)),
             Some("---") if body == "server closed" => steps.push(Step::ServerClosed(connection)),
             other => panic!("unexpected capture line {line:?} ({other:?})"),
@@ -105,26 +107,54 @@ macro_rules! capture {
 }
 
 capture!(handshake_open_auth, "raw-handshake-open-auth");
-capture!(auth_before_challenge_response, "raw-auth-before-challenge-response");
+capture!(
+    auth_before_challenge_response,
+    "raw-auth-before-challenge-response"
+);
 capture!(auth_invalid_json, "raw-auth-invalid-json");
 capture!(message_before_auth, "raw-message-before-auth");
-capture!(file_auth_failures, "raw-file-auth-failures", config = FILE_AUTH);
-capture!(file_auth_success, "raw-file-auth-success", config = FILE_AUTH);
+capture!(
+    file_auth_failures,
+    "raw-file-auth-failures",
+    config = FILE_AUTH
+);
+capture!(
+    file_auth_success,
+    "raw-file-auth-success",
+    config = FILE_AUTH
+);
 capture!(event_typed_payloads, "raw-event-typed-payloads");
 capture!(event_emit_to_library, "raw-event-emit-to-library");
 capture!(event_missing_name, "raw-event-missing-name");
-capture!(multiple_and_not_subscribed, "raw-multiple-and-not-subscribed");
+capture!(
+    multiple_and_not_subscribed,
+    "raw-multiple-and-not-subscribed"
+);
 capture!(garbage, "raw-garbage");
 capture!(too_short_ignored, "raw-too-short-ignored");
 capture!(unknown_action, "raw-unknown-action");
 capture!(unknown_topic, "raw-unknown-topic");
 capture!(known_action_wrong_topic, "raw-known-action-wrong-topic");
 capture!(library_login_open, "lib-login-open");
-capture!(library_login_file_success, "lib-login-file-success", config = FILE_AUTH);
-capture!(library_login_file_failure, "lib-login-file-failure", config = FILE_AUTH);
-capture!(library_event_subscribe_emit_unsubscribe, "lib-event-subscribe-emit-unsubscribe");
+capture!(
+    library_login_file_success,
+    "lib-login-file-success",
+    config = FILE_AUTH
+);
+capture!(
+    library_login_file_failure,
+    "lib-login-file-failure",
+    config = FILE_AUTH
+);
+capture!(
+    library_event_subscribe_emit_unsubscribe,
+    "lib-event-subscribe-emit-unsubscribe"
+);
 capture!(library_event_listen_accept, "lib-event-listen-accept");
-capture!(library_event_listen_existing_subscription, "lib-event-listen-existing-subscription");
+capture!(
+    library_event_listen_existing_subscription,
+    "lib-event-listen-existing-subscription"
+);
 
 /// The record-listening half of this capture belongs to the records issue; the event half is
 /// replayed here, including the duplicate `E|L` that gets no reply.

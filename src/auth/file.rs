@@ -30,8 +30,9 @@ impl UsersFile {
         let path = config.path.display();
         let text = std::fs::read_to_string(&config.path)
             .map_err(|io| AuthError(format!("cannot read users file {path}: {io}")))?;
-        let parsed: Value = serde_yaml::from_str(&text)
-            .map_err(|yaml| AuthError(format!("users file {path} is not valid YAML/JSON: {yaml}")))?;
+        let parsed: Value = serde_yaml::from_str(&text).map_err(|yaml| {
+            AuthError(format!("users file {path} is not valid YAML/JSON: {yaml}"))
+        })?;
         let Value::Object(entries) = parsed else {
             return Err(AuthError(format!(
                 "users file {path} must map usernames to {{password, clientData, serverData}}"
@@ -200,14 +201,18 @@ mod tests {
             &format!("userA:\n  password: \"{SAMPLE}\"\n  clientData: {{favouriteColor: red}}\nuserC:\n  password: \"{SAMPLE}\"\n"),
         );
         assert_eq!(
-            file.authenticate(&object(json!({"username": "userA", "password": "password"}))),
+            file.authenticate(&object(
+                json!({"username": "userA", "password": "password"})
+            )),
             AuthOutcome::Accepted {
                 username: "userA".into(),
                 client_data: Some(json!({"favouriteColor": "red"}))
             }
         );
         assert_eq!(
-            file.authenticate(&object(json!({"username": "userC", "password": "password"}))),
+            file.authenticate(&object(
+                json!({"username": "userC", "password": "password"})
+            )),
             AuthOutcome::Accepted {
                 username: "userC".into(),
                 client_data: Some(Value::Null)

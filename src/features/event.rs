@@ -82,7 +82,10 @@ impl TopicRegistry {
             listen: ListenState::default(),
         });
         if !state.subscribers.add(session) {
-            effects.send(session, message(&[code, b"E", b"MULTIPLE_SUBSCRIPTIONS", &name]));
+            effects.send(
+                session,
+                message(&[code, b"E", b"MULTIPLE_SUBSCRIPTIONS", &name]),
+            );
             return;
         }
         if self.has_provider_updates && state.listen.provider.is_some() {
@@ -190,7 +193,11 @@ impl TopicRegistry {
         };
         state.listen.current = None;
         loop {
-            let next = state.listen.queue.as_mut().and_then(|queue| queue.pop_front());
+            let next = state
+                .listen
+                .queue
+                .as_mut()
+                .and_then(|queue| queue.pop_front());
             let Some(candidate) = next else {
                 state.listen.queue = None;
                 effects.push(Effect::CancelListenTimer {
@@ -392,10 +399,22 @@ mod tests {
         );
         let mut effects = Effects::default();
         let raw = Bytes::from_static(b"E\x1fLA\x1flw/.*\x1flw/a");
-        registry.listen_response(true, "lw/.*", &Bytes::from_static(b"lw/a"), session(1), &raw, &mut effects);
+        registry.listen_response(
+            true,
+            "lw/.*",
+            &Bytes::from_static(b"lw/a"),
+            session(1),
+            &raw,
+            &mut effects,
+        );
         assert!(sent(&effects).is_empty());
         let mut effects = Effects::default();
-        registry.unsubscribe(&Bytes::from_static(b"lw/a"), session(2), false, &mut effects);
+        registry.unsubscribe(
+            &Bytes::from_static(b"lw/a"),
+            session(2),
+            false,
+            &mut effects,
+        );
         assert_eq!(
             sent(&effects),
             vec![(1, "E|SR|lw/.*|lw/a+".into()), (2, "E|A|US|lw/a+".into())]
@@ -427,7 +446,10 @@ mod tests {
         registry.unsubscribe(&name, session(2), false, &mut effects);
         assert_eq!(
             sent(&effects),
-            vec![(3, "E|SR|rej/.*|rej/x+".into()), (2, "E|A|US|rej/x+".into())]
+            vec![
+                (3, "E|SR|rej/.*|rej/x+".into()),
+                (2, "E|A|US|rej/x+".into())
+            ]
         );
     }
 

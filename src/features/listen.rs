@@ -146,9 +146,8 @@ impl ListenState {
 
     /// Forgets a listener everywhere in this state. Returns (was current, was provider).
     pub fn forget(&mut self, pattern: &str, session: SessionRef) -> (bool, bool) {
-        let matches = |candidate: &Candidate| {
-            candidate.session == session && &*candidate.pattern == pattern
-        };
+        let matches =
+            |candidate: &Candidate| candidate.session == session && &*candidate.pattern == pattern;
         if let Some(queue) = self.queue.as_mut() {
             queue.retain(|candidate| !matches(candidate));
         }

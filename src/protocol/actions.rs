@@ -20,8 +20,7 @@ const COMMON_ACTIONS: &[&[u8]] = &[
 ];
 /// 1.x only: the webrtc actions.
 const V1_ACTIONS: &[&[u8]] = &[
-    b"RC", b"URC", b"OF", b"AN", b"IC", b"CD", b"CE", b"LC", b"ULC", b"WAC", b"WCA", b"WCR",
-    b"WIA",
+    b"RC", b"URC", b"OF", b"AN", b"IC", b"CD", b"CE", b"LC", b"ULC", b"WAC", b"WCA", b"WCR", b"WIA",
 ];
 /// 2.x only.
 const V2_ACTIONS: &[&[u8]] = &[b"PI", b"PO", b"HD", b"CU", b"WA", b"PNJ", b"PNL", b"Q"];

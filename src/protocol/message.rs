@@ -76,7 +76,9 @@ impl<'a> Iterator for DataFields<'a> {
 pub enum Parsed<'a> {
     Message(Message<'a>),
     /// Fewer than two fields, or an action outside the server's table (PROTOCOL.md §1 step 3).
-    ParseError { raw: &'a [u8] },
+    ParseError {
+        raw: &'a [u8],
+    },
 }
 
 /// Iterates the messages of one unit, dropping pieces of two characters or fewer.
@@ -223,7 +225,12 @@ mod tests {
     fn parse_errors() {
         let unit = wire("hello world+E|ZZ|foo+Z|S|foo+");
         let parsed: Vec<_> = messages(&unit, Dialect::V1).collect();
-        assert_eq!(parsed[0], Parsed::ParseError { raw: b"hello world" });
+        assert_eq!(
+            parsed[0],
+            Parsed::ParseError {
+                raw: b"hello world"
+            }
+        );
         assert!(matches!(parsed[1], Parsed::ParseError { .. }));
         // An unknown topic is not a parse error: it is caught later.
         assert!(matches!(parsed[2], Parsed::Message(m) if m.topic == b"Z"));

@@ -294,7 +294,10 @@ impl Core {
                 topic: Topic::Event,
                 name,
                 session,
-            } => self.events.borrow_mut().subscribe(name, session, &mut effects),
+            } => self
+                .events
+                .borrow_mut()
+                .subscribe(name, session, &mut effects),
             CoreMessage::Unsubscribe {
                 topic: Topic::Event,
                 name,

@@ -85,7 +85,9 @@ mod tests {
         assert_eq!(framer.push(b"E\x1fS\x1fa"), None);
         assert_eq!(
             framer.push(b"\x1eE\x1fS\x1fb\x1eE\x1f"),
-            Some(Frame::Unit(Bytes::from_static(b"E\x1fS\x1fa\x1eE\x1fS\x1fb\x1e")))
+            Some(Frame::Unit(Bytes::from_static(
+                b"E\x1fS\x1fa\x1eE\x1fS\x1fb\x1e"
+            )))
         );
         assert_eq!(framer.pending(), 2);
         assert_eq!(

@@ -108,8 +108,8 @@ impl Server {
 
     /// Resident memory of the server process, in KiB.
     pub fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
-            .expect("proc status");
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("proc status");
         status
             .lines()
             .find_map(|line| line.strip_prefix("VmRSS:"))
@@ -208,9 +208,7 @@ impl Client {
 
     /// Asserts nothing arrives within `wait`.
     pub fn expect_silence(&mut self, wait: Duration) {
-        self.stream
-            .set_read_timeout(Some(wait))
-            .expect("timeout");
+        self.stream.set_read_timeout(Some(wait)).expect("timeout");
         let mut chunk = [0u8; 4096];
         match self.stream.read(&mut chunk) {
             Ok(0) => panic!("connection closed; expected it open and silent"),
@@ -218,13 +216,21 @@ impl Client {
                 self.pending.extend_from_slice(&chunk[..read]);
                 panic!("expected silence, got {:?}", readable(&self.pending));
             }
-            Err(_) => assert!(self.pending.is_empty(), "expected silence, got {:?}", readable(&self.pending)),
+            Err(_) => assert!(
+                self.pending.is_empty(),
+                "expected silence, got {:?}",
+                readable(&self.pending)
+            ),
         }
     }
 
     /// Asserts the server closes the connection (after any bytes already expected).
     pub fn expect_closed(&mut self) {
-        assert!(self.pending.is_empty(), "unread bytes: {:?}", readable(&self.pending));
+        assert!(
+            self.pending.is_empty(),
+            "unread bytes: {:?}",
+            readable(&self.pending)
+        );
         self.stream
             .set_read_timeout(Some(Duration::from_secs(5)))
             .expect("timeout");

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what building and testing corestream needs on a Debian machine, when missing:
+# a Rust toolchain (cargo), Node.js and npm (for the real deepstream client and server from npm),
+# and the node packages of tests/node. Sourced by scripts/run.sh and scripts/test.sh.
+set -euo pipefail
+
+need_apt=()
+command -v cargo >/dev/null 2>&1 || need_apt+=(cargo rustc)
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+if [ "${#need_apt[@]}" -gt 0 ]; then
+  echo "installing from apt: ${need_apt[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
+fi
+
+# glommio and simd-json need a recent compiler (Rust 1.80 or later).
+rust_minor=$(rustc --version | sed -E 's/^rustc 1\.([0-9]+).*/\1/')
+if [ "${rust_minor:-0}" -lt 80 ]; then
+  echo "corestream needs Rust 1.80 or later; found $(rustc --version). Install it with rustup." >&2
+  exit 2
+fi
