@@ -11,7 +11,7 @@ use crate::auth::{AuthError, Authenticator};
 use crate::config::Config;
 use crate::protocol::actions::Dialect;
 use crate::session::Session;
-use crate::shard::{Batch, Core, CoreStats, PortState, SessionPort};
+use crate::shard::{Batch, Congestion, Core, CoreStats, PortState, SessionPort, CHANNEL_BATCHES};
 use crate::transport::tcp::{Frame, TcpFramer, MAXIMUM_MESSAGE_SIZE_EXCEEDED};
 use crossbeam::channel::{Receiver, Sender, TryRecvError};
 use futures_lite::future::{or, pending, poll_fn};
@@ -125,8 +125,9 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         );
     }
     let config = Arc::new(config);
-    let mesh: MeshBuilder<Batch, _> = MeshBuilder::full(cores, 1024);
+    let mesh: MeshBuilder<Batch, _> = MeshBuilder::full(cores, CHANNEL_BATCHES);
     let (ready_sender, ready) = crossbeam::channel::unbounded::<Result<usize, String>>();
+    let congestion = Congestion::new(cores);
     let mut controls = Vec::new();
     let mut threads = Vec::new();
     for id in 0..cores {
@@ -141,6 +142,7 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         let auth = Arc::clone(&auth);
         let mesh = mesh.clone();
         let ready_sender = ready_sender.clone();
+        let congestion = Arc::clone(&congestion);
         let mut builder = LocalExecutorBuilder::new(placement)
             .name(&format!("core-{id}"))
             .io_memory(config.io_memory);
@@ -148,7 +150,18 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
             builder = builder.spin_before_park(config.spin_before_park);
         }
         let thread = builder
-            .spawn(move || run_core(id, cores, config, auth, mesh, control, ready_sender))
+            .spawn(move || {
+                run_core(CoreSetup {
+                    id,
+                    cores,
+                    config,
+                    auth,
+                    congestion,
+                    mesh,
+                    control,
+                    ready: ready_sender,
+                })
+            })
             .map_err(|error| StartError::Executor(error.to_string()))?;
         threads.push(thread);
     }
@@ -177,17 +190,31 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
     Ok(handle)
 }
 
-async fn run_core(
+/// What one core needs to start.
+struct CoreSetup {
     id: usize,
     cores: usize,
     config: Arc<Config>,
     auth: Arc<Authenticator>,
+    congestion: Arc<Congestion>,
     mesh: MeshBuilder<Batch, glommio::channels::channel_mesh::Full>,
     control: Receiver<Control>,
     ready: Sender<Result<usize, String>>,
-) {
+}
+
+async fn run_core(setup: CoreSetup) {
+    let CoreSetup {
+        id,
+        cores,
+        config,
+        auth,
+        congestion,
+        mesh,
+        control,
+        ready,
+    } = setup;
     crate::logging::set_core(id);
-    let core = Rc::new(Core::new(id, cores, Arc::clone(&config), auth));
+    let core = Rc::new(Core::new(id, cores, Arc::clone(&config), auth, congestion));
     let (senders, mut receivers) = match mesh.join().await {
         Ok(joined) => joined,
         Err(error) => {
@@ -342,10 +369,17 @@ async fn serve_tcp(core: Rc<Core>, mut stream: TcpStream) {
             auth_deadline = None;
         }
         let wake = or(
-            or(async { Wake::Read(stream.read(&mut chunk).await) }, async {
-                poll_fn(|context| port.poll_ready(context)).await;
-                Wake::Output
-            }),
+            or(
+                async {
+                    // Backpressure: while a peer core's queue is over its limit, stop reading.
+                    core.wait_uncongested().await;
+                    Wake::Read(stream.read(&mut chunk).await)
+                },
+                async {
+                    poll_fn(|context| port.poll_ready(context)).await;
+                    Wake::Output
+                },
+            ),
             async {
                 match auth_deadline {
                     Some(deadline) => {

@@ -288,7 +288,9 @@ impl Session {
                 let name = Self::field_bytes(unit, name);
                 let owner = self.core.owner(&name);
                 let request = if message.action == b"S" {
-                    self.event_subscriptions.insert(name.clone());
+                    // Copied: a slice of the unit would keep the whole read buffer alive.
+                    self.event_subscriptions
+                        .insert(Bytes::copy_from_slice(&name));
                     CoreMessage::Subscribe {
                         topic: Topic::Event,
                         name,

@@ -159,6 +159,7 @@ fn a_client_that_never_reads_is_disconnected_and_memory_stays_flat() {
     }
     healthy.check();
     let rss_after = server.rss_kib();
+    eprintln!("server RSS before the flood {rss_before} KiB, after {rss_after} KiB");
     assert!(
         rss_after < rss_before + 64 * 1024,
         "server memory grew from {rss_before} KiB to {rss_after} KiB"

@@ -77,10 +77,19 @@ impl TopicRegistry {
     pub fn subscribe(&mut self, name: Bytes, session: SessionRef, effects: &mut Effects) {
         let code = self.code();
         let cores = self.cores;
-        let state = self.names.entry(name.clone()).or_insert_with(|| NameState {
-            subscribers: Subscribers::new(cores),
-            listen: ListenState::default(),
-        });
+        if !self.names.contains_key(&name) {
+            // A stored name gets its own allocation: a slice would pin the whole read buffer.
+            self.names.insert(
+                Bytes::copy_from_slice(&name),
+                NameState {
+                    subscribers: Subscribers::new(cores),
+                    listen: ListenState::default(),
+                },
+            );
+        }
+        let Some(state) = self.names.get_mut(&name) else {
+            return;
+        };
         if !state.subscribers.add(session) {
             effects.send(
                 session,

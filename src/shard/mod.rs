@@ -16,8 +16,14 @@
 //! - A closing session sends `SessionClosed` to each owner of a name it subscribed to and
 //!   broadcasts the removal of its listens; a message that reaches a session which has already
 //!   closed is dropped (the slab generation does not match).
-//! - Nothing blocks: a full mesh channel only delays that peer's batch (the flusher task awaits),
-//!   while the receiving side always drains.
+//! - Mesh receivers always drain (if they waited on each other, two busy cores could deadlock).
+//!   Backpressure is applied where input enters: a batch carries at most `BATCH_BYTES`, each
+//!   channel holds `CHANNEL_BATCHES` batches, and while more than `PENDING_BYTES` wait on any core
+//!   for any peer, that core raises its flag in the process-wide `Congestion` set and *every* core
+//!   stops reading its sockets (`Core::wait_uncongested`) until the flags clear. Input can be
+//!   amplified on another core (one emit, a thousand subscribers), so the pause must be global.
+//!   The flags are the only atomics on the message path: one relaxed load per socket read, a
+//!   store only when a core enters or leaves congestion.
 
 mod slab;
 
@@ -34,10 +40,13 @@ use glommio::channels::channel_mesh::Senders;
 use glommio::task::JoinHandle;
 use slab::SessionSlab;
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Poll, Waker};
+use std::time::Duration;
 
 /// Addresses one session anywhere in the process: its core, its slab slot and the slot's
 /// generation (so a reused slot never receives a message meant for its previous session).
@@ -100,8 +109,33 @@ pub enum CoreMessage {
     },
 }
 
-/// One batch: everything one core had for a peer during one turn.
+impl CoreMessage {
+    /// Approximate bytes this message holds, for the mesh backpressure accounting.
+    fn weight(&self) -> usize {
+        64 + match self {
+            CoreMessage::Subscribe { name, .. } | CoreMessage::Unsubscribe { name, .. } => {
+                name.len()
+            }
+            CoreMessage::Emit { name, message, .. } => name.len() + message.len(),
+            CoreMessage::ListenResponse { name, raw, .. } => name.len() + raw.len(),
+            CoreMessage::ListenAdded { pattern, .. }
+            | CoreMessage::ListenRemoved { pattern, .. } => pattern.len(),
+            CoreMessage::Send { bytes, .. } => bytes.len(),
+            CoreMessage::Fanout { bytes, targets, .. } => bytes.len() + 16 * targets.len(),
+            CoreMessage::SessionClosed { names, .. } => names.iter().map(|n| n.len() + 16).sum(),
+        }
+    }
+}
+
+/// One batch: what one core had for a peer during one turn (at most `BATCH_BYTES`).
 pub type Batch = Vec<CoreMessage>;
+
+/// Capacity of each mesh channel, in batches.
+pub const CHANNEL_BATCHES: usize = 16;
+/// Most bytes one batch carries.
+const BATCH_BYTES: usize = 256 * 1024;
+/// Past this many bytes waiting for one peer, connections stop reading until it drains.
+const PENDING_BYTES: usize = 4 * 1024 * 1024;
 
 /// What a core holds, for tests, metrics and the clean-up check.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +155,27 @@ pub struct Counters {
     pub connections_accepted: Cell<u64>,
     pub slow_consumer_disconnects: Cell<u64>,
     pub messages_in: Cell<u64>,
+}
+
+/// One flag per core: "my queues to other cores are over their limit". Shared by every core.
+pub struct Congestion {
+    flags: Vec<AtomicBool>,
+}
+
+impl Congestion {
+    pub fn new(cores: usize) -> Arc<Congestion> {
+        Arc::new(Congestion {
+            flags: (0..cores).map(|_| AtomicBool::new(false)).collect(),
+        })
+    }
+
+    pub fn any(&self) -> bool {
+        self.flags.iter().any(|flag| flag.load(Ordering::Relaxed))
+    }
+
+    fn set(&self, core: usize, congested: bool) {
+        self.flags[core].store(congested, Ordering::Relaxed);
+    }
 }
 
 /// Fixed seeds: the placement of names on cores is the same on every run and every node.
@@ -146,14 +201,24 @@ pub struct Core {
     hasher: ahash::RandomState,
     sessions: RefCell<SessionSlab>,
     events: RefCell<TopicRegistry>,
-    outgoing: RefCell<Vec<Batch>>,
+    outgoing: RefCell<Vec<VecDeque<(CoreMessage, usize)>>>,
+    outgoing_bytes: RefCell<Vec<usize>>,
     flusher_wakers: RefCell<Vec<Option<Waker>>>,
+    congestion: Arc<Congestion>,
+    /// Whether this core's flag in `congestion` is raised.
+    congested: Cell<bool>,
     timers: RefCell<AHashMap<(Topic, Bytes), JoinHandle<()>>>,
     pub counters: Counters,
 }
 
 impl Core {
-    pub fn new(id: usize, cores: usize, config: Arc<Config>, auth: Arc<Authenticator>) -> Core {
+    pub fn new(
+        id: usize,
+        cores: usize,
+        config: Arc<Config>,
+        auth: Arc<Authenticator>,
+        congestion: Arc<Congestion>,
+    ) -> Core {
         Core {
             id,
             cores,
@@ -162,8 +227,11 @@ impl Core {
             hasher: name_hasher(),
             sessions: RefCell::new(SessionSlab::default()),
             events: RefCell::new(TopicRegistry::new(Topic::Event, cores)),
-            outgoing: RefCell::new((0..cores).map(|_| Vec::new()).collect()),
+            outgoing: RefCell::new((0..cores).map(|_| VecDeque::new()).collect()),
+            outgoing_bytes: RefCell::new(vec![0; cores]),
             flusher_wakers: RefCell::new((0..cores).map(|_| None).collect()),
+            congestion,
+            congested: Cell::new(false),
             timers: RefCell::new(AHashMap::new()),
             counters: Counters::default(),
         }
@@ -230,12 +298,22 @@ impl Core {
     }
 
     fn queue_for(&self, core: usize, message: CoreMessage) {
+        let weight = message.weight();
         let was_empty = {
             let mut outgoing = self.outgoing.borrow_mut();
-            let batch = &mut outgoing[core];
-            batch.push(message);
-            batch.len() == 1
+            let queue = &mut outgoing[core];
+            queue.push_back((message, weight));
+            queue.len() == 1
         };
+        let pending = {
+            let mut outgoing_bytes = self.outgoing_bytes.borrow_mut();
+            outgoing_bytes[core] += weight;
+            outgoing_bytes[core]
+        };
+        if pending > PENDING_BYTES && !self.congested.get() {
+            self.congested.set(true);
+            self.congestion.set(self.id, true);
+        }
         if was_empty {
             if let Some(waker) = self.flusher_wakers.borrow_mut()[core].take() {
                 waker.wake();
@@ -243,16 +321,44 @@ impl Core {
         }
     }
 
-    /// Waits until there is a batch for `peer` and takes it.
+    /// Waits until no core in the process is congested (see the module doc). Free when none is.
+    pub async fn wait_uncongested(&self) {
+        while self.congestion.any() {
+            glommio::timer::sleep(Duration::from_micros(500)).await;
+        }
+    }
+
+    /// Waits until there is something for `peer` and takes up to `BATCH_BYTES` of it.
     fn next_batch(&self, peer: usize) -> impl Future<Output = Batch> + '_ {
         futures_lite::future::poll_fn(move |context| {
             let mut outgoing = self.outgoing.borrow_mut();
-            if outgoing[peer].is_empty() {
+            let queue = &mut outgoing[peer];
+            if queue.is_empty() {
                 self.flusher_wakers.borrow_mut()[peer] = Some(context.waker().clone());
-                Poll::Pending
-            } else {
-                Poll::Ready(std::mem::take(&mut outgoing[peer]))
+                return Poll::Pending;
             }
+            let mut batch = Vec::new();
+            let mut taken = 0;
+            while let Some((message, weight)) = queue.pop_front() {
+                taken += weight;
+                batch.push(message);
+                if taken >= BATCH_BYTES {
+                    break;
+                }
+            }
+            drop(outgoing);
+            self.outgoing_bytes.borrow_mut()[peer] -= taken;
+            if self.congested.get()
+                && self
+                    .outgoing_bytes
+                    .borrow()
+                    .iter()
+                    .all(|bytes| *bytes <= PENDING_BYTES)
+            {
+                self.congested.set(false);
+                self.congestion.set(self.id, false);
+            }
+            Poll::Ready(batch)
         })
     }
 

@@ -42,6 +42,10 @@ impl TcpFramer {
     }
 
     /// Adds received bytes and returns what they complete, if anything.
+    ///
+    /// A unit gets its own exact-size allocation: units are handed to other cores and may be
+    /// queued there, and a slice of the read buffer would pin the whole buffer meanwhile. When
+    /// nothing is buffered (the common case) this is the only copy of the received bytes.
     pub fn push(&mut self, mut received: &[u8]) -> Option<Frame> {
         if self.skipping {
             match memchr(MESSAGE_SEPARATOR, received) {
@@ -53,19 +57,29 @@ impl TcpFramer {
             }
         }
         // The cheap check: is there a terminator in what just arrived?
-        let last_separator = memrchr(MESSAGE_SEPARATOR, received);
-        self.buffer.extend_from_slice(received);
-        match last_separator {
+        match memrchr(MESSAGE_SEPARATOR, received) {
+            Some(at) if self.buffer.is_empty() => {
+                self.buffer.extend_from_slice(&received[at + 1..]);
+                Some(Frame::Unit(Bytes::copy_from_slice(&received[..=at])))
+            }
             Some(at) => {
-                let unit_end = self.buffer.len() - received.len() + at + 1;
-                Some(Frame::Unit(self.buffer.split_to(unit_end).freeze()))
+                let unit_end = self.buffer.len() + at + 1;
+                self.buffer.extend_from_slice(received);
+                let unit = Bytes::copy_from_slice(&self.buffer[..unit_end]);
+                // Dropped at once, so the buffer's allocation is reused, never shared.
+                drop(self.buffer.split_to(unit_end));
+                Some(Frame::Unit(unit))
             }
-            None if self.buffer.len() >= self.max_message_size => {
-                self.buffer.clear();
-                self.skipping = true;
-                Some(Frame::Oversized)
+            None => {
+                self.buffer.extend_from_slice(received);
+                if self.buffer.len() >= self.max_message_size {
+                    self.buffer.clear();
+                    self.skipping = true;
+                    Some(Frame::Oversized)
+                } else {
+                    None
+                }
             }
-            None => None,
         }
     }
 
