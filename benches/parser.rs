@@ -8,15 +8,7 @@ use corestream::protocol::message::{messages, Parsed};
 use corestream::transport::tcp::{Frame, TcpFramer};
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 
-fn wire(text: &str) -> Vec<u8> {
-    text.bytes()
-        .map(|byte| match byte {
-            b'|' => 0x1f,
-            b'+' => 0x1e,
-            other => other,
-        })
-        .collect()
-}
+use corestream::protocol::message::from_capture_notation as wire;
 
 fn realistic_mix() -> Vec<u8> {
     let mut unit = Vec::new();

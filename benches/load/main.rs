@@ -27,15 +27,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-fn wire(text: &str) -> Vec<u8> {
-    text.bytes()
-        .map(|byte| match byte {
-            b'|' => 0x1f,
-            b'+' => 0x1e,
-            other => other,
-        })
-        .collect()
-}
+use corestream::protocol::message::from_capture_notation as wire;
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

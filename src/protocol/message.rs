@@ -180,18 +180,31 @@ pub fn write_error(out: &mut Vec<u8>, topic: &[u8], event: &[u8], data: &[u8]) {
     write_message(out, &[topic, b"E", event, data]);
 }
 
+/// The notation of PROTOCOL.md and the captures (`|` = 0x1F, `+` = 0x1E) to wire bytes. For
+/// tests, benchmarks and logs; `|` and `+` cannot appear literally in such text.
+pub fn from_capture_notation(text: &str) -> Vec<u8> {
+    text.bytes()
+        .map(|byte| match byte {
+            b'|' => FIELD_SEPARATOR,
+            b'+' => MESSAGE_SEPARATOR,
+            other => other,
+        })
+        .collect()
+}
+
+/// Wire bytes to the capture notation (lossy for invalid UTF-8).
+pub fn to_capture_notation(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes)
+        .replace('\u{1f}', "|")
+        .replace('\u{1e}', "+")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn wire(text: &str) -> Vec<u8> {
-        text.bytes()
-            .map(|byte| match byte {
-                b'|' => FIELD_SEPARATOR,
-                b'+' => MESSAGE_SEPARATOR,
-                other => other,
-            })
-            .collect()
+        from_capture_notation(text)
     }
 
     #[test]

@@ -9,21 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub fn wire(text: &str) -> Vec<u8> {
-    text.bytes()
-        .map(|byte| match byte {
-            b'|' => 0x1f,
-            b'+' => 0x1e,
-            other => other,
-        })
-        .collect()
-}
-
-pub fn readable(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes)
-        .replace('\u{1f}', "|")
-        .replace('\u{1e}', "+")
-}
+pub use corestream::protocol::message::{
+    from_capture_notation as wire, to_capture_notation as readable,
+};
 
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
