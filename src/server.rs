@@ -223,6 +223,7 @@ async fn run_core(setup: CoreSetup) {
         }
     };
     let senders = Rc::new(senders);
+    glommio::spawn_local(Rc::clone(&core).run_deadlines()).detach();
     for peer in (0..cores).filter(|peer| *peer != id) {
         glommio::spawn_local(Rc::clone(&core).run_flusher(peer, Rc::clone(&senders))).detach();
     }

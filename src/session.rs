@@ -9,6 +9,7 @@
 
 use crate::auth::AuthOutcome;
 use crate::features::listen::compile_pattern;
+use crate::features::rpc::ProviderAction;
 use crate::protocol::actions::{Dialect, Topic};
 use crate::protocol::message::{messages, write_message, Message, Parsed, MESSAGE_SEPARATOR};
 use crate::protocol::value::{typed_from_json, typed_string};
@@ -40,8 +41,12 @@ pub struct Session {
     auth_attempts: u32,
     /// Event names this session sent `S` for (a superset of its subscriptions).
     event_subscriptions: AHashSet<Bytes>,
-    /// Event patterns this session listens on.
-    event_listens: AHashSet<Arc<str>>,
+    /// Record names this session sent `CR` for (a superset of its subscriptions).
+    record_subscriptions: AHashSet<Bytes>,
+    /// RPC names this session provided or requested (its providers and calls are cleaned up).
+    rpc_names: AHashSet<Bytes>,
+    /// Patterns this session listens on, per topic (events, records).
+    listens: AHashSet<(Topic, Arc<str>)>,
     scratch: Vec<u8>,
 }
 
@@ -66,7 +71,9 @@ impl Session {
             username: None,
             auth_attempts: 0,
             event_subscriptions: AHashSet::new(),
-            event_listens: AHashSet::new(),
+            record_subscriptions: AHashSet::new(),
+            rpc_names: AHashSet::new(),
+            listens: AHashSet::new(),
             scratch: Vec::new(),
         };
         session.reply(&[b"C", b"CH"]);
@@ -249,13 +256,8 @@ impl Session {
         }
         match Topic::parse(message.topic, self.dialect) {
             Some(Topic::Event) => self.on_event_message(message, unit),
-            Some(Topic::Record | Topic::Rpc) => {
-                crate::warn!(
-                    "{} messages are not served yet; answering UNKNOWN_TOPIC",
-                    String::from_utf8_lossy(message.topic)
-                );
-                self.reply(&[b"X", b"E", b"UNKNOWN_TOPIC", message.topic]);
-            }
+            Some(Topic::Record) => self.on_record_message(message, unit),
+            Some(Topic::Rpc) => self.on_rpc_message(message, unit),
             _ => self.reply(&[b"X", b"E", b"UNKNOWN_TOPIC", message.topic]),
         }
     }
@@ -319,36 +321,143 @@ impl Session {
                     },
                 );
             }
-            b"L" => self.listen(message),
-            b"UL" => self.unlisten(message),
-            b"LA" | b"LR" => {
-                let (Some(pattern), Some(name)) = (message.data_at(0), message.data_at(1)) else {
-                    return self.reply(&[code, b"E", b"INVALID_MESSAGE", message.raw]);
-                };
-                let name = Self::field_bytes(unit, name);
-                let owner = self.core.owner(&name);
-                self.core.route(
-                    owner,
-                    CoreMessage::ListenResponse {
-                        topic: Topic::Event,
-                        accept: message.action == b"LA",
-                        pattern: Arc::from(String::from_utf8_lossy(pattern).as_ref()),
-                        name,
-                        session,
-                        raw: Self::field_bytes(unit, message.raw),
-                    },
-                );
-            }
-            other => {
-                let mut text = b"unknown action ".to_vec();
-                text.extend_from_slice(other);
-                self.reply(&[code, b"E", b"UNKNOWN_ACTION", &text]);
-            }
+            b"L" => self.listen(Topic::Event, message),
+            b"UL" => self.unlisten(Topic::Event, message),
+            b"LA" | b"LR" => self.listen_response(Topic::Event, message, unit),
+            other => self.unknown_action(code, other),
         }
     }
 
-    fn listen(&mut self, message: Message<'_>) {
-        let code = Topic::Event.code();
+    fn unknown_action(&mut self, code: &[u8], action: &[u8]) {
+        let mut text = b"unknown action ".to_vec();
+        text.extend_from_slice(action);
+        self.reply(&[code, b"E", b"UNKNOWN_ACTION", &text]);
+    }
+
+    fn listen_response(&mut self, topic: Topic, message: Message<'_>, unit: &Bytes) {
+        let (Some(pattern), Some(name)) = (message.data_at(0), message.data_at(1)) else {
+            return self.reply(&[topic.code(), b"E", b"INVALID_MESSAGE", message.raw]);
+        };
+        let name = Self::field_bytes(unit, name);
+        let owner = self.core.owner(&name);
+        self.core.route(
+            owner,
+            CoreMessage::ListenResponse {
+                topic,
+                accept: message.action == b"LA",
+                pattern: Arc::from(String::from_utf8_lossy(pattern).as_ref()),
+                name,
+                session: self.port.id,
+                raw: Self::field_bytes(unit, message.raw),
+            },
+        );
+    }
+
+    fn on_record_message(&mut self, message: Message<'_>, unit: &Bytes) {
+        let code = Topic::Record.code();
+        let name = Self::field_bytes(unit, message.data_at(0).unwrap_or_default());
+        match message.action {
+            b"CR" | b"US" | b"SN" | b"H" | b"HD" | b"U" | b"P" | b"CU" | b"D" => {
+                if message.action == b"CR" {
+                    // Copied: a slice of the unit would keep the whole read buffer alive.
+                    self.record_subscriptions
+                        .insert(Bytes::copy_from_slice(&name));
+                } else if message.action == b"US" {
+                    self.record_subscriptions.remove(&name);
+                }
+                let owner = self.core.owner(&name);
+                self.core.route(
+                    owner,
+                    CoreMessage::Record {
+                        session: self.port.id,
+                        dialect: self.dialect,
+                        name,
+                        message: Self::message_bytes(unit, &message),
+                    },
+                );
+            }
+            b"L" => self.listen(Topic::Record, message),
+            b"UL" => self.unlisten(Topic::Record, message),
+            b"LA" | b"LR" => self.listen_response(Topic::Record, message, unit),
+            other => self.unknown_action(code, other),
+        }
+    }
+
+    fn on_rpc_message(&mut self, message: Message<'_>, unit: &Bytes) {
+        let code = Topic::Rpc.code();
+        let session = self.port.id;
+        let field = |index: usize| message.data_at(index).map(|f| Self::field_bytes(unit, f));
+        match message.action {
+            b"S" | b"US" => {
+                let Some(name) = field(0) else { return };
+                self.rpc_names.insert(Bytes::copy_from_slice(&name));
+                let owner = self.core.owner(&name);
+                self.core.route(
+                    owner,
+                    CoreMessage::RpcProvide {
+                        name,
+                        session,
+                        provide: message.action == b"S",
+                    },
+                );
+            }
+            b"REQ" => {
+                let (Some(name), Some(correlation)) = (field(0), field(1)) else {
+                    return self.reply(&[code, b"E", b"INVALID_MESSAGE_DATA", message.raw]);
+                };
+                if !self.rpc_names.contains(&name) {
+                    self.rpc_names.insert(Bytes::copy_from_slice(&name));
+                }
+                let owner = self.core.owner(&name);
+                self.core.route(
+                    owner,
+                    CoreMessage::RpcRequest {
+                        name,
+                        correlation,
+                        session,
+                        dialect: self.dialect,
+                        message: Self::message_bytes(unit, &message),
+                    },
+                );
+            }
+            b"A" | b"RES" | b"E" | b"REJ" => {
+                let (action, name_index) = match message.action {
+                    b"A" if self.dialect == Dialect::V2 && message.data_at(0) == Some(b"REQ") => {
+                        (ProviderAction::Ack, 1)
+                    }
+                    b"A" => (ProviderAction::Ack, 0),
+                    b"RES" => (ProviderAction::Response, 0),
+                    b"E" => (ProviderAction::Error, 1),
+                    _ => (ProviderAction::Reject, 0),
+                };
+                let (Some(name), Some(correlation)) = (field(name_index), field(name_index + 1))
+                else {
+                    let mut text = b"unexpected state for rpc ".to_vec();
+                    text.extend_from_slice(message.data_at(1).unwrap_or(b"undefined"));
+                    text.extend_from_slice(b" with action ");
+                    text.extend_from_slice(message.action);
+                    return self.reply(&[code, b"E", b"INVALID_MESSAGE_DATA", &text]);
+                };
+                let owner = self.core.owner(&name);
+                self.core.route(
+                    owner,
+                    CoreMessage::RpcFromProvider {
+                        action,
+                        name,
+                        correlation,
+                        session,
+                        dialect: self.dialect,
+                        message: Self::message_bytes(unit, &message),
+                        data1: field(1).unwrap_or_else(|| Bytes::from_static(b"undefined")),
+                    },
+                );
+            }
+            other => self.unknown_action(code, other),
+        }
+    }
+
+    fn listen(&mut self, topic: Topic, message: Message<'_>) {
+        let code = topic.code();
         if message.data_count() > 2 {
             return self.reply(&[code, b"E", b"INVALID_MESSAGE_DATA", message.raw]);
         }
@@ -361,58 +470,75 @@ impl Session {
             return self.reply(&[code, b"E", b"INVALID_MESSAGE_DATA", error.as_bytes()]);
         }
         let pattern: Arc<str> = Arc::from(pattern);
-        if !self.event_listens.insert(Arc::clone(&pattern)) {
+        if !self.listens.insert((topic, Arc::clone(&pattern))) {
             // Listening again on the same pattern gets no reply (PROTOCOL.md §3.3).
             return;
         }
         self.reply(&[code, b"A", b"L", pattern.as_bytes()]);
         let session = self.port.id;
         self.core.broadcast(|| CoreMessage::ListenAdded {
-            topic: Topic::Event,
+            topic,
             pattern: Arc::clone(&pattern),
             session,
         });
     }
 
-    fn unlisten(&mut self, message: Message<'_>) {
-        let code = Topic::Event.code();
+    fn unlisten(&mut self, topic: Topic, message: Message<'_>) {
+        let code = topic.code();
         let pattern = String::from_utf8_lossy(message.data_at(0).unwrap_or_default()).into_owned();
-        let Some(pattern) = self.event_listens.take(pattern.as_str()) else {
+        let key: (Topic, Arc<str>) = (topic, Arc::from(pattern.as_str()));
+        let Some((_, pattern)) = self.listens.take(&key) else {
             return self.reply(&[code, b"E", b"NOT_SUBSCRIBED", pattern.as_bytes()]);
         };
-        self.reply(&[code, b"A", b"UL", pattern.as_bytes()]);
         let session = self.port.id;
+        // Records (1.x): the subscribers' `SH|F` goes before the listener's ack.
+        if topic == Topic::Event {
+            self.reply(&[code, b"A", b"UL", pattern.as_bytes()]);
+        }
         self.core.broadcast(|| CoreMessage::ListenRemoved {
-            topic: Topic::Event,
+            topic,
             pattern: Arc::clone(&pattern),
             session,
         });
+        if topic == Topic::Record {
+            self.reply(&[code, b"A", b"UL", pattern.as_bytes()]);
+        }
     }
 
     /// The connection is gone: remove this session from every core's registries.
     pub fn close(&mut self) {
         self.state = SessionState::Closed;
         let session = self.port.id;
-        let mut by_owner: AHashMap<usize, Vec<Bytes>> = AHashMap::new();
-        for name in self.event_subscriptions.drain() {
-            by_owner
-                .entry(self.core.owner(&name))
-                .or_default()
-                .push(name);
+        let groups = [
+            (Topic::Event, std::mem::take(&mut self.event_subscriptions)),
+            (
+                Topic::Record,
+                std::mem::take(&mut self.record_subscriptions),
+            ),
+            (Topic::Rpc, std::mem::take(&mut self.rpc_names)),
+        ];
+        for (topic, names) in groups {
+            let mut by_owner: AHashMap<usize, Vec<Bytes>> = AHashMap::new();
+            for name in names {
+                by_owner
+                    .entry(self.core.owner(&name))
+                    .or_default()
+                    .push(name);
+            }
+            for (owner, names) in by_owner {
+                self.core.route(
+                    owner,
+                    CoreMessage::SessionClosed {
+                        session,
+                        topic,
+                        names,
+                    },
+                );
+            }
         }
-        for (owner, names) in by_owner {
-            self.core.route(
-                owner,
-                CoreMessage::SessionClosed {
-                    session,
-                    topic: Topic::Event,
-                    names,
-                },
-            );
-        }
-        for pattern in std::mem::take(&mut self.event_listens) {
+        for (topic, pattern) in std::mem::take(&mut self.listens) {
             self.core.broadcast(|| CoreMessage::ListenRemoved {
-                topic: Topic::Event,
+                topic,
                 pattern: Arc::clone(&pattern),
                 session,
             });

@@ -156,12 +156,47 @@ capture!(
     "lib-event-listen-existing-subscription"
 );
 
-/// The record-listening half of this capture belongs to the records issue; the event half is
-/// replayed here, including the duplicate `E|L` that gets no reply.
-#[test]
-fn listen_wire_event_part() {
-    replay("raw-listen-wire", "", Some("R|"));
-}
+const RPC_TIMEOUTS: &str = "rpcAckTimeout: 1000\nrpcTimeout: 3000\n";
+
+capture!(listen_wire, "raw-listen-wire");
+capture!(record_wire, "raw-record-wire");
+capture!(record_update_bad_version, "raw-record-update-bad-version");
+capture!(record_update_invalid_json, "raw-record-update-invalid-json");
+capture!(rpc_wire, "raw-rpc-wire", config = RPC_TIMEOUTS);
+capture!(rpc_unsolicited_response, "raw-rpc-unsolicited-response");
+capture!(library_record_create_set_get, "lib-record-create-set-get");
+capture!(library_record_discard_delete, "lib-record-discard-delete");
+capture!(library_record_has_snapshot, "lib-record-has-snapshot");
+capture!(
+    library_record_listen_has_provider,
+    "lib-record-listen-has-provider"
+);
+capture!(
+    library_record_concurrent_writes,
+    "lib-record-concurrent-writes-converge"
+);
+capture!(library_list, "lib-list");
+capture!(
+    library_rpc_provide_make,
+    "lib-rpc-provide-make",
+    config = RPC_TIMEOUTS
+);
+capture!(library_rpc_error, "lib-rpc-error", config = RPC_TIMEOUTS);
+capture!(
+    library_rpc_no_provider,
+    "lib-rpc-no-provider",
+    config = RPC_TIMEOUTS
+);
+capture!(
+    library_rpc_ack_timeout,
+    "lib-rpc-ack-timeout",
+    config = RPC_TIMEOUTS
+);
+capture!(
+    library_rpc_response_timeout,
+    "lib-rpc-response-timeout",
+    config = RPC_TIMEOUTS
+);
 
 /// In this capture 1.1.1 offers the name to p2 only after p1's stale 500 ms timer fires; we
 /// move on at once after p1's reject (see README, deliberate differences), so the bytes are

@@ -138,6 +138,30 @@ impl TopicRegistry {
         }
     }
 
+    /// Sends `bytes` to every subscriber of `name` but `exclude`.
+    pub fn fanout_to_subscribers(
+        &self,
+        name: &[u8],
+        exclude: Option<SessionRef>,
+        bytes: &Bytes,
+        effects: &mut Effects,
+    ) {
+        if let Some(state) = self.names.get(name) {
+            state.subscribers.fanout(exclude, bytes, effects);
+        }
+    }
+
+    /// Unsubscribes everyone from `name` without replies (a deleted record).
+    pub fn remove_all_subscribers(&mut self, name: &Bytes, effects: &mut Effects) {
+        let subscribers = match self.names.get(name) {
+            Some(state) => state.subscribers.all(),
+            None => return,
+        };
+        for session in subscribers {
+            self.unsubscribe(name, session, true, effects);
+        }
+    }
+
     fn after_subscriber_removed(&mut self, name: &Bytes, effects: &mut Effects) {
         let code = self.code();
         let has_provider_updates = self.has_provider_updates;

@@ -1,5 +1,4 @@
-//! Features that run on the core owning a name: events, listening (and, later, records, RPC
-//! and presence).
+//! Features that run on the core owning a name: events, listening, records and RPC.
 //!
 //! A feature never touches a socket or another core. It changes its registries and describes
 //! what must happen next as `Effect`s; the core (`shard`) carries them out: writing to a local
@@ -7,6 +6,9 @@
 
 pub mod event;
 pub mod listen;
+pub mod record;
+pub mod record_store;
+pub mod rpc;
 pub mod subscriptions;
 
 use crate::protocol::actions::Topic;
@@ -30,6 +32,12 @@ pub enum Effect {
     StartListenTimer { topic: Topic, name: Bytes },
     /// Cancel the listen-response timer of a name.
     CancelListenTimer { topic: Topic, name: Bytes },
+    /// Arm the ack (`rpcAckTimeout`) and response (`rpcTimeout`) deadlines of an RPC call.
+    ArmRpcDeadlines {
+        name: Bytes,
+        correlation: Bytes,
+        generation: u64,
+    },
 }
 
 /// Collects effects in the order they were produced.

@@ -57,6 +57,11 @@ impl Subscribers {
         true
     }
 
+    /// Every subscriber.
+    pub fn all(&self) -> Vec<SessionRef> {
+        self.index.keys().copied().collect()
+    }
+
     /// The only subscriber, when there is exactly one.
     pub fn only(&self) -> Option<SessionRef> {
         if self.index.len() == 1 {

@@ -32,21 +32,25 @@ pub use slab::{PortState, SessionPort, SlowConsumer};
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::features::event::{RegistrySize, TopicRegistry};
+use crate::features::record::RecordFeature;
+use crate::features::rpc::{DeadlineKind, ProviderAction, RpcFeature};
 use crate::features::{Effect, Effects};
-use crate::protocol::actions::Topic;
+use crate::protocol::actions::{Dialect, Topic};
 use ahash::AHashMap;
 use bytes::Bytes;
 use glommio::channels::channel_mesh::Senders;
 use glommio::task::JoinHandle;
 use slab::SessionSlab;
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, RefCell, RefMut};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Addresses one session anywhere in the process: its core, its slab slot and the slot's
 /// generation (so a reused slot never receives a message meant for its previous session).
@@ -107,6 +111,34 @@ pub enum CoreMessage {
         topic: Topic,
         names: Vec<Bytes>,
     },
+    /// A record message (terminator included) for the owner of `name`.
+    Record {
+        session: SessionRef,
+        dialect: Dialect,
+        name: Bytes,
+        message: Bytes,
+    },
+    RpcProvide {
+        name: Bytes,
+        session: SessionRef,
+        provide: bool,
+    },
+    RpcRequest {
+        name: Bytes,
+        correlation: Bytes,
+        session: SessionRef,
+        dialect: Dialect,
+        message: Bytes,
+    },
+    RpcFromProvider {
+        action: ProviderAction,
+        name: Bytes,
+        correlation: Bytes,
+        session: SessionRef,
+        dialect: Dialect,
+        message: Bytes,
+        data1: Bytes,
+    },
 }
 
 impl CoreMessage {
@@ -123,6 +155,21 @@ impl CoreMessage {
             CoreMessage::Send { bytes, .. } => bytes.len(),
             CoreMessage::Fanout { bytes, targets, .. } => bytes.len() + 16 * targets.len(),
             CoreMessage::SessionClosed { names, .. } => names.iter().map(|n| n.len() + 16).sum(),
+            CoreMessage::Record { name, message, .. } => name.len() + message.len(),
+            CoreMessage::RpcProvide { name, .. } => name.len(),
+            CoreMessage::RpcRequest {
+                name,
+                correlation,
+                message,
+                ..
+            } => name.len() + correlation.len() + message.len(),
+            CoreMessage::RpcFromProvider {
+                name,
+                correlation,
+                message,
+                data1,
+                ..
+            } => name.len() + correlation.len() + message.len() + data1.len(),
         }
     }
 }
@@ -143,6 +190,10 @@ pub struct CoreStats {
     pub core: usize,
     pub sessions: usize,
     pub events: RegistrySize,
+    pub records: usize,
+    pub record_subscriptions: RegistrySize,
+    /// (names with providers, providers, calls in flight)
+    pub rpc: (usize, usize, usize),
     pub listen_timers: usize,
     pub connections_accepted: u64,
     pub slow_consumer_disconnects: u64,
@@ -201,6 +252,9 @@ pub struct Core {
     hasher: ahash::RandomState,
     sessions: RefCell<SessionSlab>,
     events: RefCell<TopicRegistry>,
+    records: RefCell<RecordFeature>,
+    rpc: RefCell<RpcFeature>,
+    deadlines: RefCell<Deadlines>,
     outgoing: RefCell<Vec<VecDeque<(CoreMessage, usize)>>>,
     outgoing_bytes: RefCell<Vec<usize>>,
     flusher_wakers: RefCell<Vec<Option<Waker>>>,
@@ -227,6 +281,9 @@ impl Core {
             hasher: name_hasher(),
             sessions: RefCell::new(SessionSlab::default()),
             events: RefCell::new(TopicRegistry::new(Topic::Event, cores)),
+            records: RefCell::new(RecordFeature::new(cores)),
+            rpc: RefCell::new(RpcFeature::default()),
+            deadlines: RefCell::new(Deadlines::default()),
             outgoing: RefCell::new((0..cores).map(|_| VecDeque::new()).collect()),
             outgoing_bytes: RefCell::new(vec![0; cores]),
             flusher_wakers: RefCell::new((0..cores).map(|_| None).collect()),
@@ -380,6 +437,17 @@ impl Core {
         }
     }
 
+    /// The subscription and listen registry of a topic (events, or the records' one).
+    fn registry(&self, topic: Topic) -> Option<RefMut<'_, TopicRegistry>> {
+        match topic {
+            Topic::Event => Some(self.events.borrow_mut()),
+            Topic::Record => Some(RefMut::map(self.records.borrow_mut(), |records| {
+                &mut records.subscriptions
+            })),
+            _ => None,
+        }
+    }
+
     /// Handles one message addressed to this core.
     pub fn handle(self: &Rc<Self>, message: CoreMessage) {
         let mut effects = Effects::default();
@@ -397,21 +465,23 @@ impl Core {
                 return;
             }
             CoreMessage::Subscribe {
-                topic: Topic::Event,
+                topic,
                 name,
                 session,
-            } => self
-                .events
-                .borrow_mut()
-                .subscribe(name, session, &mut effects),
+            } => {
+                if let Some(mut registry) = self.registry(topic) {
+                    registry.subscribe(name, session, &mut effects);
+                }
+            }
             CoreMessage::Unsubscribe {
-                topic: Topic::Event,
+                topic,
                 name,
                 session,
-            } => self
-                .events
-                .borrow_mut()
-                .unsubscribe(&name, session, false, &mut effects),
+            } => {
+                if let Some(mut registry) = self.registry(topic) {
+                    registry.unsubscribe(&name, session, false, &mut effects);
+                }
+            }
             CoreMessage::Emit {
                 name,
                 message,
@@ -421,50 +491,107 @@ impl Core {
                 .borrow()
                 .emit(&name, &message, sender, &mut effects),
             CoreMessage::ListenResponse {
-                topic: Topic::Event,
+                topic,
                 accept,
                 pattern,
                 name,
                 session,
                 raw,
-            } => self.events.borrow_mut().listen_response(
-                accept,
-                &pattern,
-                &name,
-                session,
-                &raw,
-                &mut effects,
-            ),
-            CoreMessage::ListenAdded {
-                topic: Topic::Event,
-                pattern,
-                session,
-            } => self
-                .events
-                .borrow_mut()
-                .listen_added(&pattern, session, &mut effects),
-            CoreMessage::ListenRemoved {
-                topic: Topic::Event,
-                pattern,
-                session,
-            } => self
-                .events
-                .borrow_mut()
-                .listen_removed(&pattern, session, &mut effects),
-            CoreMessage::SessionClosed {
-                session,
-                topic: Topic::Event,
-                names,
             } => {
-                let mut events = self.events.borrow_mut();
-                for name in names {
-                    events.unsubscribe(&name, session, true, &mut effects);
+                if let Some(mut registry) = self.registry(topic) {
+                    registry.listen_response(accept, &pattern, &name, session, &raw, &mut effects);
                 }
             }
-            other => {
-                crate::error!("message for a topic this core does not serve: {other:?}");
-                return;
+            CoreMessage::ListenAdded {
+                topic,
+                pattern,
+                session,
+            } => {
+                if let Some(mut registry) = self.registry(topic) {
+                    registry.listen_added(&pattern, session, &mut effects);
+                }
             }
+            CoreMessage::ListenRemoved {
+                topic,
+                pattern,
+                session,
+            } => {
+                if let Some(mut registry) = self.registry(topic) {
+                    registry.listen_removed(&pattern, session, &mut effects);
+                }
+            }
+            CoreMessage::SessionClosed {
+                session,
+                topic: Topic::Rpc,
+                names,
+            } => self
+                .rpc
+                .borrow_mut()
+                .session_closed(session, &names, &mut effects),
+            CoreMessage::SessionClosed {
+                session,
+                topic,
+                names,
+            } => {
+                if let Some(mut registry) = self.registry(topic) {
+                    for name in names {
+                        registry.unsubscribe(&name, session, true, &mut effects);
+                    }
+                }
+            }
+            CoreMessage::Record {
+                session,
+                dialect,
+                message,
+                ..
+            } => self
+                .records
+                .borrow_mut()
+                .handle(session, dialect, &message, &mut effects),
+            CoreMessage::RpcProvide {
+                name,
+                session,
+                provide,
+            } => {
+                let mut rpc = self.rpc.borrow_mut();
+                if provide {
+                    rpc.provide(name, session, &mut effects);
+                } else {
+                    rpc.unprovide(&name, session, false, &mut effects);
+                }
+            }
+            CoreMessage::RpcRequest {
+                name,
+                correlation,
+                session,
+                dialect,
+                message,
+            } => self.rpc.borrow_mut().request(
+                name,
+                correlation,
+                session,
+                dialect,
+                message,
+                &mut effects,
+            ),
+            CoreMessage::RpcFromProvider {
+                action,
+                name,
+                correlation,
+                session,
+                dialect,
+                message,
+                data1,
+            } => self.rpc.borrow_mut().from_provider(
+                action,
+                name,
+                correlation,
+                session,
+                dialect,
+                message,
+                data1,
+                &mut effects,
+            ),
         }
         self.execute(effects);
     }
@@ -517,6 +644,32 @@ impl Core {
                         timer.cancel();
                     }
                 }
+                Effect::ArmRpcDeadlines {
+                    name,
+                    correlation,
+                    generation,
+                } => {
+                    let now = Instant::now();
+                    let mut deadlines = self.deadlines.borrow_mut();
+                    deadlines.arm(
+                        now + self.config.rpc_ack_timeout,
+                        RpcDeadline {
+                            name: name.clone(),
+                            correlation: correlation.clone(),
+                            generation,
+                            kind: DeadlineKind::Ack,
+                        },
+                    );
+                    deadlines.arm(
+                        now + self.config.rpc_timeout,
+                        RpcDeadline {
+                            name,
+                            correlation,
+                            generation,
+                            kind: DeadlineKind::Response,
+                        },
+                    );
+                }
             }
         }
     }
@@ -530,8 +683,8 @@ impl Core {
             // This timer is done: forget its handle before acting (the action may start another).
             core.timers.borrow_mut().remove(&(topic, name.clone()));
             let mut effects = Effects::default();
-            if topic == Topic::Event {
-                core.events.borrow_mut().listen_timeout(&name, &mut effects);
+            if let Some(mut registry) = core.registry(topic) {
+                registry.listen_timeout(&name, &mut effects);
             }
             core.execute(effects);
         })
@@ -546,10 +699,108 @@ impl Core {
             core: self.id,
             sessions: self.sessions.borrow().len(),
             events: self.events.borrow().size(),
+            records: self.records.borrow().size().0,
+            record_subscriptions: self.records.borrow().size().1,
+            rpc: self.rpc.borrow().size(),
             listen_timers: self.timers.borrow().len(),
             connections_accepted: self.counters.connections_accepted.get(),
             slow_consumer_disconnects: self.counters.slow_consumer_disconnects.get(),
             messages_in: self.counters.messages_in.get(),
         }
+    }
+
+    /// The task that fires RPC deadlines: sleeps until the earliest one, or until an earlier one
+    /// is armed.
+    pub async fn run_deadlines(self: Rc<Self>) {
+        loop {
+            let next = self.deadlines.borrow().next();
+            let earlier_armed = futures_lite::future::poll_fn(|context| {
+                let mut deadlines = self.deadlines.borrow_mut();
+                if deadlines.earlier_armed {
+                    deadlines.earlier_armed = false;
+                    Poll::Ready(())
+                } else {
+                    deadlines.waker = Some(context.waker().clone());
+                    Poll::Pending
+                }
+            });
+            match next {
+                Some(deadline) => {
+                    let wait = deadline.saturating_duration_since(Instant::now());
+                    futures_lite::future::or(glommio::timer::sleep(wait), earlier_armed).await;
+                }
+                None => earlier_armed.await,
+            }
+            let expired = self.deadlines.borrow_mut().expired(Instant::now());
+            if expired.is_empty() {
+                continue;
+            }
+            let mut effects = Effects::default();
+            {
+                let mut rpc = self.rpc.borrow_mut();
+                for deadline in expired {
+                    rpc.deadline(
+                        deadline.name,
+                        deadline.correlation,
+                        deadline.generation,
+                        deadline.kind,
+                        &mut effects,
+                    );
+                }
+            }
+            self.execute(effects);
+        }
+    }
+}
+
+/// One RPC deadline. A deadline whose call was answered or rerouted since is ignored when it
+/// fires (its generation no longer matches), so nothing is cancelled eagerly.
+struct RpcDeadline {
+    name: Bytes,
+    correlation: Bytes,
+    generation: u64,
+    kind: DeadlineKind,
+}
+
+/// This core's pending RPC deadlines, earliest first.
+#[derive(Default)]
+struct Deadlines {
+    heap: BinaryHeap<Reverse<(Instant, u64)>>,
+    entries: AHashMap<u64, RpcDeadline>,
+    sequence: u64,
+    waker: Option<Waker>,
+    earlier_armed: bool,
+}
+
+impl Deadlines {
+    fn arm(&mut self, at: Instant, deadline: RpcDeadline) {
+        let is_earliest = self.next().is_none_or(|next| at < next);
+        self.sequence += 1;
+        self.heap.push(Reverse((at, self.sequence)));
+        self.entries.insert(self.sequence, deadline);
+        if is_earliest {
+            self.earlier_armed = true;
+            if let Some(waker) = self.waker.take() {
+                waker.wake();
+            }
+        }
+    }
+
+    fn next(&self) -> Option<Instant> {
+        self.heap.peek().map(|Reverse((at, _))| *at)
+    }
+
+    fn expired(&mut self, now: Instant) -> Vec<RpcDeadline> {
+        let mut expired = Vec::new();
+        while let Some(Reverse((at, sequence))) = self.heap.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.heap.pop();
+            if let Some(deadline) = self.entries.remove(&sequence) {
+                expired.push(deadline);
+            }
+        }
+        expired
     }
 }

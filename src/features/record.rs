@@ -1,0 +1,241 @@
+//! Records on the owner core of each name (PROTOCOL.md §3.4): create-or-read, snapshot, has,
+//! head, update, patch, upsert, delete, discard, with their acks and errors, and record
+//! listening with `R|SH` has-provider updates.
+//!
+//! The session core checked the action and routed the whole message here; this module re-splits
+//! it (a SIMD scan, no allocation), applies it to the `RecordStore` and the record subscriptions
+//! (`TopicRegistry` for topic R), and answers with `Effect`s. Writes to one record are applied
+//! strictly in the order the owner core receives them, and an update is forwarded to the other
+//! subscribers as the bytes that arrived (shared, reference-counted), not re-serialised.
+
+use super::event::{RegistrySize, TopicRegistry};
+use super::record_store::{parse_version, Change, RecordStore, WriteError};
+use super::Effects;
+use crate::protocol::actions::{Dialect, Topic};
+use crate::protocol::message::{build_message, messages, Message, Parsed};
+use crate::shard::SessionRef;
+use bytes::Bytes;
+
+const CODE: &[u8] = b"R";
+
+fn message(fields: &[&[u8]]) -> Bytes {
+    Bytes::from(build_message(fields))
+}
+
+pub struct RecordFeature {
+    pub store: RecordStore,
+    pub subscriptions: TopicRegistry,
+}
+
+impl RecordFeature {
+    pub fn new(cores: usize) -> Self {
+        RecordFeature {
+            store: RecordStore::default(),
+            subscriptions: TopicRegistry::new(Topic::Record, cores),
+        }
+    }
+
+    pub fn size(&self) -> (usize, RegistrySize) {
+        (self.store.len(), self.subscriptions.size())
+    }
+
+    /// Handles one record message (terminator included) from `session`.
+    pub fn handle(
+        &mut self,
+        session: SessionRef,
+        dialect: Dialect,
+        bytes: &Bytes,
+        effects: &mut Effects,
+    ) {
+        let Some(Parsed::Message(parsed)) = messages(bytes, dialect).next() else {
+            return;
+        };
+        let Some(name) = parsed.data_at(0) else {
+            return;
+        };
+        let name_bytes = bytes.slice_ref(name);
+        match parsed.action {
+            b"CR" => {
+                let record = self.store.get_or_create(name);
+                let (version, data) = (record.version.to_string(), record.data.clone());
+                self.subscriptions.subscribe(name_bytes, session, effects);
+                effects.send(
+                    session,
+                    message(&[CODE, b"R", name, version.as_bytes(), &data]),
+                );
+            }
+            b"SN" => match self.store.get(name) {
+                Some(record) => {
+                    let version = record.version.to_string();
+                    effects.send(
+                        session,
+                        message(&[CODE, b"R", name, version.as_bytes(), &record.data]),
+                    );
+                }
+                None => effects.send(
+                    session,
+                    message(&[CODE, b"E", b"SN", name, b"RECORD_NOT_FOUND"]),
+                ),
+            },
+            b"H" => {
+                let found: &[u8] = if self.store.get(name).is_some() {
+                    b"T"
+                } else {
+                    b"F"
+                };
+                effects.send(session, message(&[CODE, b"H", name, found]));
+            }
+            b"HD" => match self.store.get(name) {
+                Some(record) => {
+                    let version = record.version.to_string();
+                    effects.send(session, message(&[CODE, b"HD", name, version.as_bytes()]));
+                }
+                None => effects.send(
+                    session,
+                    message(&[CODE, b"E", b"HD", name, b"RECORD_NOT_FOUND"]),
+                ),
+            },
+            b"US" => self
+                .subscriptions
+                .unsubscribe(&name_bytes, session, false, effects),
+            b"D" => {
+                self.store.delete(name);
+                let ack = message(&[CODE, b"A", b"D", name]);
+                effects.send(session, ack.clone());
+                // The same ack goes to every other subscriber, who are then unsubscribed.
+                self.subscriptions
+                    .fanout_to_subscribers(&name_bytes, Some(session), &ack, effects);
+                self.subscriptions
+                    .remove_all_subscribers(&name_bytes, effects);
+            }
+            b"U" | b"P" | b"CU" => self.write(session, dialect, bytes, &parsed, effects),
+            _ => {}
+        }
+    }
+
+    fn write(
+        &mut self,
+        session: SessionRef,
+        dialect: Dialect,
+        bytes: &Bytes,
+        parsed: &Message<'_>,
+        effects: &mut Effects,
+    ) {
+        let fields: Vec<&[u8]> = parsed.data_fields().collect();
+        let name = fields[0];
+        if fields.len() < 3 {
+            effects.send(
+                session,
+                message(&[CODE, b"E", b"INVALID_MESSAGE_DATA", name]),
+            );
+            return;
+        }
+        let upsert = parsed.action == b"CU";
+        let Some(version) = parse_version(fields[1]) else {
+            effects.send(
+                session,
+                message(&[CODE, b"E", b"INVALID_VERSION", name, b"NaN"]),
+            );
+            return;
+        };
+        // Which fields hold the change and the optional write config.
+        let (is_patch, config) = match (parsed.action, dialect, fields.len()) {
+            (b"U", Dialect::V1, 3) => (false, None),
+            (b"P", Dialect::V1, 4) => (true, None),
+            (b"U", Dialect::V2, 3) => (false, None),
+            (b"U", Dialect::V2, 4) => (false, Some(fields[3])),
+            (b"P", Dialect::V2, 4) => (true, None),
+            (b"P", Dialect::V2, 5) => (true, Some(fields[4])),
+            (b"CU", _, 4) => (false, Some(fields[3])),
+            (b"CU", _, 5) => (true, Some(fields[4])),
+            _ => {
+                effects.send(
+                    session,
+                    message(&[CODE, b"E", b"INVALID_MESSAGE_DATA", parsed.raw]),
+                );
+                return;
+            }
+        };
+        let write_ack = config.is_some_and(wants_write_ack);
+        let change = if is_patch {
+            Change::Patch {
+                path: fields[2],
+                value: fields[3],
+            }
+        } else {
+            Change::Whole(fields[2])
+        };
+        let requested = (!(upsert && version == -1)).then_some(version);
+        match self.store.write(name, requested, change, dialect, upsert) {
+            Ok(new_version) => {
+                let name_bytes = bytes.slice_ref(name);
+                // Forward the bytes that arrived, unless they carry a config or are an upsert:
+                // subscribers get a plain U or P with the version that was written.
+                let forward = if config.is_none() && !upsert {
+                    bytes.clone()
+                } else {
+                    let version = new_version.to_string();
+                    if is_patch {
+                        message(&[CODE, b"P", name, version.as_bytes(), fields[2], fields[3]])
+                    } else {
+                        message(&[CODE, b"U", name, version.as_bytes(), fields[2]])
+                    }
+                };
+                self.subscriptions.fanout_to_subscribers(
+                    &name_bytes,
+                    Some(session),
+                    &forward,
+                    effects,
+                );
+                if write_ack {
+                    let versions = format!("[{version}]");
+                    effects.send(
+                        session,
+                        message(&[CODE, b"WA", name, versions.as_bytes(), b"L"]),
+                    );
+                }
+            }
+            Err(WriteError::NotFound) => {
+                let version = version.to_string();
+                effects.send(
+                    session,
+                    message(&[CODE, b"E", b"RECORD_UPDATE_ERROR", version.as_bytes()]),
+                );
+            }
+            Err(WriteError::VersionExists(current)) => {
+                let version = current.version.to_string();
+                let mut reply: Vec<&[u8]> = vec![
+                    CODE,
+                    b"E",
+                    b"VERSION_EXISTS",
+                    name,
+                    version.as_bytes(),
+                    &current.data,
+                ];
+                if let (Dialect::V2, Some(config)) = (dialect, config) {
+                    reply.push(config);
+                }
+                effects.send(session, message(&reply));
+            }
+            Err(WriteError::InvalidData(text)) => {
+                let payload = if is_patch && !text.is_empty() {
+                    text.into_bytes()
+                } else {
+                    parsed.raw.to_vec()
+                };
+                effects.send(
+                    session,
+                    message(&[CODE, b"E", b"INVALID_MESSAGE_DATA", &payload]),
+                );
+            }
+        }
+    }
+}
+
+/// Is a write config `{"writeSuccess": true}`?
+fn wants_write_ack(config: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(config)
+        .ok()
+        .and_then(|value| value.get("writeSuccess").and_then(|flag| flag.as_bool()))
+        == Some(true)
+}

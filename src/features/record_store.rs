@@ -1,0 +1,543 @@
+//! Record state on the owner core (PROTOCOL.md §3.4): `{version, data}` per name, where data is
+//! the record's JSON kept as bytes.
+//!
+//! Keeping the JSON as bytes (not a parsed tree) is what lets a core hold a million small
+//! records in a few hundred megabytes: a whole update (`U`) is validated with simd-json and stored
+//! as it arrived; a patch (`P`) parses the stored JSON with simd-json, sets the value at the path
+//! the way deepstream's `json-path.js` does, and serialises it again. Reads send the stored bytes.
+//!
+//! Untrusted input is bounded: JSON nesting is limited by simd-json (1024 levels), a path has
+//! at most `MAX_PATH_TOKENS` parts, and a patch may not grow an array by more than
+//! `MAX_ARRAY_GROWTH` elements at once (deepstream would build a sparse array of any size).
+//! Versions are parsed like JavaScript's `parseInt`; one that does not fit in an i64 is invalid.
+//!
+//! Differences from deepstream, documented in the README: the stored JSON of a whole update is
+//! kept byte for byte (deepstream re-serialises it; the clients send `JSON.stringify` output, so
+//! the bytes are the same), and patched documents are serialised by simd-json (floats such as
+//! `1e21` are written `1e21`, JavaScript writes `1e+21`).
+
+use crate::protocol::actions::Dialect;
+use ahash::AHashMap;
+use bytes::Bytes;
+use simd_json::prelude::*;
+use simd_json::OwnedValue;
+
+/// Most parts a patch path may have.
+pub const MAX_PATH_TOKENS: usize = 64;
+/// Most elements one patch may add to an array.
+pub const MAX_ARRAY_GROWTH: usize = 10_000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub version: i64,
+    pub data: Bytes,
+}
+
+/// Why a write was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteError {
+    /// The record does not exist (`RECORD_UPDATE_ERROR`).
+    NotFound,
+    /// The version is not current + 1 (`VERSION_EXISTS` with the current state).
+    VersionExists(Record),
+    /// Bad body or path (`INVALID_MESSAGE_DATA` with this text).
+    InvalidData(String),
+}
+
+/// What a write changes.
+pub enum Change<'a> {
+    /// `U`: the whole data.
+    Whole(&'a [u8]),
+    /// `P`: a typed value at a path.
+    Patch { path: &'a [u8], value: &'a [u8] },
+}
+
+#[derive(Default)]
+pub struct RecordStore {
+    records: AHashMap<Bytes, Record>,
+    scratch: Vec<u8>,
+}
+
+static EMPTY_OBJECT: &[u8] = b"{}";
+
+impl RecordStore {
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    pub fn get(&self, name: &[u8]) -> Option<&Record> {
+        self.records.get(name)
+    }
+
+    /// `CR`: the record, created as `{_v: 0, _d: {}}` when missing.
+    pub fn get_or_create(&mut self, name: &[u8]) -> &Record {
+        if !self.records.contains_key(name) {
+            self.records.insert(
+                Bytes::copy_from_slice(name),
+                Record {
+                    version: 0,
+                    data: Bytes::from_static(EMPTY_OBJECT),
+                },
+            );
+        }
+        &self.records[name]
+    }
+
+    pub fn delete(&mut self, name: &[u8]) -> bool {
+        self.records.remove(name).is_some()
+    }
+
+    /// Applies a write of `version` (`None`: "the next one", CU with -1). `create` makes a
+    /// missing record first (CU). Returns the new version.
+    pub fn write(
+        &mut self,
+        name: &[u8],
+        version: Option<i64>,
+        change: Change<'_>,
+        dialect: Dialect,
+        create: bool,
+    ) -> Result<i64, WriteError> {
+        // Validate the body before touching the record, as deepstream does.
+        let whole = match change {
+            Change::Whole(json) => {
+                self.validate_json(json, dialect)?;
+                Some(json)
+            }
+            Change::Patch { .. } => None,
+        };
+        if create {
+            self.get_or_create(name);
+        }
+        let Some(record) = self.records.get(name) else {
+            return Err(WriteError::NotFound);
+        };
+        let next = record
+            .version
+            .checked_add(1)
+            .ok_or_else(|| WriteError::VersionExists(record.clone()))?;
+        if let Some(version) = version {
+            if version != next {
+                return Err(WriteError::VersionExists(record.clone()));
+            }
+        }
+        let data = match (whole, change) {
+            (Some(json), _) => Bytes::copy_from_slice(json),
+            (None, Change::Patch { path, value }) => {
+                Bytes::from(patch(&record.data, path, value, &mut self.scratch)?)
+            }
+            (None, Change::Whole(_)) => unreachable_whole(),
+        };
+        if let Some(record) = self.records.get_mut(name) {
+            record.version = next;
+            record.data = data;
+        }
+        Ok(next)
+    }
+
+    fn validate_json(&mut self, json: &[u8], dialect: Dialect) -> Result<(), WriteError> {
+        self.scratch.clear();
+        self.scratch.extend_from_slice(json);
+        let tape = simd_json::to_tape(&mut self.scratch)
+            .map_err(|error| WriteError::InvalidData(format!("SyntaxError: {error}")))?;
+        if dialect == Dialect::V2 {
+            // 2.x accepts only an object or an array as a record body.
+            let root = tape.0.first().map(|node| node.value_type());
+            if !matches!(root, Some(ValueType::Object | ValueType::Array)) {
+                return Err(WriteError::InvalidData(String::new()));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn unreachable_whole() -> Bytes {
+    // `whole` is `Some` exactly when the change is `Whole`; keep a value rather than panic.
+    Bytes::from_static(EMPTY_OBJECT)
+}
+
+/// JavaScript `parseInt(text, 10)`: leading whitespace, a sign, then digits up to the first
+/// non-digit. `None` for NaN, and for values outside i64.
+pub fn parse_version(text: &[u8]) -> Option<i64> {
+    let text = std::str::from_utf8(text).ok()?.trim_start();
+    let (negative, digits) = match text.as_bytes().first() {
+        Some(b'-') => (true, &text[1..]),
+        Some(b'+') => (false, &text[1..]),
+        _ => (false, text),
+    };
+    let end = digits
+        .bytes()
+        .position(|byte| !byte.is_ascii_digit())
+        .unwrap_or(digits.len());
+    if end == 0 {
+        return None;
+    }
+    let magnitude: i64 = digits[..end].parse().ok()?;
+    Some(if negative { -magnitude } else { magnitude })
+}
+
+/// A typed field (`S`, `O`, `N`, `T`, `F`, `L`, `U`) as a JSON value; `None` is `undefined`.
+fn typed_to_value(field: &[u8], scratch: &mut Vec<u8>) -> Result<Option<OwnedValue>, WriteError> {
+    let rest = &field[field.len().min(1)..];
+    match field.first() {
+        Some(b'S') => Ok(Some(OwnedValue::from(
+            String::from_utf8_lossy(rest).into_owned(),
+        ))),
+        Some(b'O') => {
+            scratch.clear();
+            scratch.extend_from_slice(rest);
+            simd_json::to_owned_value(scratch)
+                .map(Some)
+                .map_err(|error| {
+                    WriteError::InvalidData(format!(
+                        "SyntaxError: {error}:{}",
+                        String::from_utf8_lossy(field)
+                    ))
+                })
+        }
+        Some(b'N') => Ok(Some(js_parse_float(rest))),
+        Some(b'T') => Ok(Some(OwnedValue::from(true))),
+        Some(b'F') => Ok(Some(OwnedValue::from(false))),
+        Some(b'L') => Ok(Some(OwnedValue::null())),
+        Some(b'U') => Ok(None),
+        _ => Err(WriteError::InvalidData(format!(
+            "Error: Unknown type:{}",
+            String::from_utf8_lossy(field)
+        ))),
+    }
+}
+
+/// JavaScript `parseFloat` of a typed number: the longest numeric prefix; NaN becomes null
+/// (what `JSON.stringify` writes for it). Integral values stay integers.
+fn js_parse_float(text: &[u8]) -> OwnedValue {
+    let text = String::from_utf8_lossy(text);
+    let text = text.trim_start().as_bytes();
+    // The longest prefix of the form [sign] digits [. digits] [e [sign] digits].
+    let mut end = usize::from(matches!(text.first(), Some(b'+' | b'-')));
+    let digits = |from: usize| {
+        from + text[from..]
+            .iter()
+            .take_while(|byte| byte.is_ascii_digit())
+            .count()
+    };
+    let integral_end = digits(end);
+    let mut mantissa_end = integral_end;
+    if text.get(integral_end) == Some(&b'.') {
+        mantissa_end = digits(integral_end + 1);
+    }
+    let has_digits = mantissa_end > end + usize::from(mantissa_end > integral_end);
+    end = mantissa_end;
+    if has_digits && matches!(text.get(end), Some(b'e' | b'E')) {
+        let sign = usize::from(matches!(text.get(end + 1), Some(b'+' | b'-')));
+        let exponent_end = digits(end + 1 + sign);
+        if exponent_end > end + 1 + sign {
+            end = exponent_end;
+        }
+    }
+    let number = if has_digits {
+        std::str::from_utf8(&text[..end])
+            .ok()
+            .and_then(|prefix| prefix.parse::<f64>().ok())
+    } else {
+        None
+    };
+    match number {
+        Some(number) if number.fract() == 0.0 && number.abs() < 9.0e15 => {
+            OwnedValue::from(number as i64)
+        }
+        Some(number) if number.is_finite() => OwnedValue::from(number),
+        _ => OwnedValue::null(),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Token {
+    Key(String),
+    Index(usize),
+}
+
+/// deepstream's json-path tokens: split on `.`, `[` and `]`, trimmed, empty parts skipped, parts
+/// made of digits are array indexes.
+fn tokenize(path: &[u8]) -> Result<Vec<Token>, WriteError> {
+    let path = String::from_utf8_lossy(path);
+    let mut tokens = Vec::new();
+    for part in path.split(['.', '[', ']']) {
+        let part = part.trim();
+        if part.is_empty() {
+            continue;
+        }
+        if tokens.len() == MAX_PATH_TOKENS {
+            return Err(WriteError::InvalidData(format!(
+                "path has more than {MAX_PATH_TOKENS} parts"
+            )));
+        }
+        let token = if part.len() <= 9 && part.bytes().all(|byte| byte.is_ascii_digit()) {
+            // At most 9 digits: always fits a usize.
+            Token::Index(part.parse().unwrap_or(usize::MAX))
+        } else {
+            Token::Key(part.to_string())
+        };
+        tokens.push(token);
+    }
+    if tokens.is_empty() {
+        return Err(WriteError::InvalidData("empty path".to_string()));
+    }
+    Ok(tokens)
+}
+
+fn container_for(next: &Token) -> OwnedValue {
+    match next {
+        Token::Index(_) => OwnedValue::array(),
+        Token::Key(_) => OwnedValue::object(),
+    }
+}
+
+/// The child of `node` at `token`, created (as the container `next` needs) when missing or not
+/// a container.
+fn child<'v>(
+    node: &'v mut OwnedValue,
+    token: &Token,
+    next: &Token,
+) -> Result<&'v mut OwnedValue, WriteError> {
+    match (node, token) {
+        (OwnedValue::Object(map), Token::Key(key)) => {
+            let entry = map
+                .entry(key.clone())
+                .or_insert_with(|| container_for(next));
+            if !is_container(entry) {
+                *entry = container_for(next);
+            }
+            Ok(entry)
+        }
+        (OwnedValue::Object(map), Token::Index(index)) => {
+            let entry = map
+                .entry(index.to_string())
+                .or_insert_with(|| container_for(next));
+            if !is_container(entry) {
+                *entry = container_for(next);
+            }
+            Ok(entry)
+        }
+        (OwnedValue::Array(items), Token::Index(index)) => {
+            grow(items, *index)?;
+            let entry = &mut items[*index];
+            if !is_container(entry) {
+                *entry = container_for(next);
+            }
+            Ok(entry)
+        }
+        (node, _) => {
+            // A key on an array, or any part below a scalar: replace it with what the path needs.
+            *node = container_for(token);
+            child(node, token, next)
+        }
+    }
+}
+
+fn is_container(value: &OwnedValue) -> bool {
+    matches!(value, OwnedValue::Object(_) | OwnedValue::Array(_))
+}
+
+fn grow(items: &mut Vec<OwnedValue>, index: usize) -> Result<(), WriteError> {
+    if index >= items.len() {
+        if index - items.len() >= MAX_ARRAY_GROWTH {
+            return Err(WriteError::InvalidData(format!(
+                "array index {index} is more than {MAX_ARRAY_GROWTH} past the end"
+            )));
+        }
+        items.resize(index + 1, OwnedValue::null());
+    }
+    Ok(())
+}
+
+fn set_last(
+    node: &mut OwnedValue,
+    token: &Token,
+    value: Option<OwnedValue>,
+) -> Result<(), WriteError> {
+    match (node, token) {
+        (OwnedValue::Object(map), token) => {
+            let key = match token {
+                Token::Key(key) => key.clone(),
+                Token::Index(index) => index.to_string(),
+            };
+            match value {
+                Some(value) => {
+                    map.insert(key, value);
+                }
+                // `undefined` is not serialised: the key disappears.
+                None => {
+                    map.remove(&key);
+                }
+            }
+            Ok(())
+        }
+        (OwnedValue::Array(items), Token::Index(index)) => {
+            grow(items, *index)?;
+            items[*index] = value.unwrap_or_else(OwnedValue::null);
+            Ok(())
+        }
+        (node, token) => {
+            *node = container_for(token);
+            set_last(node, token, value)
+        }
+    }
+}
+
+/// Applies a patch to stored JSON and returns the new JSON.
+pub fn patch(
+    stored: &[u8],
+    path: &[u8],
+    value: &[u8],
+    scratch: &mut Vec<u8>,
+) -> Result<Vec<u8>, WriteError> {
+    let value = typed_to_value(value, scratch)?;
+    let tokens = tokenize(path)?;
+    scratch.clear();
+    scratch.extend_from_slice(stored);
+    let mut document = simd_json::to_owned_value(scratch)
+        .map_err(|error| WriteError::InvalidData(format!("stored record is not JSON: {error}")))?;
+    let mut node = &mut document;
+    for pair in tokens.windows(2) {
+        node = child(node, &pair[0], &pair[1])?;
+    }
+    if let Some(last) = tokens.last() {
+        set_last(node, last, value)?;
+    }
+    Ok(document.encode().into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn patched(stored: &str, path: &str, value: &str) -> String {
+        let mut scratch = Vec::new();
+        String::from_utf8(
+            patch(
+                stored.as_bytes(),
+                path.as_bytes(),
+                value.as_bytes(),
+                &mut scratch,
+            )
+            .expect("patch"),
+        )
+        .expect("utf8")
+    }
+
+    #[test]
+    fn patches_like_deepstream_json_path() {
+        assert_eq!(patched(r#"{"a":1}"#, "b.c", "N5"), r#"{"a":1,"b":{"c":5}}"#);
+        assert_eq!(patched(r#"{"a":1}"#, "a", "Sx"), r#"{"a":"x"}"#);
+        assert_eq!(patched("{}", "list[1]", "T"), r#"{"list":[null,true]}"#);
+        assert_eq!(patched("{}", "a[0].b", "L"), r#"{"a":[{"b":null}]}"#);
+        assert_eq!(patched(r#"{"a":1,"b":2}"#, "a", "U"), r#"{"b":2}"#);
+        assert_eq!(patched(r#"["y","z"]"#, "[0]", "Sx"), r#"["x","z"]"#);
+        assert_eq!(patched(r#"{"a":5}"#, "a.b", "N1.5"), r#"{"a":{"b":1.5}}"#);
+        assert_eq!(
+            patched("{}", "o", r#"O{"k":[1,2]}"#),
+            r#"{"o":{"k":[1,2]}}"#
+        );
+        assert_eq!(patched("{}", "n", "N-7"), r#"{"n":-7}"#);
+        assert_eq!(patched("{}", "n", "N42.5abc"), r#"{"n":42.5}"#);
+        assert_eq!(patched("{}", "n", "N2e3"), r#"{"n":2000}"#);
+        assert_eq!(patched("{}", "n", "Nabc"), r#"{"n":null}"#);
+    }
+
+    #[test]
+    fn hostile_patches_are_refused() {
+        let mut scratch = Vec::new();
+        assert!(matches!(
+            patch(b"{}", b"a[99999999]", b"T", &mut scratch),
+            Err(WriteError::InvalidData(_))
+        ));
+        let deep = "a.".repeat(100) + "b";
+        assert!(patch(b"{}", deep.as_bytes(), b"T", &mut scratch).is_err());
+        assert!(matches!(
+            patch(b"{}", b"a", b"Q1", &mut scratch),
+            Err(WriteError::InvalidData(text)) if text == "Error: Unknown type:Q1"
+        ));
+        assert!(patch(b"{}", b"a", b"O{bad", &mut scratch).is_err());
+        assert!(patch(b"{}", b"", b"T", &mut scratch).is_err());
+    }
+
+    #[test]
+    fn versions_parse_like_parse_int() {
+        assert_eq!(parse_version(b"12"), Some(12));
+        assert_eq!(parse_version(b" 3abc"), Some(3));
+        assert_eq!(parse_version(b"-1"), Some(-1));
+        assert_eq!(parse_version(b"abc"), None);
+        assert_eq!(parse_version(b""), None);
+        assert_eq!(parse_version(b"99999999999999999999"), None);
+        assert_eq!(parse_version(b"9223372036854775807"), Some(i64::MAX));
+    }
+
+    #[test]
+    fn writes_check_versions_and_bodies() {
+        let mut store = RecordStore::default();
+        assert_eq!(
+            store.write(b"r", Some(1), Change::Whole(b"{}"), Dialect::V1, false),
+            Err(WriteError::NotFound)
+        );
+        store.get_or_create(b"r");
+        assert_eq!(
+            store.write(
+                b"r",
+                Some(1),
+                Change::Whole(br#"{"a":1}"#),
+                Dialect::V1,
+                false
+            ),
+            Ok(1)
+        );
+        assert!(matches!(
+            store.write(b"r", Some(1), Change::Whole(b"{}"), Dialect::V1, false),
+            Err(WriteError::VersionExists(Record { version: 1, .. }))
+        ));
+        assert!(matches!(
+            store.write(b"r", Some(2), Change::Whole(b"{bad"), Dialect::V1, false),
+            Err(WriteError::InvalidData(_))
+        ));
+        assert_eq!(
+            store.write(b"r", Some(2), Change::Whole(b"5"), Dialect::V1, false),
+            Ok(2)
+        );
+        assert!(store
+            .write(b"r", Some(3), Change::Whole(b"5"), Dialect::V2, false)
+            .is_err());
+        assert_eq!(
+            store.write(
+                b"r",
+                Some(3),
+                Change::Patch {
+                    path: b"b.c",
+                    value: b"N5"
+                },
+                Dialect::V1,
+                false
+            ),
+            Ok(3)
+        );
+        assert_eq!(
+            store.get(b"r").map(|r| r.data.clone()),
+            Some(Bytes::from_static(br#"{"b":{"c":5}}"#))
+        );
+        assert_eq!(
+            store.write(b"u", None, Change::Whole(br#"{"z":1}"#), Dialect::V2, true),
+            Ok(1)
+        );
+        // Versions near the limit never overflow.
+        let mut store = RecordStore::default();
+        store.get_or_create(b"max");
+        if let Some(record) = store.records.get_mut(&b"max"[..]) {
+            record.version = i64::MAX;
+        }
+        assert!(matches!(
+            store.write(b"max", None, Change::Whole(b"{}"), Dialect::V1, false),
+            Err(WriteError::VersionExists(_))
+        ));
+    }
+}
