@@ -194,6 +194,31 @@ impl Client {
         );
     }
 
+    /// The next whole message (terminator included), or `None` after `wait` without one.
+    pub fn next_message(&mut self, wait: Duration) -> Option<Vec<u8>> {
+        let deadline = Instant::now() + wait;
+        loop {
+            if let Some(end) = self.pending.iter().position(|byte| *byte == 0x1e) {
+                return Some(self.pending.drain(..=end).collect());
+            }
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return None;
+            }
+            self.stream
+                .set_read_timeout(Some(remaining))
+                .expect("timeout");
+            let mut chunk = [0u8; 65536];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return None,
+                Ok(read) => self.pending.extend_from_slice(&chunk[..read]),
+                Err(error)
+                    if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(_) => return None,
+            }
+        }
+    }
+
     /// Asserts nothing arrives within `wait`.
     pub fn expect_silence(&mut self, wait: Duration) {
         self.stream.set_read_timeout(Some(wait)).expect("timeout");
