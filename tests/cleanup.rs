@@ -1,7 +1,8 @@
 //! Disconnect clean-up: thousands of connect / subscribe / listen / accept / disconnect cycles
 //! from many client threads against a server with four cores (so names, listeners and sessions
 //! spread over several owner cores), many of them cut off mid-flight. Afterwards every core's
-//! registries must be empty: no session, subscription, listener, provider, discovery or timer.
+//! registries must be empty: no session, event or record subscription, listener, provider,
+//! discovery, listen timer, RPC provider or RPC call. (Records themselves stay: they are data.)
 
 mod common;
 
@@ -41,6 +42,17 @@ fn closed_connections_leave_nothing_behind_on_any_core() {
                         unit.push_str(&format!("E|LA|cleanup/.*|cleanup/{}+", rng.u32(0..40)));
                     }
                     unit.push_str(&format!("E|EVT|cleanup/{}|Sx+", rng.u32(0..40)));
+                    // Records: subscriptions, record listeners, writes.
+                    unit.push_str(&format!("R|CR|rec/{}+", rng.u32(0..40)));
+                    if rng.u8(0..3) == 0 {
+                        unit.push_str(&format!("R|L|rec/{}.*+", rng.u32(0..4)));
+                    }
+                    unit.push_str(&format!("R|P|rec/{}|1|a|N1+", rng.u32(0..40)));
+                    // RPC: providers, and calls in flight when the connection drops.
+                    if rng.bool() {
+                        unit.push_str(&format!("P|S|rpc/{}+", rng.u32(0..10)));
+                    }
+                    unit.push_str(&format!("P|REQ|rpc/{}|{thread}-{cycle}|U+", rng.u32(0..10)));
                     client.send(&unit);
                     match cycle % 3 {
                         // Wait for the first ack, then leave.
@@ -72,6 +84,8 @@ fn closed_connections_leave_nothing_behind_on_any_core() {
         stats = handle.stats();
         let busy = stats.iter().any(|core| {
             core.sessions > 0
+                || core.record_subscriptions != Default::default()
+                || core.rpc != (0, 0, 0)
                 || core.events.names > 0
                 || core.events.subscriptions > 0
                 || core.events.listeners > 0
@@ -95,6 +109,8 @@ fn closed_connections_leave_nothing_behind_on_any_core() {
         assert_eq!(core.sessions, 0, "{core:?}");
         assert_eq!(core.events, Default::default(), "{core:?}");
         assert_eq!(core.listen_timers, 0, "{core:?}");
+        assert_eq!(core.record_subscriptions, Default::default(), "{core:?}");
+        assert_eq!(core.rpc, (0, 0, 0), "no provider or call left: {core:?}");
     }
     handle.shutdown();
 }

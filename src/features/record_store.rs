@@ -541,3 +541,32 @@ mod tests {
         ));
     }
 }
+#[cfg(test)]
+mod second_writer_tests {
+    use super::*;
+    #[test]
+    fn second_write_of_the_same_version_is_refused() {
+        let mut store = RecordStore::default();
+        store.get_or_create(b"x");
+        assert_eq!(
+            store.write(
+                b"x",
+                Some(1),
+                Change::Whole(br#"{"by":"a"}"#),
+                Dialect::V1,
+                false
+            ),
+            Ok(1)
+        );
+        assert!(matches!(
+            store.write(
+                b"x",
+                Some(1),
+                Change::Whole(br#"{"by":"b"}"#),
+                Dialect::V1,
+                false
+            ),
+            Err(WriteError::VersionExists(_))
+        ));
+    }
+}
