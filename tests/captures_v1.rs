@@ -60,7 +60,19 @@ fn replay(scenario: &str, config: &str, stop_before: Option<&str>) {
     let server = Server::start(config, 2);
     let mut clients: HashMap<u32, Client> = HashMap::new();
     let mut closed_by_client: Vec<u32> = Vec::new();
+    let mut last_sender: Option<u32> = None;
     for step in parse(scenario) {
+        // Two sends in a row on different connections race each other (they may even land on
+        // different cores); the capture shows one order, so let the first one arrive first.
+        if let Step::Send(id, _) = &step {
+            if last_sender.is_some_and(|last| last != *id) {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+        last_sender = match &step {
+            Step::Send(id, _) => Some(*id),
+            _ => None,
+        };
         match step {
             Step::Connect(id) => {
                 clients.insert(id, server.connect());

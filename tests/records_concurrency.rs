@@ -16,6 +16,9 @@ const WRITERS: usize = 6;
 const OBSERVERS: usize = 4;
 const ROUNDS: usize = 150;
 
+/// What one observer saw: per record, (version, action, payload) in arrival order.
+type Seen = HashMap<String, Vec<(i64, String, String)>>;
+
 fn record_name(index: usize) -> String {
     if index < HOT {
         format!("hot/{index}")
@@ -120,10 +123,10 @@ fn concurrent_writers_converge_for_every_observer_and_fresh_reader() {
     }
 
     // Every observer: gap-free sequences that end at the final version and data.
-    let mut sequences: Vec<HashMap<String, Vec<(i64, String, String)>>> = Vec::new();
+    let mut sequences: Vec<Seen> = Vec::new();
     for observer in &mut observers {
-        let mut seen: HashMap<String, Vec<(i64, String, String)>> = HashMap::new();
-        let complete = |seen: &HashMap<String, Vec<(i64, String, String)>>| {
+        let mut seen: Seen = HashMap::new();
+        let complete = |seen: &Seen| {
             finals.iter().all(|(name, (version, _))| {
                 *version == 0
                     || seen

@@ -104,6 +104,27 @@ impl Drop for Peer {
 }
 
 impl Peer {
+    /// Resident memory of the peer process, in MiB.
+    fn rss_mib(&self) -> f64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .ok()
+            .and_then(|status| {
+                status
+                    .lines()
+                    .find_map(|line| line.strip_prefix("VmRSS:"))
+                    .and_then(|value| {
+                        value
+                            .trim()
+                            .trim_end_matches("kB")
+                            .trim()
+                            .parse::<f64>()
+                            .ok()
+                    })
+            })
+            .map(|kib| kib / 1024.0)
+            .unwrap_or(0.0)
+    }
+
     /// CPU seconds (user + system) the peer process used so far.
     fn cpu_seconds(&self) -> f64 {
         let stat =
@@ -492,6 +513,277 @@ fn fan_out(peer: &Peer, subscribers: usize, duration: Duration) -> FanOut {
     }
 }
 
+// ----- records and RPC -----------------------------------------------------------------------
+
+impl RawClient {
+    /// Reads messages until one starts with `prefix`; returns it.
+    fn read_until(&mut self, prefix: &[u8]) -> Vec<u8> {
+        loop {
+            let message = self.read_message();
+            if message.starts_with(prefix) {
+                return message;
+            }
+        }
+    }
+}
+
+/// Record patch → subscriber, one in flight.
+fn record_patch_latency(port: u16, count: usize) -> Latency {
+    let name = format!("patch/{}", fastrand::u32(..));
+    let mut subscriber = RawClient::login(port, "patch-b");
+    subscriber.send(&wire(&format!("R|CR|{name}+")));
+    subscriber.read_until(&wire("R|R|"));
+    let mut writer = RawClient::login(port, "patch-a");
+    writer.send(&wire(&format!("R|CR|{name}+")));
+    writer.read_until(&wire("R|R|"));
+    let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
+    let warmup = count / 10;
+    for round in 0..warmup + count {
+        let patch = wire(&format!(
+            "R|P|{name}|{}|price.bid|N{}.25+",
+            round + 1,
+            round
+        ));
+        let started = Instant::now();
+        writer.send(&patch);
+        let _ = subscriber.read_message();
+        let elapsed = started.elapsed().as_nanos() as u64;
+        if round >= warmup {
+            histogram.record(elapsed.max(1)).expect("record");
+        }
+    }
+    summarize(&histogram)
+}
+
+/// One writer, consecutive versions to one record, pipelined; writes per second.
+fn hot_record_writes(port: u16, count: usize) -> f64 {
+    let name = format!("hot/{}", fastrand::u32(..));
+    let mut writer = RawClient::login(port, "hot-writer");
+    writer.send(&wire(&format!("R|CR|{name}+")));
+    writer.read_until(&wire("R|R|"));
+    let started = Instant::now();
+    let mut batch = Vec::new();
+    for version in 1..=count {
+        batch.extend(wire(&format!(
+            "R|U|{name}|{version}|{{\"bid\":{version},\"ask\":1.5}}+"
+        )));
+        if batch.len() > 32 * 1024 {
+            writer.send(&batch);
+            batch.clear();
+        }
+    }
+    batch.extend(wire(&format!("R|SN|{name}+")));
+    writer.send(&batch);
+    let last = writer.read_until(&wire("R|R|"));
+    let expected = wire(&format!("R|R|{name}|{count}|"));
+    assert!(
+        last.starts_with(&expected),
+        "hot record: not every write was accepted"
+    );
+    count as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Sends what `messages` yields from a new connection while a reader thread drains every reply
+/// (so the server never sees a slow consumer), then sends `last` and waits for a reply that
+/// starts with `last_reply`.
+fn blast(
+    port: u16,
+    username: &str,
+    messages: impl Iterator<Item = String>,
+    last: &str,
+    last_reply: &str,
+) {
+    let client = RawClient::login(port, username);
+    let mut writer = client.stream.try_clone().expect("clone");
+    let expected = wire(last_reply);
+    let reader = std::thread::spawn(move || {
+        let mut client = client;
+        client.read_until(&expected);
+    });
+    let mut batch = Vec::new();
+    for message in messages {
+        batch.extend(wire(&message));
+        if batch.len() > 32 * 1024 {
+            writer.write_all(&batch).expect("write");
+            batch.clear();
+        }
+    }
+    batch.extend(wire(last));
+    writer.write_all(&batch).expect("write");
+    reader.join().expect("reader");
+}
+
+/// Creates `count` records from `writers` connections, then writes each once; returns
+/// (creations per second, writes per second).
+fn many_records(port: u16, count: usize, writers: usize, prefix: &str) -> (f64, f64) {
+    let per_writer = count / writers;
+    let run = |phase: &'static str| {
+        let started = Instant::now();
+        let threads: Vec<_> = (0..writers)
+            .map(|writer| {
+                let prefix = prefix.to_string();
+                std::thread::spawn(move || {
+                    let name = move |index: usize| format!("{prefix}/{writer}/{index}");
+                    let last = name(per_writer - 1);
+                    let messages = (0..per_writer).map(move |index| {
+                        let name = name(index);
+                        match phase {
+                            "create" => format!("R|CR|{name}+R|US|{name}+"),
+                            _ => format!(
+                                "R|U|{name}|1|{{\"id\":{index},\"owner\":\"writer-{writer}\",\"tags\":[\"a\",\"b\"],\"price\":101.25,\"qty\":300}}+"
+                            ),
+                        }
+                    });
+                    // The owner core of the last name answers after everything this
+                    // connection sent it; other owner cores may finish a little later.
+                    blast(
+                        port,
+                        &format!("bulk-{writer}"),
+                        messages,
+                        &format!("R|H|{last}+"),
+                        &format!("R|H|{last}|T"),
+                    );
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().expect("writer");
+        }
+        (per_writer * writers) as f64 / started.elapsed().as_secs_f64()
+    };
+    let creations = run("create");
+    let writes = run("write");
+    (creations, writes)
+}
+
+/// A provider answering every request (ack + response), on its own thread.
+fn spawn_rpc_provider(port: u16, name: &str) -> std::thread::JoinHandle<()> {
+    let mut provider = RawClient::login(port, "rpc-provider");
+    provider.send(&wire(&format!("P|S|{name}+")));
+    provider.read_until(&wire("P|A|S|"));
+    std::thread::spawn(move || {
+        let mut reply = Vec::new();
+        let mut chunk = vec![0u8; 65536];
+        loop {
+            let read = match provider.stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(read) => read,
+            };
+            provider.buffer.extend_from_slice(&chunk[..read]);
+            let mut consumed = 0;
+            while let Some(end) = memchr::memchr(0x1e, &provider.buffer[consumed..]) {
+                let message = &provider.buffer[consumed..consumed + end];
+                consumed += end + 1;
+                // P|REQ|name|cid|data
+                let fields: Vec<&[u8]> = message.split(|byte| *byte == 0x1f).collect();
+                if fields.len() >= 4 && fields[1] == b"REQ" {
+                    for part in [&b"P"[..], b"A", fields[2], fields[3]] {
+                        reply.extend_from_slice(part);
+                        reply.push(0x1f);
+                    }
+                    reply.pop();
+                    reply.push(0x1e);
+                    for part in [&b"P"[..], b"RES", fields[2], fields[3], b"N42"] {
+                        reply.extend_from_slice(part);
+                        reply.push(0x1f);
+                    }
+                    reply.pop();
+                    reply.push(0x1e);
+                }
+            }
+            provider.buffer.drain(..consumed);
+            if !reply.is_empty() {
+                if provider.stream.write_all(&reply).is_err() {
+                    return;
+                }
+                reply.clear();
+            }
+        }
+    })
+}
+
+/// RPC round trip with one call in flight, then throughput with `window` calls in flight.
+fn rpc_round_trips(port: u16, count: usize, window: usize) -> (Latency, f64) {
+    let name = format!("rpc/{}", fastrand::u32(..));
+    let provider = spawn_rpc_provider(port, &name);
+    let mut requester = RawClient::login(port, "rpc-requester");
+    let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
+    let warmup = count / 10;
+    for round in 0..warmup + count {
+        let request = wire(&format!("P|REQ|{name}|c{round}|O{{\"a\":1}}+"));
+        let started = Instant::now();
+        requester.send(&request);
+        requester.read_until(&wire("P|RES|"));
+        let elapsed = started.elapsed().as_nanos() as u64;
+        if round >= warmup {
+            histogram.record(elapsed.max(1)).expect("record");
+        }
+    }
+    let started = Instant::now();
+    let mut sent = 0usize;
+    let mut answered = 0usize;
+    let total = count * 5;
+    while answered < total {
+        let mut batch = Vec::new();
+        while sent < total && sent - answered < window {
+            batch.extend(wire(&format!("P|REQ|{name}|t{sent}|U+")));
+            sent += 1;
+        }
+        if !batch.is_empty() {
+            requester.send(&batch);
+        }
+        let message = requester.read_message();
+        if message.starts_with(&wire("P|RES|")) {
+            answered += 1;
+        } else {
+            assert!(
+                message.starts_with(&wire("P|A|")),
+                "rpc: {:?}",
+                String::from_utf8_lossy(&message)
+            );
+        }
+    }
+    let throughput = total as f64 / started.elapsed().as_secs_f64();
+    drop(requester);
+    drop(provider);
+    (summarize(&histogram), throughput)
+}
+
+/// Creates `count` records of ~100 bytes (created, written, then discarded so only the records
+/// remain) and returns the server's RSS growth in MiB.
+fn record_memory(peer: &Peer, count: usize) -> (f64, f64) {
+    let before = peer.rss_mib();
+    let writers = 2;
+    let per_writer = count / writers;
+    let threads: Vec<_> = (0..writers)
+        .map(|writer| {
+            let port = peer.port;
+            std::thread::spawn(move || {
+                let name = move |index: usize| format!("mem/{writer}/{index:07}");
+                let last = name(per_writer - 1);
+                let messages = (0..per_writer).map(move |index| {
+                    let name = name(index);
+                    format!(
+                        "R|CR|{name}+R|U|{name}|1|{{\"id\":{index},\"user\":\"writer-{writer}\",\"tags\":[\"alpha\",\"beta\"],\"price\":101.25,\"qty\":300,\"ok\":true}}+R|US|{name}+"
+                    )
+                });
+                blast(
+                    port,
+                    &format!("mem-{writer}"),
+                    messages,
+                    &format!("R|SN|{last}+"),
+                    &format!("R|R|{last}|1|"),
+                );
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().expect("writer");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    (before, peer.rss_mib())
+}
+
 // ----- main --------------------------------------------------------------------------------
 
 fn main() {
@@ -590,6 +882,96 @@ fn main() {
             core_latency.p99 / latency.p99
         );
     }
+
+    // Records and RPC, one in flight (same CPU as the server, as for events).
+    let patch_count = latency_count / 2;
+    let core_patch = record_patch_latency(corestream.port, patch_count);
+    let deep_patch = deepstream
+        .as_ref()
+        .map(|peer| record_patch_latency(peer.port, patch_count));
+    let rpc_count = latency_count / 4;
+    let (core_rpc, core_rpc_rate) = rpc_round_trips(corestream.port, rpc_count, 100);
+    let deep_rpc = deepstream
+        .as_ref()
+        .map(|peer| rpc_round_trips(peer.port, rpc_count, 100));
+    println!("\n## Record patch → subscriber and RPC round trip (µs), one in flight");
+    println!("| measurement | p50 | p99 | p99.9 | max |");
+    println!("|---|---|---|---|---|");
+    row("corestream record patch", &core_patch);
+    if let Some(latency) = &deep_patch {
+        row("deepstream 1.1.1 record patch", latency);
+    }
+    row("corestream RPC round trip", &core_rpc);
+    if let Some((latency, _)) = &deep_rpc {
+        row("deepstream 1.1.1 RPC round trip", latency);
+    }
+
+    // Throughput of records and RPC: the generator on its own CPU.
+    pin_current_thread_to(fan_out_cpu);
+    let hot_count = if quick { 20_000 } else { 200_000 };
+    let many_count = if quick { 10_000 } else { 100_000 };
+    let core_hot = hot_record_writes(corestream.port, hot_count);
+    let core_many = many_records(corestream.port, many_count, 4, "many-c");
+    let deep_hot = deepstream
+        .as_ref()
+        .map(|peer| hot_record_writes(peer.port, hot_count / 4));
+    let deep_many = deepstream
+        .as_ref()
+        .map(|peer| many_records(peer.port, many_count / 4, 4, "many-d"));
+    println!("\n## Record and RPC throughput (per second)");
+    println!("| measurement | corestream | deepstream 1.1.1 | corestream/deepstream |");
+    println!("|---|---|---|---|");
+    let ratio_row = |what: &str, ours: f64, theirs: Option<f64>| match theirs {
+        Some(theirs) => println!(
+            "| {what} | {ours:.0} | {theirs:.0} | {:.1}× |",
+            ours / theirs
+        ),
+        None => println!("| {what} | {ours:.0} | - | - |"),
+    };
+    ratio_row(
+        "writes to one hot record (one writer, pipelined)",
+        core_hot,
+        deep_hot,
+    );
+    ratio_row(
+        &format!("records created ({many_count}, 4 connections)"),
+        core_many.0,
+        deep_many.map(|many| many.0),
+    );
+    ratio_row(
+        &format!("writes to {many_count} records (4 connections)"),
+        core_many.1,
+        deep_many.map(|many| many.1),
+    );
+    ratio_row(
+        "RPC calls (100 in flight)",
+        core_rpc_rate,
+        deep_rpc.as_ref().map(|(_, rate)| *rate),
+    );
+
+    // Memory: a fresh server of each kind, one million records of ~100 bytes.
+    let memory_count = if quick { 100_000 } else { 1_000_000 };
+    drop(corestream);
+    let fresh = start_corestream(cores, spin_millis);
+    let (core_before, core_after) = record_memory(&fresh, memory_count);
+    drop(fresh);
+    let deep_memory = deepstream
+        .as_ref()
+        .map(|peer| record_memory(peer, memory_count));
+    println!("\n## Memory after creating {memory_count} records of ~100 bytes (RSS, MiB)");
+    println!("| server | before | after | growth |");
+    println!("|---|---|---|---|");
+    println!(
+        "| corestream | {core_before:.0} | {core_after:.0} | {:.0} |",
+        core_after - core_before
+    );
+    if let Some((before, after)) = deep_memory {
+        println!(
+            "| deepstream 1.1.1 (after the runs above) | {before:.0} | {after:.0} | {:.0} |",
+            after - before
+        );
+    }
+    let corestream = start_corestream(cores, spin_millis);
 
     // Fan-out: the generator (and its reader thread, which inherits this) on its own CPU.
     pin_current_thread_to(fan_out_cpu);
