@@ -9,11 +9,12 @@
 
 use crate::auth::AuthOutcome;
 use crate::features::listen::compile_pattern;
+use crate::features::presence::counts_for_presence;
 use crate::features::rpc::ProviderAction;
 use crate::protocol::actions::{Dialect, Topic};
 use crate::protocol::message::{messages, write_message, Message, Parsed, MESSAGE_SEPARATOR};
 use crate::protocol::value::{typed_from_json, typed_string};
-use crate::shard::{Core, CoreMessage, SessionPort};
+use crate::shard::{Core, CoreMessage, PresenceAction, SessionPort};
 use ahash::{AHashMap, AHashSet};
 use bytes::Bytes;
 use serde_json::Value;
@@ -47,6 +48,8 @@ pub struct Session {
     rpc_names: AHashSet<Bytes>,
     /// Patterns this session listens on, per topic (events, records).
     listens: AHashSet<(Topic, Arc<str>)>,
+    /// 2.x: the username this session counts for in presence (broadcast at login).
+    presence_login: Option<Arc<str>>,
     scratch: Vec<u8>,
 }
 
@@ -74,6 +77,7 @@ impl Session {
             record_subscriptions: AHashSet::new(),
             rpc_names: AHashSet::new(),
             listens: AHashSet::new(),
+            presence_login: None,
             scratch: Vec::new(),
         };
         session.reply(&[b"C", b"CH"]);
@@ -172,6 +176,14 @@ impl Session {
                     "{username} logged in from {}",
                     self.peer.map(|p| p.to_string()).unwrap_or_default()
                 );
+                if self.dialect == Dialect::V2 && counts_for_presence(&username) {
+                    let login: Arc<str> = Arc::from(username.as_str());
+                    self.core.broadcast(|| CoreMessage::Presence {
+                        username: Arc::clone(&login),
+                        joined: true,
+                    });
+                    self.presence_login = Some(login);
+                }
                 self.username = Some(username);
                 self.state = SessionState::Open;
                 match client_data {
@@ -258,6 +270,7 @@ impl Session {
             Some(Topic::Event) => self.on_event_message(message, unit),
             Some(Topic::Record) => self.on_record_message(message, unit),
             Some(Topic::Rpc) => self.on_rpc_message(message, unit),
+            Some(Topic::Presence) => self.on_presence_message(message),
             _ => self.reply(&[b"X", b"E", b"UNKNOWN_TOPIC", message.topic]),
         }
     }
@@ -381,6 +394,26 @@ impl Session {
             b"LA" | b"LR" => self.listen_response(Topic::Record, message, unit),
             other => self.unknown_action(code, other),
         }
+    }
+
+    /// 2.x presence requests are answered by this session's own core from its replica.
+    fn on_presence_message(&mut self, message: Message<'_>) {
+        let action = match message.action {
+            b"S" => PresenceAction::Subscribe,
+            b"US" => PresenceAction::Unsubscribe,
+            b"Q" => PresenceAction::Query,
+            // deepstream answers unknown presence actions on topic E.
+            other => return self.unknown_action(b"E", other),
+        };
+        let own: Arc<str> = Arc::from(self.username.as_deref().unwrap_or_default());
+        self.core.route(
+            self.core.id,
+            CoreMessage::PresenceRequest {
+                session: self.port.id,
+                action,
+                username: own,
+            },
+        );
     }
 
     fn on_rpc_message(&mut self, message: Message<'_>, unit: &Bytes) {
@@ -535,6 +568,22 @@ impl Session {
                     },
                 );
             }
+        }
+        if self.dialect == Dialect::V2 {
+            self.core.route(
+                self.core.id,
+                CoreMessage::PresenceRequest {
+                    session,
+                    action: PresenceAction::Closed,
+                    username: Arc::from(""),
+                },
+            );
+        }
+        if let Some(login) = self.presence_login.take() {
+            self.core.broadcast(|| CoreMessage::Presence {
+                username: Arc::clone(&login),
+                joined: false,
+            });
         }
         for (topic, pattern) in std::mem::take(&mut self.listens) {
             self.core.broadcast(|| CoreMessage::ListenRemoved {

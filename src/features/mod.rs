@@ -6,6 +6,7 @@
 
 pub mod event;
 pub mod listen;
+pub mod presence;
 pub mod record;
 pub mod record_store;
 pub mod rpc;

@@ -32,6 +32,7 @@ pub use slab::{PortState, SessionPort, SlowConsumer};
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::features::event::{RegistrySize, TopicRegistry};
+use crate::features::presence::PresenceReplica;
 use crate::features::record::RecordFeature;
 use crate::features::rpc::{DeadlineKind, ProviderAction, RpcFeature};
 use crate::features::{Effect, Effects};
@@ -130,6 +131,17 @@ pub enum CoreMessage {
         dialect: Dialect,
         message: Bytes,
     },
+    /// A counted login (`joined`) or logout, broadcast to every core's presence replica.
+    Presence {
+        username: Arc<str>,
+        joined: bool,
+    },
+    /// `U|S`, `U|US`, `U|Q` and a closing session's clean-up, handled by its own core.
+    PresenceRequest {
+        session: SessionRef,
+        action: PresenceAction,
+        username: Arc<str>,
+    },
     RpcFromProvider {
         action: ProviderAction,
         name: Bytes,
@@ -156,6 +168,8 @@ impl CoreMessage {
             CoreMessage::Fanout { bytes, targets, .. } => bytes.len() + 16 * targets.len(),
             CoreMessage::SessionClosed { names, .. } => names.iter().map(|n| n.len() + 16).sum(),
             CoreMessage::Record { name, message, .. } => name.len() + message.len(),
+            CoreMessage::Presence { username, .. }
+            | CoreMessage::PresenceRequest { username, .. } => username.len(),
             CoreMessage::RpcProvide { name, .. } => name.len(),
             CoreMessage::RpcRequest {
                 name,
@@ -172,6 +186,14 @@ impl CoreMessage {
             } => name.len() + correlation.len() + message.len() + data1.len(),
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PresenceAction {
+    Subscribe,
+    Unsubscribe,
+    Query,
+    Closed,
 }
 
 /// One batch: what one core had for a peer during one turn (at most `BATCH_BYTES`).
@@ -194,6 +216,8 @@ pub struct CoreStats {
     pub record_subscriptions: RegistrySize,
     /// (names with providers, providers, calls in flight)
     pub rpc: (usize, usize, usize),
+    /// (usernames online, local presence subscribers)
+    pub presence: (usize, usize),
     pub listen_timers: usize,
     pub connections_accepted: u64,
     pub slow_consumer_disconnects: u64,
@@ -254,6 +278,7 @@ pub struct Core {
     events: RefCell<TopicRegistry>,
     records: RefCell<RecordFeature>,
     rpc: RefCell<RpcFeature>,
+    presence: RefCell<PresenceReplica>,
     deadlines: RefCell<Deadlines>,
     outgoing: RefCell<Vec<VecDeque<(CoreMessage, usize)>>>,
     outgoing_bytes: RefCell<Vec<usize>>,
@@ -283,6 +308,7 @@ impl Core {
             events: RefCell::new(TopicRegistry::new(Topic::Event, cores)),
             records: RefCell::new(RecordFeature::new(cores)),
             rpc: RefCell::new(RpcFeature::default()),
+            presence: RefCell::new(PresenceReplica::default()),
             deadlines: RefCell::new(Deadlines::default()),
             outgoing: RefCell::new((0..cores).map(|_| VecDeque::new()).collect()),
             outgoing_bytes: RefCell::new(vec![0; cores]),
@@ -548,6 +574,29 @@ impl Core {
                 .records
                 .borrow_mut()
                 .handle(session, dialect, &message, &mut effects),
+            CoreMessage::Presence { username, joined } => {
+                let mut presence = self.presence.borrow_mut();
+                if joined {
+                    presence.login(&username, &mut effects);
+                } else {
+                    presence.logout(&username, &mut effects);
+                }
+            }
+            CoreMessage::PresenceRequest {
+                session,
+                action,
+                username,
+            } => {
+                let mut presence = self.presence.borrow_mut();
+                match action {
+                    PresenceAction::Subscribe => presence.subscribe(session, &mut effects),
+                    PresenceAction::Unsubscribe => {
+                        presence.unsubscribe(session, false, &mut effects)
+                    }
+                    PresenceAction::Closed => presence.unsubscribe(session, true, &mut effects),
+                    PresenceAction::Query => presence.query(session, &username, &mut effects),
+                }
+            }
             CoreMessage::RpcProvide {
                 name,
                 session,
@@ -702,6 +751,7 @@ impl Core {
             records: self.records.borrow().size().0,
             record_subscriptions: self.records.borrow().size().1,
             rpc: self.rpc.borrow().size(),
+            presence: self.presence.borrow().size(),
             listen_timers: self.timers.borrow().len(),
             connections_accepted: self.counters.connections_accepted.get(),
             slow_consumer_disconnects: self.counters.slow_consumer_disconnects.get(),
