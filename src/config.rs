@@ -100,6 +100,17 @@ pub struct Config {
     pub spin_before_park: Duration,
     /// Number of cores; `None` means every online core.
     pub cores: Option<usize>,
+    /// `GET` here answers 200 while the node serves, 503 while it cannot.
+    pub health_check_path: String,
+    /// 2.x WebSocket sessions: `C|PI` every interval; a socket silent for a whole interval is
+    /// dropped at the next tick.
+    pub heartbeat_interval: Duration,
+    /// Conformance testing only: a plain WebSocket echo endpoint (off unless set).
+    pub websocket_echo_path: Option<String>,
+    /// Conformance testing only: an engine.io echo endpoint (off unless set).
+    pub engineio_echo_path: Option<String>,
+    pub engineio_ping_interval: Duration,
+    pub engineio_ping_timeout: Duration,
 }
 
 impl Default for Config {
@@ -125,6 +136,12 @@ impl Default for Config {
             io_memory: 512 * 1024,
             spin_before_park: Duration::ZERO,
             cores: None,
+            health_check_path: String::from("/health-check"),
+            heartbeat_interval: Duration::from_millis(30_000),
+            websocket_echo_path: None,
+            engineio_echo_path: None,
+            engineio_ping_interval: Duration::from_millis(25_000),
+            engineio_ping_timeout: Duration::from_millis(60_000),
         }
     }
 }
@@ -154,8 +171,6 @@ const NOT_YET_SUPPORTED: &[&str] = &[
     "sslCa",
     "libDir",
     "dataTransforms",
-    "healthCheckPath",
-    "heartbeatInterval",
     "outgoingBufferTimeout",
     "noDelay",
 ];
@@ -249,6 +264,16 @@ impl Config {
                 "ioMemory" => config.io_memory = positive(key, value)? as usize,
                 "spinBeforePark" => config.spin_before_park = millis(key, value)?,
                 "cores" => config.cores = Some(positive(key, value)? as usize),
+                "healthCheckPath" => config.health_check_path = string(key, value)?,
+                "heartbeatInterval" => config.heartbeat_interval = positive_millis(key, value)?,
+                "websocketEchoPath" => config.websocket_echo_path = Some(string(key, value)?),
+                "engineioEchoPath" => config.engineio_echo_path = Some(string(key, value)?),
+                "engineioPingInterval" => {
+                    config.engineio_ping_interval = positive_millis(key, value)?
+                }
+                "engineioPingTimeout" => {
+                    config.engineio_ping_timeout = positive_millis(key, value)?
+                }
                 "connectionEndpoints" => {}
                 known if IGNORED.contains(&known) => {}
                 known if NOT_YET_SUPPORTED.contains(&known) => warnings.push(format!(
@@ -320,6 +345,8 @@ fn read_endpoints(
                 "maxAuthAttempts" => config.max_auth_attempts = positive(&full, value)? as u32,
                 "maxMessageSize" => config.max_message_size = positive(&full, value)? as usize,
                 "logInvalidAuthData" => config.log_invalid_auth_data = boolean(&full, value)?,
+                "healthCheckPath" => config.health_check_path = string(&full, value)?,
+                "heartbeatInterval" => config.heartbeat_interval = positive_millis(&full, value)?,
                 other if NOT_YET_SUPPORTED.contains(&other) => warnings.push(format!(
                     "config key '{full}' is accepted but not supported yet: it has no effect"
                 )),
@@ -545,6 +572,10 @@ fn millis(key: &str, value: &Value) -> Result<Duration, ConfigError> {
     Ok(Duration::from_millis(number as u64))
 }
 
+fn positive_millis(key: &str, value: &Value) -> Result<Duration, ConfigError> {
+    Ok(Duration::from_millis(positive(key, value)?))
+}
+
 /// A timeout where deepstream treats 0 or a negative value as "never".
 fn optional_millis(key: &str, value: &Value) -> Result<Option<Duration>, ConfigError> {
     let number = integer(key, value)?;
@@ -621,7 +652,8 @@ mod tests {
         assert_eq!(config.http_address.port(), 7100);
         assert_eq!(config.url_path, "/ds");
         assert_eq!(config.max_auth_attempts, 5);
-        assert_eq!(warnings.len(), 1);
+        assert_eq!(config.heartbeat_interval, Duration::from_millis(30000));
+        assert!(warnings.is_empty(), "{warnings:?}");
     }
 
     #[test]

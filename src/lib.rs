@@ -10,6 +10,7 @@ pub mod logging;
 pub mod auth;
 pub mod config;
 pub mod features;
+pub mod http_port;
 pub mod protocol;
 pub mod server;
 pub mod session;

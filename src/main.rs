@@ -129,6 +129,9 @@ fn main() -> ExitCode {
         corestream::warn!("{warning}");
     }
     let tcp = config.tcp_enabled.then_some(config.tcp_address);
+    let http = config
+        .http_enabled
+        .then(|| (config.http_address, config.url_path.clone()));
     let server_name = config.server_name.clone();
     let handle = match server::start(config) {
         Ok(handle) => handle,
@@ -137,13 +140,20 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let mut endpoints = Vec::new();
     if let Some(address) = tcp {
-        println!(
-            "corestream {server_name}: listening for deepstream TCP connections on {address} \
-             with {} cores",
-            handle.cores
-        );
+        endpoints.push(format!("TCP (1.x) on {address}"));
     }
+    if let Some((address, path)) = http {
+        endpoints.push(format!(
+            "WebSocket (2.x) on ws://{address}{path}, health check and /metrics on http://{address}"
+        ));
+    }
+    println!(
+        "corestream {server_name}: listening for deepstream connections: {} ({} cores)",
+        endpoints.join("; "),
+        handle.cores
+    );
     let mut signals = match signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,

@@ -11,7 +11,9 @@ use crate::auth::{AuthError, Authenticator};
 use crate::config::Config;
 use crate::protocol::actions::Dialect;
 use crate::session::Session;
-use crate::shard::{Batch, Congestion, Core, CoreStats, PortState, SessionPort, CHANNEL_BATCHES};
+use crate::shard::{
+    Batch, Congestion, Core, CoreStats, PortState, SessionPort, Transport, CHANNEL_BATCHES,
+};
 use crate::transport::tcp::{Frame, TcpFramer, MAXIMUM_MESSAGE_SIZE_EXCEEDED};
 use crossbeam::channel::{Receiver, Sender, TryRecvError};
 use futures_lite::future::{or, pending, poll_fn};
@@ -59,6 +61,7 @@ pub struct ServerHandle {
     controls: Vec<Sender<Control>>,
     threads: Vec<glommio::ExecutorJoinHandle<()>>,
     pub tcp_address: Option<SocketAddr>,
+    pub http_address: Option<SocketAddr>,
     pub cores: usize,
 }
 
@@ -118,11 +121,7 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         check_port_free(config.tcp_address)?;
     }
     if config.http_enabled {
-        crate::warn!(
-            "the HTTP port {} (engine.io, WebSocket, /health-check) is not served yet: only the \
-             TCP endpoint is",
-            config.http_address
-        );
+        check_port_free(config.http_address)?;
     }
     let config = Arc::new(config);
     let mesh: MeshBuilder<Batch, _> = MeshBuilder::full(cores, CHANNEL_BATCHES);
@@ -170,6 +169,7 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         controls,
         threads,
         tcp_address: config.tcp_enabled.then_some(config.tcp_address),
+        http_address: config.http_enabled.then_some(config.http_address),
         cores,
     };
     for _ in 0..cores {
@@ -247,6 +247,21 @@ async fn run_core(setup: CoreSetup) {
                 let _ = ready.send(Err(format!(
                     "core {id} cannot listen on {}: {error}",
                     config.tcp_address
+                )));
+                return;
+            }
+        }
+    }
+    if config.http_enabled {
+        match TcpListener::bind(config.http_address) {
+            Ok(listener) => {
+                let core = Rc::clone(&core);
+                glommio::spawn_local(crate::http_port::accept_http(core, listener)).detach();
+            }
+            Err(error) => {
+                let _ = ready.send(Err(format!(
+                    "core {id} cannot listen on {}: {error}",
+                    config.http_address
                 )));
                 return;
             }
@@ -336,6 +351,7 @@ async fn serve_tcp(core: Rc<Core>, mut stream: TcpStream) {
     let _ = stream.set_nodelay(true);
     set_keepalive(&stream);
     let peer = stream.peer_addr().ok();
+    core.counters.session_opened(Transport::Tcp);
     let port = core.open_session();
     let mut session = Session::start(Rc::clone(&core), Rc::clone(&port), Dialect::V1, peer);
     let mut framer = TcpFramer::new(core.config.max_message_size);
@@ -352,6 +368,7 @@ async fn serve_tcp(core: Rc<Core>, mut stream: TcpStream) {
         if port.has_output() {
             // One send per turn: everything appended since the last write goes out at once.
             port.take_into(&mut writing);
+            core.counters.bytes_out(Transport::Tcp, &writing);
             let written = or(async { stream.write_all(&writing).await.is_ok() }, async {
                 aborted(&port).await;
                 false
@@ -395,7 +412,10 @@ async fn serve_tcp(core: Rc<Core>, mut stream: TcpStream) {
         .await;
         match wake {
             Wake::Read(Ok(0)) | Wake::Read(Err(_)) => break,
-            Wake::Read(Ok(received)) => match framer.push(&chunk[..received]) {
+            Wake::Read(Ok(received)) => match {
+                core.counters.bytes_in(Transport::Tcp, received);
+                framer.push(&chunk[..received])
+            } {
                 Some(Frame::Unit(unit)) => session.handle_unit(unit).await,
                 Some(Frame::Oversized) => {
                     crate::warn!(
@@ -415,4 +435,5 @@ async fn serve_tcp(core: Rc<Core>, mut stream: TcpStream) {
         }
     }
     session.close();
+    core.counters.session_closed(Transport::Tcp);
 }

@@ -106,9 +106,17 @@ impl Session {
     /// Handles one unit (one or more messages, as framed by the transport).
     pub async fn handle_unit(&mut self, unit: Bytes) {
         for parsed in messages(&unit, self.dialect) {
-            if let Parsed::Message(_) = parsed {
-                let count = self.core.counters.messages_in.get() + 1;
-                self.core.counters.messages_in.set(count);
+            match parsed {
+                Parsed::Message(message) => self.core.counters.message_in(message.topic),
+                Parsed::ParseError { .. } => self.core.counters.message_in(b""),
+            }
+            // 2.x: a pong is accepted, and ignored, in every state.
+            if self.dialect == Dialect::V2 {
+                if let Parsed::Message(message) = parsed {
+                    if message.topic == b"C" && message.action == b"PO" {
+                        continue;
+                    }
+                }
             }
             match self.state {
                 SessionState::AwaitingChallengeResponse => self.on_connection_message(parsed),
@@ -119,12 +127,26 @@ impl Session {
         }
     }
 
-    /// Before `C|CHR`, 1.x answers anything else with `C|E|UNKNOWN_ACTION` and stays open.
+    /// Before `C|CHR`, 1.x answers anything else with `C|E|UNKNOWN_ACTION` and stays open;
+    /// 2.x answers a message of another topic with `C|E|INVALID_MESSAGE`, and closes after an
+    /// unparseable one.
     fn on_connection_message(&mut self, parsed: Parsed<'_>) {
         match parsed {
             Parsed::Message(message) if message.action == b"CHR" => {
                 self.state = SessionState::AwaitingAuth;
                 self.reply(&[b"C", b"A"]);
+            }
+            Parsed::Message(message) if self.dialect == Dialect::V2 && message.topic != b"C" => {
+                self.reply(&[
+                    b"C",
+                    b"E",
+                    b"INVALID_MESSAGE",
+                    b"invalid connection message",
+                ]);
+            }
+            Parsed::ParseError { raw } if self.dialect == Dialect::V2 => {
+                self.reply(&[b"C", b"E", b"MESSAGE_PARSE_ERROR", raw]);
+                self.close_after_flush();
             }
             Parsed::Message(message) => {
                 let mut text = b"unknown action ".to_vec();
@@ -198,6 +220,7 @@ impl Session {
                     .unwrap_or_else(|| b"U".to_vec());
                 self.reply(&[b"A", b"E", b"INVALID_AUTH_DATA", &typed]);
                 self.auth_attempts += 1;
+                self.core.counters.auth_failure();
                 crate::info!(
                     "invalid authentication data from {} (attempt {})",
                     self.peer.map(|p| p.to_string()).unwrap_or_default(),

@@ -151,6 +151,15 @@ pub enum CoreMessage {
         message: Bytes,
         data1: Bytes,
     },
+    /// `/metrics`: a core asks every other core for its stats.
+    StatsRequest {
+        reply_to: usize,
+        request: u64,
+    },
+    StatsReply {
+        request: u64,
+        stats: Box<CoreStats>,
+    },
 }
 
 impl CoreMessage {
@@ -168,6 +177,7 @@ impl CoreMessage {
             CoreMessage::Fanout { bytes, targets, .. } => bytes.len() + 16 * targets.len(),
             CoreMessage::SessionClosed { names, .. } => names.iter().map(|n| n.len() + 16).sum(),
             CoreMessage::Record { name, message, .. } => name.len() + message.len(),
+            CoreMessage::StatsRequest { .. } | CoreMessage::StatsReply { .. } => 0,
             CoreMessage::Presence { username, .. }
             | CoreMessage::PresenceRequest { username, .. } => username.len(),
             CoreMessage::RpcProvide { name, .. } => name.len(),
@@ -206,9 +216,42 @@ const BATCH_BYTES: usize = 256 * 1024;
 /// Past this many bytes waiting for one peer, connections stop reading until it drains.
 const PENDING_BYTES: usize = 4 * 1024 * 1024;
 
-/// What a core holds, for tests, metrics and the clean-up check.
+/// The transports sessions arrive on (index into the per-transport counters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Tcp = 0,
+    WebSocket = 1,
+    EngineIo = 2,
+}
+
+pub const TRANSPORT_NAMES: [&str; 3] = ["tcp", "websocket", "engineio"];
+/// Topics counted for incoming messages; the last slot counts every other topic.
+pub const TOPIC_NAMES: [&str; 7] = ["C", "A", "E", "R", "P", "U", "other"];
+
+fn topic_index(topic: &[u8]) -> usize {
+    match topic {
+        b"C" => 0,
+        b"A" => 1,
+        b"E" => 2,
+        b"R" => 3,
+        b"P" => 4,
+        b"U" => 5,
+        _ => 6,
+    }
+}
+
+/// What a core holds and has counted, for tests, `/metrics` and the clean-up check.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct CoreStats {
+    pub sessions_by_transport: [u64; 3],
+    pub sessions_total_by_transport: [u64; 3],
+    pub bytes_in_by_transport: [u64; 3],
+    pub bytes_out_by_transport: [u64; 3],
+    pub messages_in_by_topic: [u64; 7],
+    pub messages_out: u64,
+    pub auth_failures: u64,
+    /// Bytes waiting in this core's queues for other cores.
+    pub cross_core_queue_bytes: u64,
     pub core: usize,
     pub sessions: usize,
     pub events: RegistrySize,
@@ -230,6 +273,62 @@ pub struct Counters {
     pub connections_accepted: Cell<u64>,
     pub slow_consumer_disconnects: Cell<u64>,
     pub messages_in: Cell<u64>,
+    pub sessions_by_transport: [Cell<u64>; 3],
+    pub sessions_total_by_transport: [Cell<u64>; 3],
+    pub bytes_in_by_transport: [Cell<u64>; 3],
+    pub bytes_out_by_transport: [Cell<u64>; 3],
+    pub messages_in_by_topic: [Cell<u64>; 7],
+    pub messages_out: Cell<u64>,
+    pub auth_failures: Cell<u64>,
+}
+
+fn bump(cell: &Cell<u64>, by: u64) {
+    cell.set(cell.get().wrapping_add(by));
+}
+
+impl Counters {
+    pub fn session_opened(&self, transport: Transport) {
+        bump(&self.sessions_by_transport[transport as usize], 1);
+        bump(&self.sessions_total_by_transport[transport as usize], 1);
+    }
+
+    pub fn session_closed(&self, transport: Transport) {
+        let cell = &self.sessions_by_transport[transport as usize];
+        cell.set(cell.get().saturating_sub(1));
+    }
+
+    pub fn bytes_in(&self, transport: Transport, bytes: usize) {
+        bump(
+            &self.bytes_in_by_transport[transport as usize],
+            bytes as u64,
+        );
+    }
+
+    /// Counts bytes written and the messages (terminators) in them.
+    pub fn bytes_out(&self, transport: Transport, written: &[u8]) {
+        bump(
+            &self.bytes_out_by_transport[transport as usize],
+            written.len() as u64,
+        );
+        bump(
+            &self.messages_out,
+            memchr::memchr_iter(crate::protocol::message::MESSAGE_SEPARATOR, written).count()
+                as u64,
+        );
+    }
+
+    pub fn message_in(&self, topic: &[u8]) {
+        bump(&self.messages_in, 1);
+        bump(&self.messages_in_by_topic[topic_index(topic)], 1);
+    }
+
+    pub fn auth_failure(&self) {
+        bump(&self.auth_failures, 1);
+    }
+}
+
+fn snapshot<const N: usize>(cells: &[Cell<u64>; N]) -> [u64; N] {
+    std::array::from_fn(|index| cells[index].get())
 }
 
 /// One flag per core: "my queues to other cores are over their limit". Shared by every core.
@@ -288,6 +387,14 @@ pub struct Core {
     congested: Cell<bool>,
     timers: RefCell<AHashMap<(Topic, Bytes), JoinHandle<()>>>,
     pub counters: Counters,
+    /// `/metrics` requests waiting for other cores' stats.
+    stats_waiters: RefCell<AHashMap<u64, StatsWaiter>>,
+    next_stats_request: Cell<u64>,
+}
+
+struct StatsWaiter {
+    collected: Vec<CoreStats>,
+    waker: Option<Waker>,
 }
 
 impl Core {
@@ -315,6 +422,8 @@ impl Core {
             flusher_wakers: RefCell::new((0..cores).map(|_| None).collect()),
             congestion,
             congested: Cell::new(false),
+            stats_waiters: RefCell::new(AHashMap::new()),
+            next_stats_request: Cell::new(0),
             timers: RefCell::new(AHashMap::new()),
             counters: Counters::default(),
         }
@@ -574,6 +683,20 @@ impl Core {
                 .records
                 .borrow_mut()
                 .handle(session, dialect, &message, &mut effects),
+            CoreMessage::StatsRequest { reply_to, request } => {
+                let stats = Box::new(self.stats());
+                self.route(reply_to, CoreMessage::StatsReply { request, stats });
+                return;
+            }
+            CoreMessage::StatsReply { request, stats } => {
+                if let Some(waiter) = self.stats_waiters.borrow_mut().get_mut(&request) {
+                    waiter.collected.push(*stats);
+                    if let Some(waker) = waiter.waker.take() {
+                        waker.wake();
+                    }
+                }
+                return;
+            }
             CoreMessage::Presence { username, joined } => {
                 let mut presence = self.presence.borrow_mut();
                 if joined {
@@ -754,6 +877,14 @@ impl Core {
             presence: self.presence.borrow().size(),
             listen_timers: self.timers.borrow().len(),
             connections_accepted: self.counters.connections_accepted.get(),
+            sessions_by_transport: snapshot(&self.counters.sessions_by_transport),
+            sessions_total_by_transport: snapshot(&self.counters.sessions_total_by_transport),
+            bytes_in_by_transport: snapshot(&self.counters.bytes_in_by_transport),
+            bytes_out_by_transport: snapshot(&self.counters.bytes_out_by_transport),
+            messages_in_by_topic: snapshot(&self.counters.messages_in_by_topic),
+            messages_out: self.counters.messages_out.get(),
+            auth_failures: self.counters.auth_failures.get(),
+            cross_core_queue_bytes: self.outgoing_bytes.borrow().iter().sum::<usize>() as u64,
             slow_consumer_disconnects: self.counters.slow_consumer_disconnects.get(),
             messages_in: self.counters.messages_in.get(),
         }
@@ -820,6 +951,47 @@ struct Deadlines {
     sequence: u64,
     waker: Option<Waker>,
     earlier_armed: bool,
+}
+
+impl Core {
+    /// Every core's stats (this one's included), for `/metrics`; cores that do not answer
+    /// within a second are left out.
+    pub async fn gather_stats(self: &Rc<Self>) -> Vec<CoreStats> {
+        let request = self.next_stats_request.get() + 1;
+        self.next_stats_request.set(request);
+        self.stats_waiters.borrow_mut().insert(
+            request,
+            StatsWaiter {
+                collected: vec![self.stats()],
+                waker: None,
+            },
+        );
+        for core in (0..self.cores).filter(|core| *core != self.id) {
+            self.queue_for(
+                core,
+                CoreMessage::StatsRequest {
+                    reply_to: self.id,
+                    request,
+                },
+            );
+        }
+        let all_answered = futures_lite::future::poll_fn(|context| {
+            let mut waiters = self.stats_waiters.borrow_mut();
+            match waiters.get_mut(&request) {
+                Some(waiter) if waiter.collected.len() < self.cores => {
+                    waiter.waker = Some(context.waker().clone());
+                    Poll::Pending
+                }
+                _ => Poll::Ready(()),
+            }
+        });
+        futures_lite::future::or(all_answered, glommio::timer::sleep(Duration::from_secs(1))).await;
+        self.stats_waiters
+            .borrow_mut()
+            .remove(&request)
+            .map(|waiter| waiter.collected)
+            .unwrap_or_default()
+    }
 }
 
 impl Deadlines {

@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# Runs the official engine.io protocol v3 test suite (the test-suite/ folder of
+# socketio/engine.io-protocol, branch v3) against an engine.io echo server.
+#
+#   scripts/conformance/engineio-suite.sh SNAPSHOT [reference|external]
+#
+#   SNAPSHOT   a local copy of that repository, never committed here. One of:
+#              - its git directory (what the search tool's fetch of
+#                github:socketio/engine.io-protocol gives, e.g.
+#                /work/.mirror/socketio+engine.io-protocol/repo): the files are
+#                read from its branch v3 (EIO_SUITE_REF overrides);
+#              - a checkout of branch v3 (a folder holding test-suite/);
+#              - the test-suite/ folder itself.
+#   reference  (default) starts the engine.io@3 reference echo server
+#              (tests/conformance/eio3-echo-server.js) on 127.0.0.1:3000.
+#   external   runs against whatever already listens on localhost:3000, e.g.
+#              corestream with  port: 3000, engineioEchoPath: /engine.io,
+#              engineioPingInterval: 300, engineioPingTimeout: 200.
+#
+# The suite is not published on any package registry, so it cannot run in CI
+# (which reaches only the registries); this script is for developers.
+# The suite hardcodes its target, `const URL = "http://localhost:3000"` with the
+# path /engine.io/ and pingInterval 300 / pingTimeout 200 ms; none of that can be
+# configured, so the server under test must listen on port 3000. In reference mode
+# the script fails at once if port 3000 is already taken.
+#
+# The suite's runtime (mocha 9, chai 4, chai-string, node-fetch 3, ws 8) comes from
+# npm through tests/conformance/package.json; the suite's two files are copied to a
+# temporary folder outside the work tree. Exits with mocha's status.
+set -euo pipefail
+
+usage() {
+  echo "usage: $0 SNAPSHOT [reference|external]" >&2
+  exit 2
+}
+
+SNAPSHOT=${1:-}
+MODE=${2:-reference}
+[ -n "$SNAPSHOT" ] || usage
+case "$MODE" in
+  reference | external) ;;
+  *) usage ;;
+esac
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+CONF=$ROOT/tests/conformance
+SUITE_PORT=3000
+REF=${EIO_SUITE_REF:-v3}
+
+if [ ! -d "$CONF/node_modules/mocha" ] || [ ! -d "$CONF/node_modules/engine.io" ]; then
+  (cd "$CONF" && npm install --no-audit --no-fund)
+fi
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/engineio-suite.XXXXXX")
+SERVER_PID=
+cleanup() {
+  if [ -n "$SERVER_PID" ]; then
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    for _ in $(seq 30); do
+      kill -0 "$SERVER_PID" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+  fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# --- copy the suite's files out of the snapshot ------------------------------
+if git --git-dir="$SNAPSHOT" rev-parse --verify --quiet "$REF^{commit}" >/dev/null 2>&1; then
+  for f in test-suite.js node-imports.js; do
+    git --git-dir="$SNAPSHOT" show "$REF:test-suite/$f" >"$WORK/$f"
+  done
+  FROM="$SNAPSHOT ($REF:test-suite/, $(git --git-dir="$SNAPSHOT" rev-parse --short "$REF^{commit}"))"
+elif [ -f "$SNAPSHOT/test-suite/test-suite.js" ]; then
+  cp "$SNAPSHOT/test-suite/test-suite.js" "$SNAPSHOT/test-suite/node-imports.js" "$WORK/"
+  FROM="$SNAPSHOT/test-suite/"
+elif [ -f "$SNAPSHOT/test-suite.js" ]; then
+  cp "$SNAPSHOT/test-suite.js" "$SNAPSHOT/node-imports.js" "$WORK/"
+  FROM="$SNAPSHOT/"
+else
+  echo "no engine.io-protocol test suite found at $SNAPSHOT" >&2
+  echo "(expected a git directory with branch $REF, a checkout holding test-suite/, or the test-suite/ folder)" >&2
+  exit 2
+fi
+
+if ! grep -q 'EIO=3' "$WORK/test-suite.js"; then
+  echo "the suite at $FROM is not the protocol v3 suite (no EIO=3 in test-suite.js); use branch v3" >&2
+  exit 2
+fi
+SUITE_URL=$(sed -n 's/^const URL = "\(.*\)";$/\1/p' "$WORK/test-suite.js")
+if [ "$SUITE_URL" != "http://localhost:$SUITE_PORT" ]; then
+  echo "the suite targets '${SUITE_URL:-?}', not http://localhost:$SUITE_PORT: this script needs updating" >&2
+  exit 2
+fi
+echo "# engine.io protocol v3 suite from $FROM"
+echo "# the suite hardcodes $SUITE_URL/engine.io/ (pingInterval 300, pingTimeout 200): the server must listen on port $SUITE_PORT"
+
+# The suite is an ES module that imports node-fetch, ws, chai and chai-string.
+echo '{ "type": "module", "private": true }' >"$WORK/package.json"
+ln -s "$CONF/node_modules" "$WORK/node_modules"
+
+port_open() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# --- the server under test ------------------------------------------------------
+if [ "$MODE" = reference ]; then
+  if port_open "$SUITE_PORT"; then
+    echo "port $SUITE_PORT is already in use on 127.0.0.1; the suite can only target localhost:$SUITE_PORT," >&2
+    echo "so stop whatever listens there first (or use 'external' mode to test that server)" >&2
+    exit 1
+  fi
+  node "$CONF/eio3-echo-server.js" "$SUITE_PORT" /engine.io >"$WORK/server.out" 2>&1 &
+  SERVER_PID=$!
+  for _ in $(seq 100); do
+    grep -q '^listening' "$WORK/server.out" && break
+    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+      echo "the reference server exited during startup:" >&2
+      cat "$WORK/server.out" >&2
+      exit 1
+    fi
+    sleep 0.1
+  done
+  grep -q '^listening' "$WORK/server.out" || {
+    echo "the reference server did not start" >&2
+    exit 1
+  }
+  echo "# server: engine.io@$(node -p "require('$CONF/node_modules/engine.io/package.json').version") reference echo server"
+else
+  if ! port_open "$SUITE_PORT"; then
+    echo "nothing listens on 127.0.0.1:$SUITE_PORT; start the server under test there first" >&2
+    exit 1
+  fi
+  echo "# server: the one already listening on port $SUITE_PORT"
+fi
+
+status=0
+(cd "$WORK" && timeout --kill-after=10 "${EIO_SUITE_TIMEOUT:-120}" \
+  "$CONF/node_modules/.bin/mocha" --exit test-suite.js) || status=$?
+if [ "$status" -ne 0 ] && [ -n "$SERVER_PID" ] && [ -s "$WORK/server.out" ]; then
+  echo "----- reference server output -----" >&2
+  tail -n 50 "$WORK/server.out" >&2
+fi
+exit "$status"

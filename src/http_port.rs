@@ -1,0 +1,504 @@
+//! The HTTP port (`port`, default 6020): one listener per core, and the task that drives each
+//! HTTP connection. It reads request heads (`transport::http`), routes them and owns the socket:
+//! - `urlPath` with a WebSocket upgrade: a 2.x deepstream session over RFC 6455 frames
+//!   (`transport::websocket`), with the `C|PI` heartbeat;
+//! - `websocketEchoPath` (conformance testing only): a WebSocket echo;
+//! - `healthCheckPath`: 200 while this node serves, 503 while it shuts down;
+//! - `/metrics`: Prometheus text, summed over every core;
+//! - anything else: 400/404/405/413/426/431 as fits, with keep-alive where allowed.
+//! Called by `server` (accept loops); it never knows what a record or an event is.
+
+use crate::protocol::actions::Dialect;
+use crate::session::Session;
+use crate::shard::{Core, CoreStats, PortState, Transport, TOPIC_NAMES, TRANSPORT_NAMES};
+use crate::transport::http::{parse_request, response, Parse, Request};
+use crate::transport::websocket::{self, close_code, Decoder, Event};
+use bytes::Bytes;
+use futures_lite::future::{or, pending, poll_fn};
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::{TcpListener, TcpStream};
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// Accepts HTTP connections on this core until the listener fails for good.
+pub async fn accept_http(core: Rc<Core>, listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                glommio::spawn_local(serve_http(Rc::clone(&core), stream)).detach();
+            }
+            Err(error) => {
+                crate::error!("accepting an HTTP connection failed: {error}");
+                glommio::timer::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Reads until a whole request head is buffered. `None`: the peer closed or the read failed.
+async fn read_head(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Option<Result<Request, u16>> {
+    let mut chunk = [0u8; 4096];
+    loop {
+        match parse_request(buffer) {
+            Parse::Complete(request) => return Some(Ok(request)),
+            Parse::Refuse(status) => return Some(Err(status)),
+            Parse::Partial => {}
+        }
+        let read = stream.read(&mut chunk).await.ok()?;
+        if read == 0 {
+            return None;
+        }
+        buffer.extend_from_slice(&chunk[..read]);
+    }
+}
+
+fn path_matches(path: &str, configured: &str) -> bool {
+    path == configured || path.strip_suffix('/') == Some(configured)
+}
+
+async fn serve_http(core: Rc<Core>, mut stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let peer = stream.peer_addr().ok();
+    let mut buffer = Vec::new();
+    loop {
+        let request = match read_head(&mut stream, &mut buffer).await {
+            None => return,
+            Some(Err(status)) => {
+                let _ = stream.write_all(&response(status, &[], b"", false)).await;
+                return;
+            }
+            Some(Ok(request)) => request,
+        };
+        buffer.drain(..request.head_length);
+        let Ok(body_length) = request.content_length() else {
+            let _ = stream.write_all(&response(400, &[], b"", false)).await;
+            return;
+        };
+        if body_length > core.config.max_message_size {
+            let _ = stream.write_all(&response(413, &[], b"", false)).await;
+            return;
+        }
+        // The body (no route here reads one yet; it is consumed to keep the connection usable).
+        let mut chunk = [0u8; 4096];
+        while buffer.len() < body_length {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(read) => buffer.extend_from_slice(&chunk[..read]),
+            }
+        }
+        buffer.drain(..body_length);
+        let keep_alive = request.keep_alive();
+        let config = &core.config;
+        if request.is_websocket_upgrade() {
+            let mode = if path_matches(&request.path, &config.url_path) {
+                Some(Mode::Deepstream)
+            } else if config
+                .websocket_echo_path
+                .as_deref()
+                .is_some_and(|echo| path_matches(&request.path, echo))
+            {
+                Some(Mode::Echo)
+            } else {
+                None
+            };
+            let Some(mode) = mode else {
+                // As deepstream 2.x does for an upgrade on another path.
+                let _ = stream
+                    .write_all(&response(400, &[], b"URL not supported", false))
+                    .await;
+                return;
+            };
+            if request.header("sec-websocket-version") != Some(b"13") {
+                let reply = response(426, &[("Sec-WebSocket-Version", "13")], b"", false);
+                let _ = stream.write_all(&reply).await;
+                return;
+            }
+            let Some(key) = request.header("sec-websocket-key") else {
+                let _ = stream.write_all(&response(400, &[], b"", false)).await;
+                return;
+            };
+            let accept = websocket::accept_key(key);
+            let handshake = format!(
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Accept: {accept}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            );
+            if stream.write_all(handshake.as_bytes()).await.is_err() {
+                return;
+            }
+            serve_websocket(core, stream, buffer, mode, peer).await;
+            return;
+        }
+        let reply = if path_matches(&request.path, &config.health_check_path) {
+            match request.method.as_str() {
+                "GET" | "HEAD" => response(200, &[], b"", keep_alive),
+                _ => response(405, &[("Allow", "GET")], b"", keep_alive),
+            }
+        } else if request.path == "/metrics" {
+            match request.method.as_str() {
+                "GET" => {
+                    let stats = core.gather_stats().await;
+                    let body = prometheus(&stats);
+                    response(
+                        200,
+                        &[("Content-Type", "text/plain; version=0.0.4")],
+                        body.as_bytes(),
+                        keep_alive,
+                    )
+                }
+                _ => response(405, &[("Allow", "GET")], b"", keep_alive),
+            }
+        } else if path_matches(&request.path, &config.url_path) {
+            // The deepstream path speaks WebSocket only.
+            response(426, &[("Upgrade", "websocket")], b"", keep_alive)
+        } else {
+            response(404, &[], b"", keep_alive)
+        };
+        if stream.write_all(&reply).await.is_err() || !keep_alive {
+            return;
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Deepstream,
+    Echo,
+}
+
+enum Wake {
+    Read(std::io::Result<usize>),
+    Output,
+    Tick,
+}
+
+/// Drives one WebSocket connection: a 2.x deepstream session, or the echo endpoint.
+async fn serve_websocket(
+    core: Rc<Core>,
+    mut stream: TcpStream,
+    leftover: Vec<u8>,
+    mode: Mode,
+    peer: Option<SocketAddr>,
+) {
+    let transport = Transport::WebSocket;
+    core.counters.session_opened(transport);
+    let port = core.open_session();
+    let mut session = match mode {
+        Mode::Deepstream => Some(Session::start(
+            Rc::clone(&core),
+            Rc::clone(&port),
+            Dialect::V2,
+            peer,
+        )),
+        Mode::Echo => None,
+    };
+    let mut decoder = Decoder::new(core.config.max_message_size);
+    decoder.push(&leftover);
+    let mut chunk = vec![0u8; 16 * 1024];
+    let mut payload = Vec::new();
+    let mut frame = Vec::new();
+    let heartbeat = core.config.heartbeat_interval;
+    let mut next_tick = Instant::now() + heartbeat;
+    let mut heard_since_tick = true;
+    let mut auth_deadline = core
+        .config
+        .unauthenticated_client_timeout
+        .filter(|_| mode == Mode::Deepstream)
+        .map(|timeout| Instant::now() + timeout);
+    let mut closing: Option<Option<u16>> = None;
+    'connection: loop {
+        // Everything the session produced since the last write goes out as one text frame.
+        if port.state() == PortState::Abort {
+            break;
+        }
+        if port.has_output() {
+            port.take_into(&mut payload);
+            frame.clear();
+            websocket::write_text(&mut frame, &payload);
+            payload.clear();
+            core.counters.bytes_out(transport, &frame);
+            if stream.write_all(&frame).await.is_err() {
+                break;
+            }
+            continue;
+        }
+        if let Some(code) = closing {
+            frame.clear();
+            websocket::write_close(&mut frame, code);
+            let _ = stream.write_all(&frame).await;
+            break;
+        }
+        if port.state() == PortState::CloseAfterFlush {
+            frame.clear();
+            websocket::write_close(&mut frame, Some(close_code::NORMAL));
+            let _ = stream.write_all(&frame).await;
+            break;
+        }
+        // Events already decoded from earlier reads.
+        while let Some(event) = decoder.next_event() {
+            heard_since_tick = true;
+            match (event, mode) {
+                (Event::Text(text), Mode::Deepstream) => {
+                    if let Some(session) = session.as_mut() {
+                        session.handle_unit(Bytes::from(text)).await;
+                    }
+                }
+                (Event::Text(text), Mode::Echo) => {
+                    frame.clear();
+                    websocket::write_text(&mut frame, &text);
+                    if stream.write_all(&frame).await.is_err() {
+                        break 'connection;
+                    }
+                }
+                (Event::Binary(data), Mode::Echo) => {
+                    frame.clear();
+                    websocket::write_binary(&mut frame, &data);
+                    if stream.write_all(&frame).await.is_err() {
+                        break 'connection;
+                    }
+                }
+                // deepstream speaks text only.
+                (Event::Binary(_), Mode::Deepstream) => {
+                    closing = Some(Some(1003));
+                    continue 'connection;
+                }
+                (Event::Ping(data), _) => {
+                    frame.clear();
+                    websocket::write_pong(&mut frame, &data);
+                    if stream.write_all(&frame).await.is_err() {
+                        break 'connection;
+                    }
+                }
+                (Event::Pong, _) => {}
+                (Event::Close(code), _) => {
+                    // Answer the close handshake with the peer's code (or none), then leave.
+                    closing = Some(code);
+                    continue 'connection;
+                }
+                (Event::Fail(code), _) => {
+                    crate::debug!(
+                        "{}: WebSocket protocol error, closing with {code}",
+                        peer.map(|p| p.to_string()).unwrap_or_default()
+                    );
+                    closing = Some(Some(code));
+                    continue 'connection;
+                }
+            }
+            if port.has_output() || port.state() != PortState::Open {
+                continue 'connection;
+            }
+        }
+        if let Some(session) = session.as_ref() {
+            if session.auth_timer_cleared() {
+                auth_deadline = None;
+            }
+        }
+        let wake = or(
+            or(
+                async {
+                    core.wait_uncongested().await;
+                    Wake::Read(stream.read(&mut chunk).await)
+                },
+                async {
+                    poll_fn(|context| port.poll_ready(context)).await;
+                    Wake::Output
+                },
+            ),
+            async {
+                let deadline = match (mode, auth_deadline) {
+                    (Mode::Deepstream, Some(auth)) => auth.min(next_tick),
+                    (Mode::Deepstream, None) => next_tick,
+                    (Mode::Echo, _) => {
+                        pending::<()>().await;
+                        next_tick
+                    }
+                };
+                glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())).await;
+                Wake::Tick
+            },
+        )
+        .await;
+        match wake {
+            Wake::Read(Ok(0)) | Wake::Read(Err(_)) => break,
+            Wake::Read(Ok(read)) => {
+                core.counters.bytes_in(transport, read);
+                decoder.push(&chunk[..read]);
+            }
+            Wake::Output => {}
+            Wake::Tick => {
+                let now = Instant::now();
+                if auth_deadline.is_some_and(|deadline| now >= deadline) {
+                    if let Some(session) = session.as_mut() {
+                        session.on_auth_timeout();
+                    }
+                    auth_deadline = None;
+                }
+                if now >= next_tick {
+                    // A socket that sent nothing during a whole interval is dropped, without a
+                    // close frame, as deepstream 2.x (uws) does.
+                    if !heard_since_tick {
+                        crate::info!(
+                            "{}: no message for {} ms: closing the connection",
+                            peer.map(|p| p.to_string()).unwrap_or_default(),
+                            heartbeat.as_millis()
+                        );
+                        break;
+                    }
+                    heard_since_tick = false;
+                    next_tick = now + heartbeat;
+                    core.push_to(&port, b"C\x1fPI\x1e");
+                }
+            }
+        }
+    }
+    match session.as_mut() {
+        Some(session) => session.close(),
+        None => core.close_session(port.id),
+    }
+    core.counters.session_closed(transport);
+}
+
+/// Prometheus text format, summed over cores.
+fn prometheus(stats: &[CoreStats]) -> String {
+    let sum = |value: &dyn Fn(&CoreStats) -> u64| -> u64 { stats.iter().map(value).sum() };
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, samples: Vec<(String, u64)>| {
+        let _ = writeln!(out, "# HELP corestream_{name} {help}");
+        let _ = writeln!(out, "# TYPE corestream_{name} {kind}");
+        for (labels, value) in samples {
+            let _ = writeln!(out, "corestream_{name}{labels} {value}");
+        }
+    };
+    let by_transport = |value: &dyn Fn(&CoreStats, usize) -> u64| -> Vec<(String, u64)> {
+        TRANSPORT_NAMES
+            .iter()
+            .enumerate()
+            .map(|(index, name)| {
+                (
+                    format!("{{transport=\"{name}\"}}"),
+                    stats.iter().map(|core| value(core, index)).sum(),
+                )
+            })
+            .collect()
+    };
+    metric(
+        "cores",
+        "gauge",
+        "Cores serving.",
+        vec![(String::new(), stats.len() as u64)],
+    );
+    metric(
+        "connections",
+        "gauge",
+        "Open connections by transport.",
+        by_transport(&|core, index| core.sessions_by_transport[index]),
+    );
+    metric(
+        "connections_total",
+        "counter",
+        "Connections accepted by transport.",
+        by_transport(&|core, index| core.sessions_total_by_transport[index]),
+    );
+    metric(
+        "received_bytes_total",
+        "counter",
+        "Bytes received by transport.",
+        by_transport(&|core, index| core.bytes_in_by_transport[index]),
+    );
+    metric(
+        "sent_bytes_total",
+        "counter",
+        "Bytes sent by transport.",
+        by_transport(&|core, index| core.bytes_out_by_transport[index]),
+    );
+    metric(
+        "messages_received_total",
+        "counter",
+        "Messages received by topic.",
+        TOPIC_NAMES
+            .iter()
+            .enumerate()
+            .map(|(index, topic)| {
+                (
+                    format!("{{topic=\"{topic}\"}}"),
+                    stats
+                        .iter()
+                        .map(|core| core.messages_in_by_topic[index])
+                        .sum(),
+                )
+            })
+            .collect(),
+    );
+    metric(
+        "messages_sent_total",
+        "counter",
+        "Messages sent.",
+        vec![(String::new(), sum(&|core| core.messages_out))],
+    );
+    metric(
+        "slow_consumer_disconnects_total",
+        "counter",
+        "Sessions closed because they did not read their messages.",
+        vec![(String::new(), sum(&|core| core.slow_consumer_disconnects))],
+    );
+    metric(
+        "auth_failures_total",
+        "counter",
+        "Rejected logins.",
+        vec![(String::new(), sum(&|core| core.auth_failures))],
+    );
+    metric(
+        "subscriptions",
+        "gauge",
+        "Subscriptions by topic.",
+        vec![
+            (
+                "{topic=\"event\"}".to_string(),
+                sum(&|core| core.events.subscriptions as u64),
+            ),
+            (
+                "{topic=\"record\"}".to_string(),
+                sum(&|core| core.record_subscriptions.subscriptions as u64),
+            ),
+        ],
+    );
+    metric(
+        "records",
+        "gauge",
+        "Records held.",
+        vec![(String::new(), sum(&|core| core.records as u64))],
+    );
+    metric(
+        "rpc_providers",
+        "gauge",
+        "RPC providers.",
+        vec![(String::new(), sum(&|core| core.rpc.1 as u64))],
+    );
+    metric(
+        "rpc_calls_in_flight",
+        "gauge",
+        "RPC calls waiting for a response.",
+        vec![(String::new(), sum(&|core| core.rpc.2 as u64))],
+    );
+    metric(
+        "presence_users",
+        "gauge",
+        "Usernames logged in (2.x presence).",
+        vec![(
+            String::new(),
+            stats
+                .iter()
+                .map(|core| core.presence.0 as u64)
+                .max()
+                .unwrap_or(0),
+        )],
+    );
+    metric(
+        "cross_core_queue_bytes",
+        "gauge",
+        "Bytes queued for other cores.",
+        vec![(String::new(), sum(&|core| core.cross_core_queue_bytes))],
+    );
+    out
+}
