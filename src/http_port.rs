@@ -6,6 +6,7 @@
 //! - `healthCheckPath`: 200 while this node serves, 503 while it shuts down;
 //! - `/metrics`: Prometheus text, summed over every core;
 //! - anything else: 400/404/405/413/426/431 as fits, with keep-alive where allowed.
+//!
 //! Called by `server` (accept loops); it never knows what a record or an event is.
 
 use crate::protocol::actions::Dialect;
@@ -72,7 +73,7 @@ async fn serve_http(core: Rc<Core>, mut stream: TcpStream) {
             Some(Ok(request)) => request,
         };
         buffer.drain(..request.head_length);
-        let Ok(body_length) = request.content_length() else {
+        let Some(body_length) = request.content_length() else {
             let _ = stream.write_all(&response(400, &[], b"", false)).await;
             return;
         };

@@ -412,21 +412,21 @@ async fn serve_tcp(core: Rc<Core>, mut stream: TcpStream) {
         .await;
         match wake {
             Wake::Read(Ok(0)) | Wake::Read(Err(_)) => break,
-            Wake::Read(Ok(received)) => match {
+            Wake::Read(Ok(received)) => {
                 core.counters.bytes_in(Transport::Tcp, received);
-                framer.push(&chunk[..received])
-            } {
-                Some(Frame::Unit(unit)) => session.handle_unit(unit).await,
-                Some(Frame::Oversized) => {
-                    crate::warn!(
-                        "{}: message longer than maxMessageSize ({} bytes) dropped",
-                        peer.map(|p| p.to_string()).unwrap_or_default(),
-                        core.config.max_message_size
-                    );
-                    core.push_to(&port, MAXIMUM_MESSAGE_SIZE_EXCEEDED);
+                match framer.push(&chunk[..received]) {
+                    Some(Frame::Unit(unit)) => session.handle_unit(unit).await,
+                    Some(Frame::Oversized) => {
+                        crate::warn!(
+                            "{}: message longer than maxMessageSize ({} bytes) dropped",
+                            peer.map(|p| p.to_string()).unwrap_or_default(),
+                            core.config.max_message_size
+                        );
+                        core.push_to(&port, MAXIMUM_MESSAGE_SIZE_EXCEEDED);
+                    }
+                    None => {}
                 }
-                None => {}
-            },
+            }
             Wake::Output => {}
             Wake::AuthDeadline => {
                 session.on_auth_timeout();

@@ -2,103 +2,17 @@
 //! deepstream 1.1.1 server and raw clients) against corestream running on two cores, over real
 //! TCP sockets, asserting every byte the server sends and every close it makes.
 //!
-//! Each `C>S` line is sent as written; each `S>C` line must arrive byte for byte on that
-//! connection (a read blocks until it does, so cross-connection causality is kept); a
-//! `server closed` that precedes the client's close must be a close by the server.
+//! See `common::replay` for how a capture is replayed.
 
 mod common;
 
-use common::{Client, Server};
-use std::collections::HashMap;
-use std::path::Path;
+use common::replay;
+use common::Server;
 
-enum Step {
-    Connect(u32),
-    Send(u32, String),
-    Expect(u32, String),
-    ClientClosed(u32),
-    ServerClosed(u32),
-}
-
-fn parse(scenario: &str) -> Vec<Step> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/captures/v1")
-        .join(format!("{scenario}.log"));
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|error| panic!("cannot read {}: {error}", path.display()));
-    let mut steps = Vec::new();
-    for line in text.lines() {
-        let Some(rest) = line.strip_prefix('[') else {
-            continue;
-        };
-        let Some((header, body)) = rest.split_once("] ") else {
-            continue;
-        };
-        let mut parts = header.split_whitespace();
-        let _time = parts.next();
-        let connection: u32 = parts
-            .next()
-            .and_then(|id| id.trim_start_matches('#').parse().ok())
-            .expect("connection number");
-        match parts.next() {
-            Some("C>S") => steps.push(Step::Send(connection, body.to_string())),
-            Some("S>C") => steps.push(Step::Expect(connection, body.to_string())),
-            Some("---") if body.starts_with("connect from") => {
-                steps.push(Step::Connect(connection))
-            }
-            Some("---") if body == "client closed" => steps.push(Step::ClientClosed(connection)),
-            Some("---") if body == "server closed" => steps.push(Step::ServerClosed(connection)),
-            other => panic!("unexpected capture line {line:?} ({other:?})"),
-        }
-    }
-    steps
-}
-
-/// Replays a capture; `stop_before` ends the replay at the first sent line starting with it
-/// (for captures that go on into features of a later issue).
-fn replay(scenario: &str, config: &str, stop_before: Option<&str>) {
+/// Replays a 1.x capture over TCP against corestream on two cores.
+fn replay(scenario: &str, config: &str) {
     let server = Server::start(config, 2);
-    let mut clients: HashMap<u32, Client> = HashMap::new();
-    let mut closed_by_client: Vec<u32> = Vec::new();
-    let mut last_sender: Option<u32> = None;
-    for step in parse(scenario) {
-        // Two sends in a row on different connections race each other (they may even land on
-        // different cores); the capture shows one order, so let the first one arrive first.
-        if let Step::Send(id, _) = &step {
-            if last_sender.is_some_and(|last| last != *id) {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-        }
-        last_sender = match &step {
-            Step::Send(id, _) => Some(*id),
-            _ => None,
-        };
-        match step {
-            Step::Connect(id) => {
-                clients.insert(id, server.connect());
-            }
-            Step::Send(id, text) => {
-                if stop_before.is_some_and(|prefix| text.starts_with(prefix)) {
-                    return;
-                }
-                clients.get_mut(&id).expect("connected").send(&text);
-            }
-            Step::Expect(id, text) => clients.get_mut(&id).expect("connected").expect(&text),
-            Step::ClientClosed(id) => {
-                closed_by_client.push(id);
-                if let Some(client) = clients.remove(&id) {
-                    client.close();
-                }
-            }
-            Step::ServerClosed(id) => {
-                if !closed_by_client.contains(&id) {
-                    if let Some(client) = clients.get_mut(&id) {
-                        client.expect_closed();
-                    }
-                }
-            }
-        }
-    }
+    replay::replay("v1", scenario, || Box::new(server.connect()));
 }
 
 const FILE_AUTH: &str = "auth:\n  type: file\n  options:\n    path: ./users.yml\n    hash: md5\n    iterations: 100\n    keyLength: 32\n";
@@ -107,13 +21,13 @@ macro_rules! capture {
     ($test:ident, $scenario:expr) => {
         #[test]
         fn $test() {
-            replay($scenario, "", None);
+            replay($scenario, "");
         }
     };
     ($test:ident, $scenario:expr, config = $config:expr) => {
         #[test]
         fn $test() {
-            replay($scenario, $config, None);
+            replay($scenario, $config);
         }
     };
 }

@@ -27,6 +27,9 @@
 # The suite's runtime (mocha 9, chai 4, chai-string, node-fetch 3, ws 8) comes from
 # npm through tests/conformance/package.json; the suite's two files are copied to a
 # temporary folder outside the work tree. Exits with mocha's status.
+#
+# Environment (optional): EIO_SUITE_REF (git ref, default v3), EIO_SUITE_RETRIES
+# (mocha --retries, default 3, see below), EIO_SUITE_TIMEOUT (seconds, default 180).
 set -euo pipefail
 
 usage() {
@@ -139,9 +142,19 @@ else
   echo "# server: the one already listening on port $SUITE_PORT"
 fi
 
+# The suite's test "message / WebSocket / sends and receives a plain text packet"
+# races the server: it awaits the socket's "open" event before listening for the
+# handshake packet, so when the open packet arrives in the same TCP read as the 101
+# response (ws then emits it before the await resumes) the test waits forever and
+# times out. That happens in about 1 run in 5 against engine.io@3 itself, so failed
+# tests are retried (EIO_SUITE_RETRIES, default 3; set 0 for a strict run, where
+# that one test may fail against any server).
+RETRIES=${EIO_SUITE_RETRIES:-3}
+echo "# mocha --retries $RETRIES (see EIO_SUITE_RETRIES in $0)"
+
 status=0
-(cd "$WORK" && timeout --kill-after=10 "${EIO_SUITE_TIMEOUT:-120}" \
-  "$CONF/node_modules/.bin/mocha" --exit test-suite.js) || status=$?
+(cd "$WORK" && timeout --kill-after=10 "${EIO_SUITE_TIMEOUT:-180}" \
+  "$CONF/node_modules/.bin/mocha" --exit --retries "$RETRIES" test-suite.js) || status=$?
 if [ "$status" -ne 0 ] && [ -n "$SERVER_PID" ] && [ -s "$WORK/server.out" ]; then
   echo "----- reference server output -----" >&2
   tail -n 50 "$WORK/server.out" >&2

@@ -88,14 +88,13 @@ impl Request {
         })
     }
 
-    /// `Content-Length`, if present and valid. `Err` for a malformed value.
-    pub fn content_length(&self) -> Result<usize, ()> {
+    /// `Content-Length` (0 when absent); `None` for a malformed value.
+    pub fn content_length(&self) -> Option<usize> {
         match self.header("content-length") {
-            None => Ok(0),
+            None => Some(0),
             Some(value) => std::str::from_utf8(value)
                 .ok()
-                .and_then(|text| text.trim().parse().ok())
-                .ok_or(()),
+                .and_then(|text| text.trim().parse().ok()),
         }
     }
 

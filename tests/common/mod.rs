@@ -3,6 +3,8 @@
 //! the captures (`|` = 0x1F, `+` = 0x1E).
 #![allow(dead_code)]
 
+pub mod replay;
+
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -27,6 +29,7 @@ pub fn fixtures() -> PathBuf {
 pub struct Server {
     child: Child,
     pub tcp_port: u16,
+    pub http_port: u16,
     pub dir: PathBuf,
 }
 
@@ -55,7 +58,7 @@ impl Server {
         let http_port = free_port();
         let config = format!(
             "host: 127.0.0.1\nport: {http_port}\ntcpHost: 127.0.0.1\ntcpPort: {tcp_port}\nlogLevel: WARN\n\
-             webServerEnabled: false\n{extra}\n"
+             {extra}\n"
         );
         std::fs::write(dir.join("config.yml"), config).expect("write config");
         let mut child = Command::new(env!("CARGO_BIN_EXE_corestream"))
@@ -86,6 +89,7 @@ impl Server {
         Some(Server {
             child,
             tcp_port,
+            http_port,
             dir,
         })
     }
@@ -113,6 +117,11 @@ impl Server {
     pub fn connect(&self) -> Client {
         Client::connect(self.tcp_port)
     }
+
+    /// A WebSocket client on the deepstream path.
+    pub fn connect_ws(&self) -> WsClient {
+        WsClient::connect(self.http_port, "/deepstream")
+    }
 }
 
 impl Drop for Server {
@@ -135,9 +144,230 @@ impl Drop for Server {
     }
 }
 
+/// What a capture replay needs from a client, whatever its transport.
+pub trait Wire {
+    fn send(&mut self, text: &str);
+    /// Starts a WebSocket close handshake (not used by TCP clients).
+    fn send_close(&mut self) {}
+    fn expect(&mut self, expected: &str);
+    fn expect_closed(&mut self);
+    fn close(self: Box<Self>);
+}
+
 pub struct Client {
     pub stream: TcpStream,
     pending: Vec<u8>,
+}
+
+impl Wire for Client {
+    fn send(&mut self, text: &str) {
+        Client::send(self, text)
+    }
+    fn expect(&mut self, expected: &str) {
+        Client::expect(self, expected)
+    }
+    fn expect_closed(&mut self) {
+        Client::expect_closed(self)
+    }
+    fn close(self: Box<Self>) {
+        Client::close(*self)
+    }
+}
+
+/// A WebSocket client: masked text frames out, server frames in; text payloads are
+/// concatenated, so expectations do not depend on how the server groups messages in frames.
+pub struct WsClient {
+    pub stream: TcpStream,
+    raw: Vec<u8>,
+    text: Vec<u8>,
+    pub closed_with: Option<Option<u16>>,
+}
+
+impl WsClient {
+    /// Opens `path` on the HTTP port and completes the upgrade.
+    pub fn connect(port: u16, path: &str) -> WsClient {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        stream.set_nodelay(true).expect("nodelay");
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).expect("handshake");
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            match stream.read(&mut byte) {
+                Ok(1) => head.push(byte[0]),
+                _ => panic!("handshake failed: {:?}", String::from_utf8_lossy(&head)),
+            }
+        }
+        let head = String::from_utf8_lossy(&head).to_string();
+        assert!(
+            head.starts_with("HTTP/1.1 101"),
+            "handshake refused: {head}"
+        );
+        assert!(
+            head.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+            "{head}"
+        );
+        WsClient {
+            stream,
+            raw: Vec::new(),
+            text: Vec::new(),
+            closed_with: None,
+        }
+    }
+
+    pub fn send_frame(&mut self, first: u8, payload: &[u8]) {
+        let mask = [0x12, 0x34, 0x56, 0x78];
+        let mut frame = vec![first];
+        match payload.len() {
+            length @ 0..=125 => frame.push(0x80 | length as u8),
+            length @ 126..=65535 => {
+                frame.push(0x80 | 126);
+                frame.extend_from_slice(&(length as u16).to_be_bytes());
+            }
+            length => {
+                frame.push(0x80 | 127);
+                frame.extend_from_slice(&(length as u64).to_be_bytes());
+            }
+        }
+        frame.extend_from_slice(&mask);
+        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        self.stream.write_all(&frame).expect("send frame");
+    }
+
+    /// Reads one server frame into the text buffer (or records a close). `false` on EOF.
+    fn read_frame(&mut self, wait: Duration) -> bool {
+        let deadline = Instant::now() + wait;
+        loop {
+            if self.raw.len() >= 2 {
+                let (header, length) = match self.raw[1] & 0x7f {
+                    126 if self.raw.len() >= 4 => (
+                        4,
+                        usize::from(u16::from_be_bytes([self.raw[2], self.raw[3]])),
+                    ),
+                    127 if self.raw.len() >= 10 => {
+                        let mut bytes = [0u8; 8];
+                        bytes.copy_from_slice(&self.raw[2..10]);
+                        (10, u64::from_be_bytes(bytes) as usize)
+                    }
+                    126 | 127 => (usize::MAX, 0),
+                    short => (2, usize::from(short)),
+                };
+                if header != usize::MAX && self.raw.len() >= header + length {
+                    assert_eq!(self.raw[1] & 0x80, 0, "server frames are never masked");
+                    let frame: Vec<u8> = self.raw.drain(..header + length).collect();
+                    match frame[0] & 0x0f {
+                        0x1 | 0x0 => self.text.extend_from_slice(&frame[header..]),
+                        0x8 => {
+                            let payload = &frame[header..];
+                            self.closed_with = Some(
+                                (payload.len() >= 2)
+                                    .then(|| u16::from_be_bytes([payload[0], payload[1]])),
+                            );
+                        }
+                        _ => {}
+                    }
+                    return true;
+                }
+            }
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return true;
+            }
+            self.stream
+                .set_read_timeout(Some(remaining))
+                .expect("timeout");
+            let mut chunk = [0u8; 65536];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return false,
+                Ok(read) => self.raw.extend_from_slice(&chunk[..read]),
+                Err(error)
+                    if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// The next whole deepstream message from the text frames, or `None` after `wait`.
+    pub fn next_message(&mut self, wait: Duration) -> Option<Vec<u8>> {
+        let deadline = Instant::now() + wait;
+        loop {
+            if let Some(end) = self.text.iter().position(|byte| *byte == 0x1e) {
+                return Some(self.text.drain(..=end).collect());
+            }
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() || !self.read_frame(remaining) {
+                return None;
+            }
+        }
+    }
+
+    pub fn login(&mut self, username: &str) {
+        Wire::expect(self, "C|CH+");
+        Wire::send(self, "C|CHR|ws://localhost/deepstream+");
+        Wire::expect(self, "C|A+");
+        Wire::send(self, &format!("A|REQ|{{\"username\":\"{username}\"}}+"));
+        Wire::expect(self, "A|A+");
+    }
+}
+
+impl Wire for WsClient {
+    fn send(&mut self, text: &str) {
+        self.send_frame(0x81, &wire(text));
+    }
+
+    fn send_close(&mut self) {
+        self.send_frame(0x88, &[]);
+    }
+
+    fn expect(&mut self, expected: &str) {
+        let expected = wire(expected);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.text.len() < expected.len() {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !remaining.is_zero(),
+                "timed out waiting for {:?}; got {:?}",
+                readable(&expected),
+                readable(&self.text)
+            );
+            assert!(
+                self.read_frame(remaining),
+                "connection closed while waiting for {:?}; got {:?}",
+                readable(&expected),
+                readable(&self.text)
+            );
+        }
+        let got: Vec<u8> = self.text.drain(..expected.len()).collect();
+        assert_eq!(
+            readable(&got),
+            readable(&expected),
+            "unexpected bytes from the server"
+        );
+    }
+
+    fn expect_closed(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if !self.read_frame(Duration::from_millis(200)) {
+                assert!(
+                    self.text.is_empty(),
+                    "unread text: {:?}",
+                    readable(&self.text)
+                );
+                return;
+            }
+        }
+        panic!("the server did not close the connection");
+    }
+
+    fn close(self: Box<Self>) {
+        let mut this = *self;
+        this.send_frame(0x88, &[]);
+        let _ = this.stream.shutdown(Shutdown::Write);
+    }
 }
 
 impl Client {

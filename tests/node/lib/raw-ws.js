@@ -101,6 +101,7 @@ class RawWsClient {
     const parts = this._buffer.split(RS);
     this._buffer = parts.pop(); // incomplete tail (or '' after a final 0x1E)
     for (const p of parts) {
+      if (p.length === 0) continue; // e.g. the second 0x1E of `X|E|MESSAGE_PARSE_ERROR|<raw unit>+`
       const m = p.split(US);
       this.received.push(m);
       this.receivedAt.push(now);
