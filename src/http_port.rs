@@ -224,16 +224,17 @@ async fn serve_websocket(
             }
             continue;
         }
-        if let Some(code) = closing {
+        let close = match (closing, port.state()) {
+            (Some(code), _) => Some(code),
+            (None, PortState::CloseAfterFlush) => Some(Some(close_code::NORMAL)),
+            _ => None,
+        };
+        if let Some(code) = close {
             frame.clear();
             websocket::write_close(&mut frame, code);
-            let _ = stream.write_all(&frame).await;
-            break;
-        }
-        if port.state() == PortState::CloseAfterFlush {
-            frame.clear();
-            websocket::write_close(&mut frame, Some(close_code::NORMAL));
-            let _ = stream.write_all(&frame).await;
+            if stream.write_all(&frame).await.is_ok() {
+                linger(&mut stream, &mut chunk).await;
+            }
             break;
         }
         // Events already decoded from earlier reads.
@@ -358,6 +359,20 @@ async fn serve_websocket(
         None => core.close_session(port.id),
     }
     core.counters.session_closed(transport);
+}
+
+/// After our close frame: stop writing and drain what the peer still sends (up to a second),
+/// so the kernel closes with FIN rather than a reset that could discard the close frame.
+async fn linger(stream: &mut TcpStream, chunk: &mut [u8]) {
+    let _ = stream.shutdown(std::net::Shutdown::Write).await;
+    let drain = async {
+        while let Ok(read) = stream.read(chunk).await {
+            if read == 0 {
+                break;
+            }
+        }
+    };
+    or(drain, glommio::timer::sleep(Duration::from_secs(1))).await;
 }
 
 /// Prometheus text format, summed over cores.

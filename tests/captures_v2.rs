@@ -10,7 +10,7 @@ use std::time::Duration;
 
 const FILE_AUTH: &str = "auth:\n  type: file\n  options:\n    path: ./users.yml\n    hash: md5\n    iterations: 100\n    keyLength: 32\n";
 /// The captures were made with rpcTimeout 3000 and no heartbeat within a scenario's length.
-const BASE: &str = "rpcAckTimeout: 1000\nrpcTimeout: 3000\nconnectionEndpoints:\n  websocket:\n    options:\n      heartbeatInterval: 60000\n";
+pub const BASE: &str = "rpcAckTimeout: 1000\nrpcTimeout: 3000\nconnectionEndpoints:\n  websocket:\n    options:\n      heartbeatInterval: 60000\n";
 
 fn replay(scenario: &str, extra: &str) {
     let server = Server::start(&format!("{BASE}{extra}"), 2);

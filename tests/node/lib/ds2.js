@@ -170,14 +170,23 @@ function closeAll(clients) {
   return Promise.all(clients.filter(Boolean).map((c) => close(c)));
 }
 
-/** messages of client.wire in capture notation ('E|A|S|x'), from index `from` */
+/**
+ * messages of client.wire in capture notation ('E|A|S|x'), from index `from`, without the
+ * heartbeat pings (`C|PI` can arrive between any two messages; client.wire has them)
+ */
 function wireTexts(client, from = 0) {
-  return client.wire.slice(from).map((m) => m.join('|'));
+  return client.wire
+    .slice(from)
+    .map((m) => m.join('|'))
+    .filter((t) => t !== 'C|PI');
 }
 
-/** messages of client.sent in capture notation, from index `from` */
+/** messages of client.sent in capture notation, from index `from`, without the `C|PO` answers */
 function sentTexts(client, from = 0) {
-  return client.sent.slice(from).map((m) => m.join('|'));
+  return client.sent
+    .slice(from)
+    .map((m) => m.join('|'))
+    .filter((t) => t !== 'C|PO');
 }
 
 /** waits until the client received the exact message given in capture notation ('E|A|L|p/.*') */

@@ -131,8 +131,16 @@ class RawWsClient {
     this.sendWire(fromText(text));
   }
 
-  /** received messages in capture notation, e.g. ['C|CH', 'C|A', ...] */
+  /**
+   * received messages (index >= from) in capture notation, e.g. ['C|CH', 'C|A', ...], without
+   * the heartbeat pings (`C|PI` can arrive between any two messages)
+   */
   texts(from = 0) {
+    return this.allTexts(from).filter((t) => t !== 'C|PI');
+  }
+
+  /** received messages in capture notation, pings included */
+  allTexts(from = 0) {
     return this.received.slice(from).map((m) => m.join('|'));
   }
 
@@ -153,7 +161,7 @@ class RawWsClient {
         }
         if (this.closed) {
           done();
-          reject(new Error(`${this.label}: socket closed (code ${this.closeCode}) while waiting for ${what}; received: ${JSON.stringify(this.texts())}`));
+          reject(new Error(`${this.label}: socket closed (code ${this.closeCode}) while waiting for ${what}; received: ${JSON.stringify(this.allTexts())}`));
         }
       };
       const done = () => {
@@ -163,7 +171,7 @@ class RawWsClient {
       };
       timer = setTimeout(() => {
         done();
-        reject(new Error(`${this.label}: timed out after ${timeoutMs} ms waiting for ${what}; received: ${JSON.stringify(this.texts())}`));
+        reject(new Error(`${this.label}: timed out after ${timeoutMs} ms waiting for ${what}; received: ${JSON.stringify(this.allTexts())}`));
       }, timeoutMs);
       this._waiters.push(check);
       check();
@@ -181,7 +189,7 @@ class RawWsClient {
   waitClosed(timeoutMs = 3000) {
     return new Promise((resolve, reject) => {
       if (this.closed) return resolve();
-      const timer = setTimeout(() => reject(new Error(`${this.label}: socket not closed after ${timeoutMs} ms; received: ${JSON.stringify(this.texts())}`)), timeoutMs);
+      const timer = setTimeout(() => reject(new Error(`${this.label}: socket not closed after ${timeoutMs} ms; received: ${JSON.stringify(this.allTexts())}`)), timeoutMs);
       this.ws.once('close', () => {
         clearTimeout(timer);
         resolve();
