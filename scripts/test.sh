@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of corestream: unit tests, the black-box tests over real sockets against
-# the real binary, and the real deepstream.io-client-js 1.1.1 (npm) test suite twice: against
-# the real deepstream.io 1.1.1 server (the reference) and against corestream on two cores.
+# the real binary, the real deepstream.io-client-js 1.1.1 (TCP) and 2.3.4 (WebSocket) suites
+# from npm, each twice: against the real deepstream.io server of that version (the reference:
+# 1.1.1 on Node 20, 2.4.1 on Node 8 from npm) and against corestream on two cores; and a short
+# run of every fuzz target.
 # Installs what the tests need when missing (see scripts/ensure-tools.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,5 +23,14 @@ bash scripts/node-tests.sh deepstream
 echo "== deepstream.io-client-js 1.1.1 against corestream (2 cores)"
 cargo build --release --bin corestream
 bash scripts/node-tests.sh corestream
+
+echo "== deepstream.io-client-js 2.3.4 against the reference server deepstream.io 2.4.1"
+bash scripts/node-tests-v2.sh deepstream
+
+echo "== deepstream.io-client-js 2.3.4 against corestream (2 cores)"
+bash scripts/node-tests-v2.sh corestream
+
+echo "== fuzzing every parser briefly"
+bash scripts/fuzz.sh "${FUZZ_SECONDS:-15}"
 
 echo "== all tests passed in $(( $(date +%s) - started )) s"

@@ -224,6 +224,9 @@ async fn serve_websocket(
             }
             continue;
         }
+        if closing.is_none() && port.state() == PortState::TerminateAfterFlush {
+            break;
+        }
         let close = match (closing, port.state()) {
             (Some(code), _) => Some(code),
             (None, PortState::CloseAfterFlush) => Some(Some(close_code::NORMAL)),

@@ -380,7 +380,10 @@ async fn serve_tcp(core: Rc<Core>, mut stream: TcpStream) {
             }
             continue;
         }
-        if port.state() == PortState::CloseAfterFlush {
+        if matches!(
+            port.state(),
+            PortState::CloseAfterFlush | PortState::TerminateAfterFlush
+        ) {
             break;
         }
         if session.auth_timer_cleared() {

@@ -119,7 +119,9 @@ impl Session {
                 }
             }
             match self.state {
-                SessionState::AwaitingChallengeResponse => self.on_connection_message(parsed),
+                SessionState::AwaitingChallengeResponse => {
+                    self.on_connection_message(parsed, &unit)
+                }
                 SessionState::AwaitingAuth => self.on_auth_message(parsed).await,
                 SessionState::Open => self.on_open_message(parsed, &unit),
                 SessionState::Closed => return,
@@ -130,7 +132,7 @@ impl Session {
     /// Before `C|CHR`, 1.x answers anything else with `C|E|UNKNOWN_ACTION` and stays open;
     /// 2.x answers a message of another topic with `C|E|INVALID_MESSAGE`, and closes after an
     /// unparseable one.
-    fn on_connection_message(&mut self, parsed: Parsed<'_>) {
+    fn on_connection_message(&mut self, parsed: Parsed<'_>, unit: &Bytes) {
         match parsed {
             Parsed::Message(message) if message.action == b"CHR" => {
                 self.state = SessionState::AwaitingAuth;
@@ -144,9 +146,11 @@ impl Session {
                     b"invalid connection message",
                 ]);
             }
-            Parsed::ParseError { raw } if self.dialect == Dialect::V2 => {
-                self.reply(&[b"C", b"E", b"MESSAGE_PARSE_ERROR", raw]);
-                self.close_after_flush();
+            // Like `X|E|MESSAGE_PARSE_ERROR`, this quotes the whole unit with its terminator.
+            Parsed::ParseError { .. } if self.dialect == Dialect::V2 => {
+                self.reply(&[b"C", b"E", b"MESSAGE_PARSE_ERROR", unit]);
+                self.state = SessionState::Closed;
+                self.port.terminate_after_flush();
             }
             Parsed::Message(message) => {
                 let mut text = b"unknown action ".to_vec();
@@ -155,8 +159,8 @@ impl Session {
             }
             // deepstream 1.1.1 throws on an unparseable message here (it reads `.action` of
             // null); we answer it like 2.x does, without closing.
-            Parsed::ParseError { raw } => {
-                self.reply(&[b"C", b"E", b"MESSAGE_PARSE_ERROR", raw]);
+            Parsed::ParseError { .. } => {
+                self.reply(&[b"C", b"E", b"MESSAGE_PARSE_ERROR", unit]);
             }
         }
     }
@@ -168,10 +172,12 @@ impl Session {
                     && message.action == b"REQ"
                     && message.data_count() == 1 =>
             {
-                // 1.1.1 also takes JSON that is not an object, and crashes on `null`; an
-                // object is what every client sends, so anything else is an invalid message.
+                // Both references take any JSON whose `typeof` is 'object' (an array too);
+                // 1.1.1 crashes on `null`, and 2.x refuses other values. An array carries no
+                // username or password.
                 match serde_json::from_slice::<Value>(message.data_at(0).unwrap_or_default()) {
                     Ok(Value::Object(map)) => map,
+                    Ok(Value::Array(_)) => serde_json::Map::new(),
                     _ => return self.invalid_auth_message(),
                 }
             }
@@ -475,6 +481,14 @@ impl Session {
                         message: Self::message_bytes(unit, &message),
                     },
                 );
+            }
+            b"A" if self.dialect == Dialect::V2 && message.data_at(0) != Some(b"REQ") => {
+                // A 1.x-style ack on the 2.x endpoint: refused as 2.4.1 does (the request then
+                // times out waiting for a proper ack).
+                let mut text = b"unexpected state for rpc ".to_vec();
+                text.extend_from_slice(message.data_at(1).unwrap_or(b"undefined"));
+                text.extend_from_slice(b" with action A");
+                self.reply(&[code, b"E", b"INVALID_RPC_CORRELATION_ID", &text]);
             }
             b"A" | b"RES" | b"E" | b"REJ" => {
                 let (action, name_index) = match message.action {

@@ -169,9 +169,9 @@ impl RecordFeature {
         match self.store.write(name, requested, change, dialect, upsert) {
             Ok(new_version) => {
                 let name_bytes = bytes.slice_ref(name);
-                // Forward the bytes that arrived, unless they carry a config or are an upsert:
-                // subscribers get a plain U or P with the version that was written.
-                let forward = if config.is_none() && !upsert {
+                // Forward the bytes that arrived (2.4.1 too keeps the write config in them); an
+                // upsert becomes a plain U or P with the version that was written.
+                let forward = if !upsert {
                     bytes.clone()
                 } else {
                     let version = new_version.to_string();

@@ -156,6 +156,11 @@ impl RecordStore {
     }
 }
 
+/// Is `bytes` JSON? (simd-json rewrites the buffer while it parses.)
+pub fn validate(bytes: &mut [u8]) -> Result<(), simd_json::Error> {
+    simd_json::to_tape(bytes).map(drop)
+}
+
 /// JavaScript `parseInt(text, 10)`: leading whitespace, a sign, then digits up to the first
 /// non-digit. `None` for NaN, and for values outside i64.
 pub fn parse_version(text: &[u8]) -> Option<i64> {

@@ -15,6 +15,8 @@ pub enum PortState {
     Open,
     /// Write what is buffered, then close (after an error that ends the session).
     CloseAfterFlush,
+    /// Write what is buffered, then drop the connection without a WebSocket close frame.
+    TerminateAfterFlush,
     /// Close now without writing (slow consumer).
     Abort,
 }
@@ -75,6 +77,14 @@ impl SessionPort {
     pub fn close_after_flush(&self) {
         if self.state.get() == PortState::Open {
             self.state.set(PortState::CloseAfterFlush);
+            self.wake();
+        }
+    }
+
+    /// Like `close_after_flush`, but a WebSocket gets no close frame (as 2.4.1 drops a socket).
+    pub fn terminate_after_flush(&self) {
+        if self.state.get() == PortState::Open {
+            self.state.set(PortState::TerminateAfterFlush);
             self.wake();
         }
     }

@@ -14,6 +14,10 @@
 //   - Record has a `hasProvider` property and emits 'hasProviderChanged' (bool) on `R|SH`;
 //   - a subscriber whose record is deleted by another client gets `R|A|D|<name>` and the library
 //     emits 'delete' on its Record (and List) and destroys it.
+// 2.4.1 server quirk these tests allow for (PROTOCOL.md 3.4): a client whose read (`R|CR`) overtakes
+// the broadcast of writes in flight gets `R|R|<name>|<v>|...` and then those `R|U` again (versions
+// <= v); the 2.3.4 client ignores a duplicate with equal data, and otherwise REMOTE_WINS-merges
+// back down and replays them. Write acks and head (2.x only): write-ack-head.test.js.
 // Reference captures: captures/v2/lib-record-*.log, lib-list.log, raw-record-wire.log.
 const test = require('node:test');
 const assert = require('node:assert/strict');
