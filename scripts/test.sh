@@ -30,6 +30,9 @@ bash scripts/node-tests-v2.sh deepstream
 echo "== deepstream.io-client-js 2.3.4 against corestream (2 cores)"
 bash scripts/node-tests-v2.sh corestream
 
+echo "== Autobahn WebSocket cases 1-10 against corestream's echo endpoint"
+bash scripts/conformance/autobahn-corestream.sh
+
 echo "== fuzzing every parser briefly"
 bash scripts/fuzz.sh "${FUZZ_SECONDS:-15}"
 
