@@ -81,7 +81,10 @@ fn server_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
 struct Peer {
     name: &'static str,
     child: Child,
+    /// TCP port (1.x); for deepstream 2.4.1 the WebSocket port.
     port: u16,
+    /// corestream's HTTP (WebSocket) port.
+    http_port: u16,
     _dir: Option<PathBuf>,
 }
 
@@ -160,7 +163,7 @@ fn write_config(dir: &Path, http_port: u16, tcp_port: u16, extra: &str) -> PathB
         format!(
             "serverName: UUID\nshowLogo: false\nlogLevel: ERROR\nhost: 127.0.0.1\nport: {http_port}\n\
              tcpHost: 127.0.0.1\ntcpPort: {tcp_port}\nauth: {{type: none}}\npermission: {{type: none}}\n\
-             webServerEnabled: false\n{extra}"
+             {extra}"
         ),
     )
     .expect("write config");
@@ -170,8 +173,12 @@ fn write_config(dir: &Path, http_port: u16, tcp_port: u16, extra: &str) -> PathB
 fn start_corestream(cores: usize, spin_millis: u64) -> Peer {
     let dir = std::env::temp_dir().join(format!("corestream-bench-{}", fastrand::u64(..)));
     let tcp_port = free_port();
-    let extra = format!("spinBeforePark: {spin_millis}\n");
-    let config = write_config(&dir, free_port(), tcp_port, &extra);
+    let http_port = free_port();
+    let extra = format!(
+        "spinBeforePark: {spin_millis}\nwebServerEnabled: true\nconnectionEndpoints:\n  websocket:\n    \
+         options:\n      heartbeatInterval: 600000\n"
+    );
+    let config = write_config(&dir, http_port, tcp_port, &extra);
     let binary = root().join("target/release/corestream");
     let child = server_command(&binary)
         .args(["start", "--config"])
@@ -190,6 +197,7 @@ fn start_corestream(cores: usize, spin_millis: u64) -> Peer {
         name: "corestream",
         child,
         port: tcp_port,
+        http_port,
         _dir: Some(dir),
     }
 }
@@ -226,6 +234,7 @@ fn start_deepstream() -> Peer {
         name: "deepstream 1.1.1",
         child,
         port: tcp_port,
+        http_port: 0,
         _dir: Some(dir),
     }
 }
@@ -241,6 +250,7 @@ fn start_echo(kind: &'static str) -> Peer {
         name: kind,
         child,
         port,
+        http_port: 0,
         _dir: None,
     }
 }
@@ -784,6 +794,310 @@ fn record_memory(peer: &Peer, count: usize) -> (f64, f64) {
     (before, peer.rss_mib())
 }
 
+// ----- WebSocket (2.x clients) ---------------------------------------------------------------
+
+/// Counts the deepstream messages (0x1E) in the payloads of complete server frames in
+/// `buffer`, consuming them; an incomplete frame stays for the next read.
+fn count_frame_messages(buffer: &mut Vec<u8>) -> usize {
+    let mut count = 0;
+    let mut at = 0;
+    loop {
+        let rest = &buffer[at..];
+        if rest.len() < 2 {
+            break;
+        }
+        let (header, length) = match rest[1] & 0x7f {
+            126 if rest.len() >= 4 => (4, usize::from(u16::from_be_bytes([rest[2], rest[3]]))),
+            127 if rest.len() >= 10 => {
+                let mut bytes = [0u8; 8];
+                bytes.copy_from_slice(&rest[2..10]);
+                (10, u64::from_be_bytes(bytes) as usize)
+            }
+            126 | 127 => break,
+            short => (2, usize::from(short)),
+        };
+        if rest.len() < header + length {
+            break;
+        }
+        count += memchr::memchr_iter(0x1e, &rest[header..header + length]).count();
+        at += header + length;
+    }
+    buffer.drain(..at);
+    count
+}
+
+struct WsClient {
+    stream: TcpStream,
+    raw: Vec<u8>,
+    text: Vec<u8>,
+}
+
+impl WsClient {
+    fn connect(port: u16) -> WsClient {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        stream.set_nodelay(true).expect("nodelay");
+        let request = format!(
+            "GET /deepstream HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).expect("handshake");
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            let read = stream.read(&mut byte).expect("handshake reply");
+            assert_eq!(read, 1, "closed during the handshake");
+            head.push(byte[0]);
+        }
+        assert!(head.starts_with(b"HTTP/1.1 101"), "upgrade refused");
+        WsClient {
+            stream,
+            raw: Vec::new(),
+            text: Vec::new(),
+        }
+    }
+
+    /// One masked text frame.
+    fn frame(payload: &[u8]) -> Vec<u8> {
+        let mask = [0x11, 0x22, 0x33, 0x44];
+        let mut frame = vec![0x81];
+        match payload.len() {
+            length @ 0..=125 => frame.push(0x80 | length as u8),
+            length @ 126..=65535 => {
+                frame.push(0x80 | 126);
+                frame.extend_from_slice(&(length as u16).to_be_bytes());
+            }
+            length => {
+                frame.push(0x80 | 127);
+                frame.extend_from_slice(&(length as u64).to_be_bytes());
+            }
+        }
+        frame.extend_from_slice(&mask);
+        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        frame
+    }
+
+    fn send(&mut self, payload: &[u8]) {
+        self.stream.write_all(&Self::frame(payload)).expect("write");
+    }
+
+    fn read_message(&mut self) -> Vec<u8> {
+        loop {
+            if let Some(end) = memchr::memchr(0x1e, &self.text) {
+                return self.text.drain(..=end).collect();
+            }
+            // Move complete frames' payloads into `text`.
+            loop {
+                let raw = &self.raw;
+                if raw.len() < 2 {
+                    break;
+                }
+                let (header, length) = match raw[1] & 0x7f {
+                    126 if raw.len() >= 4 => (4, usize::from(u16::from_be_bytes([raw[2], raw[3]]))),
+                    127 if raw.len() >= 10 => {
+                        let mut bytes = [0u8; 8];
+                        bytes.copy_from_slice(&raw[2..10]);
+                        (10, u64::from_be_bytes(bytes) as usize)
+                    }
+                    126 | 127 => break,
+                    short => (2, usize::from(short)),
+                };
+                if raw.len() < header + length {
+                    break;
+                }
+                let payload: Vec<u8> = self.raw[header..header + length].to_vec();
+                self.raw.drain(..header + length);
+                self.text.extend(payload);
+            }
+            if memchr::memchr(0x1e, &self.text).is_some() {
+                continue;
+            }
+            let mut chunk = [0u8; 65536];
+            let read = self.stream.read(&mut chunk).expect("read");
+            assert!(read > 0, "server closed the connection");
+            self.raw.extend_from_slice(&chunk[..read]);
+        }
+    }
+
+    fn login(port: u16, username: &str) -> WsClient {
+        let mut client = WsClient::connect(port);
+        assert!(client.read_message().starts_with(&wire("C|CH+")));
+        client.send(&wire("C|CHR|ws://127.0.0.1/deepstream+"));
+        assert!(client.read_message().starts_with(&wire("C|A+")));
+        client.send(&wire(&format!("A|REQ|{{\"username\":\"{username}\"}}+")));
+        assert!(client.read_message().starts_with(&wire("A|A")));
+        client
+    }
+}
+
+/// deepstream 2.4.1 (Node 8 from npm), WebSocket only; heartbeats far apart.
+fn start_deepstream_2() -> Peer {
+    let dir = std::env::temp_dir().join(format!("deepstream2-bench-{}", fastrand::u64(..)));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let port = free_port();
+    std::fs::copy(
+        root().join("tests/fixtures/v2-permissions.yml"),
+        dir.join("permissions.yml"),
+    )
+    .expect("permissions");
+    let config = dir.join("config.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "serverName: UUID\nshowLogo: false\nlogLevel: ERROR\nconnectionEndpoints:\n  websocket:\n    \
+             name: uws\n    options:\n      port: {port}\n      host: 127.0.0.1\n      urlPath: /deepstream\n      \
+             heartbeatInterval: 600000\nauth: {{type: none}}\npermission:\n  type: config\n  options:\n    \
+             path: ./permissions.yml\n"
+        ),
+    )
+    .expect("config");
+    let node8 = root().join("tests/node/node_modules/node-8/bin/node");
+    let mut child = server_command(&node8)
+        .arg(root().join("tests/node/start-deepstream-2.js"))
+        .arg(&config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start deepstream 2.4.1 (npm install in tests/node)");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    loop {
+        match lines.next() {
+            Some(Ok(line)) if line.trim() == "ready" => break,
+            Some(Ok(_)) => continue,
+            _ => panic!("deepstream 2.4.1 did not start"),
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    wait_for_port(port);
+    Peer {
+        name: "deepstream 2.4.1",
+        child,
+        port,
+        http_port: port,
+        _dir: Some(dir),
+    }
+}
+
+/// Event A→B over WebSocket, one in flight.
+fn ws_event_latency(port: u16, count: usize) -> Latency {
+    let mut subscriber = WsClient::login(port, "ws-latency-b");
+    subscriber.send(&wire("E|S|ws-latency+"));
+    assert!(subscriber.read_message().starts_with(&wire("E|A|S|")));
+    let mut publisher = WsClient::login(port, "ws-latency-a");
+    let frame = WsClient::frame(&wire(
+        "E|EVT|ws-latency|Sabcdefghijklmnopqrstuvwxyz0123456789+",
+    ));
+    let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
+    let warmup = count / 10;
+    for round in 0..warmup + count {
+        let started = Instant::now();
+        publisher.stream.write_all(&frame).expect("write");
+        let _ = subscriber.read_message();
+        let elapsed = started.elapsed().as_nanos() as u64;
+        if round >= warmup {
+            histogram.record(elapsed.max(1)).expect("record");
+        }
+    }
+    summarize(&histogram)
+}
+
+/// One publisher, N WebSocket subscribers, deliveries per second (frame-aware counting).
+/// `port` is the peer's WebSocket port (corestream: its HTTP port).
+fn ws_fan_out(peer: &Peer, port: u16, subscribers: usize, duration: Duration) -> FanOut {
+    let name = format!("wsfan/{subscribers}/{}", fastrand::u32(..));
+    let mut sockets = Vec::with_capacity(subscribers);
+    for index in 0..subscribers {
+        let mut client = WsClient::login(port, &format!("ws-sub-{index}"));
+        client.send(&wire(&format!("E|S|{name}+")));
+        assert!(client.read_message().starts_with(&wire("E|A|S|")));
+        assert!(client.raw.is_empty() && client.text.is_empty());
+        sockets.push(client.stream);
+    }
+    let delivered = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let delivered = Arc::clone(&delivered);
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            // SAFETY: epoll_create1 has no pointer arguments; the result is checked.
+            let epoll = unsafe { libc::epoll_create1(0) };
+            assert!(epoll >= 0, "epoll_create1 failed");
+            for (index, socket) in sockets.iter().enumerate() {
+                socket.set_nonblocking(true).expect("nonblocking");
+                let mut event = libc::epoll_event {
+                    events: libc::EPOLLIN as u32,
+                    u64: index as u64,
+                };
+                // SAFETY: `epoll` and the socket fd are open; `event` is a valid epoll_event.
+                let result = unsafe {
+                    libc::epoll_ctl(epoll, libc::EPOLL_CTL_ADD, socket.as_raw_fd(), &mut event)
+                };
+                assert_eq!(result, 0, "epoll_ctl failed");
+            }
+            let mut buffers: Vec<Vec<u8>> = vec![Vec::new(); sockets.len()];
+            let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 1024];
+            let mut chunk = vec![0u8; 1 << 20];
+            let mut sockets = sockets;
+            while !stop.load(Ordering::Relaxed) {
+                // SAFETY: `events` has room for `events.len()` entries.
+                let ready = unsafe {
+                    libc::epoll_wait(epoll, events.as_mut_ptr(), events.len() as i32, 50)
+                };
+                for event in events.iter().take(ready.max(0) as usize) {
+                    let index = event.u64 as usize;
+                    loop {
+                        match sockets[index].read(&mut chunk) {
+                            Ok(0) => break,
+                            Ok(read) => {
+                                buffers[index].extend_from_slice(&chunk[..read]);
+                                let count = count_frame_messages(&mut buffers[index]);
+                                delivered.fetch_add(count as u64, Ordering::Relaxed);
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                }
+            }
+            // SAFETY: closing the epoll fd we created.
+            unsafe { libc::close(epoll) };
+        })
+    };
+    let mut publisher = WsClient::login(port, "ws-publisher");
+    let one = WsClient::frame(&wire(&format!("E|EVT|{name}|Sfan-out-payload-0123456789+")));
+    let batch_size = 64usize;
+    let batch: Vec<u8> = one.repeat(batch_size);
+    let window = (65536 / one.len()).max(batch_size) as u64;
+    let subscribers_u64 = subscribers as u64;
+    let cpu_before = peer.cpu_seconds();
+    let started = Instant::now();
+    let mut sent: u64 = 0;
+    while started.elapsed() < duration {
+        if sent * subscribers_u64 > delivered.load(Ordering::Relaxed) + window * subscribers_u64 {
+            std::thread::yield_now();
+            continue;
+        }
+        publisher.stream.write_all(&batch).expect("write");
+        sent += batch_size as u64;
+    }
+    let expected = sent * subscribers_u64;
+    let drain_deadline = Instant::now() + Duration::from_secs(15);
+    while delivered.load(Ordering::Relaxed) < expected && Instant::now() < drain_deadline {
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let elapsed = started.elapsed();
+    let cpu = peer.cpu_seconds() - cpu_before;
+    stop.store(true, Ordering::Relaxed);
+    let _ = reader.join();
+    let got = delivered.load(Ordering::Relaxed);
+    assert_eq!(got, expected, "{}: lost WebSocket deliveries", peer.name);
+    FanOut {
+        deliveries_per_second: got as f64 / elapsed.as_secs_f64(),
+        server_cpu_percent: 100.0 * cpu / elapsed.as_secs_f64(),
+        delivered: got,
+    }
+}
+
 // ----- main --------------------------------------------------------------------------------
 
 fn main() {
@@ -998,5 +1312,49 @@ fn main() {
             ),
         }
         let _ = ours.delivered;
+    }
+
+    // WebSocket (2.x clients): corestream's HTTP port against deepstream 2.4.1 (Node 8).
+    pin_current_thread_to(SERVER_CPU);
+    let ws_core = ws_event_latency(corestream.http_port, latency_count);
+    let deepstream2 = (!skip_deepstream).then(start_deepstream_2);
+    let ws_deep = deepstream2
+        .as_ref()
+        .map(|peer| ws_event_latency(peer.http_port, latency_count / 4));
+    println!("\n## WebSocket event latency A→B (µs), one in flight");
+    println!("| server | p50 | p99 | p99.9 | max |");
+    println!("|---|---|---|---|---|");
+    row("corestream (WebSocket)", &ws_core);
+    if let Some(latency) = &ws_deep {
+        row("deepstream 2.4.1 (default broadcastTimeout 0)", latency);
+        println!(
+            "\ncorestream/deepstream 2.4.1 WebSocket p50: {:.3}×, p99: {:.3}×",
+            ws_core.p50 / latency.p50,
+            ws_core.p99 / latency.p99
+        );
+    }
+    pin_current_thread_to(fan_out_cpu);
+    println!("\n## WebSocket fan-out: one publisher, N subscribers (deliveries per second)");
+    println!("| subscribers | corestream | server CPU | deepstream 2.4.1 | server CPU | corestream/deepstream |");
+    println!("|---|---|---|---|---|---|");
+    for subscribers in [1usize, 100, 1000] {
+        let ours = ws_fan_out(&corestream, corestream.http_port, subscribers, fan_duration);
+        let theirs = deepstream2
+            .as_ref()
+            .map(|peer| ws_fan_out(peer, peer.http_port, subscribers, fan_duration));
+        match theirs {
+            Some(theirs) => println!(
+                "| {subscribers} | {:.0} | {:.0}% | {:.0} | {:.0}% | {:.1}× |",
+                ours.deliveries_per_second,
+                ours.server_cpu_percent,
+                theirs.deliveries_per_second,
+                theirs.server_cpu_percent,
+                ours.deliveries_per_second / theirs.deliveries_per_second
+            ),
+            None => println!(
+                "| {subscribers} | {:.0} | {:.0}% | - | - | - |",
+                ours.deliveries_per_second, ours.server_cpu_percent
+            ),
+        }
     }
 }
