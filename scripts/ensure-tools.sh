@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what building and testing corestream needs on a Debian machine, when missing:
-# a Rust toolchain (cargo), Node.js and npm (for the real deepstream client and server from npm),
-# and the node packages of tests/node. Sourced by scripts/run.sh and scripts/test.sh.
+# a Rust toolchain (cargo), Node.js and npm (for the real deepstream clients and servers from
+# npm), python3 with venv (the Autobahn runner, kosoku from PyPI). Sourced by scripts/run.sh and
+# scripts/test.sh; the npm packages, kosoku and cargo-fuzz are installed by the scripts that use
+# them.
 set -euo pipefail
 
 need_apt=()
@@ -9,6 +11,10 @@ command -v cargo >/dev/null 2>&1 || need_apt+=(cargo rustc)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+# Debian's python3 needs python3-venv for the Autobahn runner's virtualenv.
+if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+  need_apt+=(python3-venv)
+fi
 if [ "${#need_apt[@]}" -gt 0 ]; then
   echo "installing from apt: ${need_apt[*]}"
   SUDO=""

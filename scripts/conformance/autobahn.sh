@@ -6,7 +6,9 @@
 #
 #   scripts/conformance/autobahn.sh URL [REPORT_DIR]
 #
-#   URL         ws://HOST:PORT/PATH of an echo endpoint, e.g. ws://127.0.0.1:6020/echo
+#   URL         ws://HOST:PORT/PATH of an echo endpoint, e.g. ws://127.0.0.1:6020/echo,
+#               or `reference`: the npm `ws` reference echo server
+#               (tests/conformance/ws-echo-server.js) on a free loopback port
 #   REPORT_DIR  where the Autobahn-format report goes (index.html, index.json and
 #               one .json/.html per case); default target/conformance/autobahn
 #
@@ -33,7 +35,7 @@ usage() {
 
 URL=${1:-}
 case "$URL" in
-  ws://* | wss://*) ;;
+  reference | ws://* | wss://*) ;;
   *) usage ;;
 esac
 
@@ -59,8 +61,45 @@ if [ -z "${AUTOBAHN_CASES:-}" ] && [ -z "${AUTOBAHN_EXCLUDE:-}" ]; then
   EXPECTED=301
 fi
 
+SERVER_PID=
+cleanup() {
+  if [ -n "$SERVER_PID" ]; then
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    for _ in $(seq 30); do
+      kill -0 "$SERVER_PID" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
 mkdir -p "$REPORT_DIR"
 rm -f "$REPORT_DIR/index.json"
+
+if [ "$URL" = reference ]; then
+  CONF=$ROOT/tests/conformance
+  if [ ! -d "$CONF/node_modules/ws" ]; then
+    (cd "$CONF" && npm install --no-audit --no-fund)
+  fi
+  node "$CONF/ws-echo-server.js" 0 /echo >"$REPORT_DIR/server.out" 2>&1 &
+  SERVER_PID=$!
+  for _ in $(seq 100); do
+    grep -q '^listening' "$REPORT_DIR/server.out" && break
+    kill -0 "$SERVER_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  URL=$(awk '/^listening/ { print $2; exit }' "$REPORT_DIR/server.out")
+  if [ -z "$URL" ]; then
+    echo "the reference server did not start:" >&2
+    cat "$REPORT_DIR/server.out" >&2
+    exit 2
+  fi
+  echo "autobahn: reference server ws@$(node -p "require('$CONF/node_modules/ws/package.json').version") at $URL" >&2
+fi
 
 echo "autobahn: running ${CASES[*]}${EXCLUDE:+ minus ${EXCLUDE[*]}} against $URL" >&2
 START=$(date +%s.%N)

@@ -1,0 +1,265 @@
+// engine.io-client@3 (the real engine.io protocol 3 client, from npm) against an
+// engine.io v3 echo endpoint: every message packet sent is expected back, in order.
+//
+//   EIO_URL=http://127.0.0.1:PORT EIO_PATH=/engine.io node --test tests/conformance/eio3-client.test.js
+//
+// Usually run through scripts/conformance/eio3-client.sh. The idle/heartbeat tests
+// wait 2 x (pingInterval + pingTimeout) as the server advertises them: run the
+// server with pingInterval 300 / pingTimeout 200 to keep the file under ~15 s
+// (they are skipped when the server advertises more than 10 s in all).
+"use strict";
+
+const { describe, it, after } = require("node:test");
+const assert = require("node:assert/strict");
+const crypto = require("node:crypto");
+const eio = require("engine.io-client");
+
+const BASE = process.env.EIO_URL;
+const PATH = process.env.EIO_PATH || "/engine.io";
+if (!BASE) {
+  throw new Error("set EIO_URL (e.g. http://127.0.0.1:6020) and EIO_PATH (e.g. /engine.io)");
+}
+
+const OPEN_TIMEOUT = 5000;
+const MAX_IDLE_WAIT = 10000;
+const LARGE = 1024 * 1024; // 1 MiB
+
+const sockets = new Set();
+after(() => {
+  for (const s of sockets) s.close();
+});
+
+// Opens a socket; resolves { socket, handshake, inbox } once it is open.
+// `inbox.next(n)` resolves the next n messages (Buffers for binary, strings for text).
+function open(opts = {}) {
+  return new Promise((resolve, reject) => {
+    const socket = eio(BASE, { path: PATH, ...opts });
+    sockets.add(socket);
+    const received = [];
+    const waiters = [];
+    let handshake = null;
+    let closed = null;
+    const pump = () => {
+      while (waiters.length && received.length >= waiters[0].n) {
+        const w = waiters.shift();
+        clearTimeout(w.timer);
+        w.resolve(received.splice(0, w.n));
+      }
+    };
+    socket.on("message", (data) => {
+      // engine.io-client 3 hands an empty message packet ("4") over as undefined.
+      if (data === undefined) data = "";
+      received.push(typeof data === "string" ? data : Buffer.from(data));
+      pump();
+    });
+    socket.on("close", (reason, desc) => {
+      closed = { reason, desc };
+      sockets.delete(socket);
+      for (const w of waiters.splice(0)) {
+        clearTimeout(w.timer);
+        w.reject(new Error(`socket closed (${reason}) with ${received.length} of ${w.n} messages`));
+      }
+    });
+    const inbox = {
+      next(n = 1, timeout = 5000) {
+        return new Promise((res, rej) => {
+          if (closed) return rej(new Error(`socket already closed (${closed.reason})`));
+          const w = { n, resolve: res, reject: rej };
+          w.timer = setTimeout(() => {
+            waiters.splice(waiters.indexOf(w), 1);
+            rej(new Error(`timed out: ${received.length} of ${n} messages after ${timeout} ms`));
+          }, timeout);
+          waiters.push(w);
+          pump();
+        });
+      },
+      get closed() {
+        return closed;
+      },
+    };
+    const timer = setTimeout(() => {
+      socket.close();
+      reject(new Error(`no open within ${OPEN_TIMEOUT} ms`));
+    }, OPEN_TIMEOUT);
+    socket.on("handshake", (data) => {
+      handshake = data;
+    });
+    socket.once("error", (err) => {
+      clearTimeout(timer);
+      reject(new Error(`connection error: ${err && (err.message || err.description || err)}`));
+    });
+    socket.once("open", () => {
+      clearTimeout(timer);
+      resolve({ socket, handshake, inbox });
+    });
+  });
+}
+
+function waitClose(socket, timeout = 5000) {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`no close within ${timeout} ms`)), timeout);
+    socket.once("close", (reason) => {
+      clearTimeout(t);
+      resolve(reason);
+    });
+  });
+}
+
+function sleep(ms) {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+// Sends each message and checks that exactly the same come back, in order.
+async function roundTrip({ socket, inbox }, messages, timeout) {
+  for (const m of messages) socket.send(m);
+  const got = await inbox.next(messages.length, timeout);
+  for (let i = 0; i < messages.length; i++) {
+    const want = messages[i];
+    if (typeof want === "string") {
+      assert.equal(typeof got[i], "string", `message ${i}: expected text back`);
+      if (got[i] !== want) {
+        assert.fail(`message ${i}: text differs (sent ${want.length} UTF-16 units, got ${got[i].length})`);
+      }
+    } else {
+      assert.ok(Buffer.isBuffer(got[i]), `message ${i}: expected binary back, got ${typeof got[i]}`);
+      assert.ok(Buffer.from(want).equals(got[i]), `message ${i}: binary differs (sent ${want.length} bytes, got ${got[i].length})`);
+    }
+  }
+}
+
+// Edge-case strings: empty, packet-type look-alikes, payload framing characters,
+// 2-, 3- and 4-byte UTF-8 (the last is a UTF-16 surrogate pair), a NUL.
+const EDGE = ["", "0", "4", ":", "1:2", "6:4hello", "b4AQID", "é", "€", "𝄞", "héllo wörld 😀 中文", "\u0000nul", "a\nb\r\nc", '{"json":[1,2,3]}'];
+
+function smallMessages(n) {
+  const out = [];
+  for (let i = 0; i < n; i++) {
+    if (i % 7 === 3) out.push(Buffer.from([i & 0xff, 0, 255, (i >> 8) & 0xff]));
+    else out.push(`m${i} ${EDGE[i % EDGE.length]}`);
+  }
+  return out;
+}
+
+function unicodeText(approxBytes) {
+  const unit = "aé€𝄞😀中"; // 1+2+3+4+4+3 = 17 bytes of UTF-8, 8 UTF-16 units
+  return unit.repeat(Math.ceil(approxBytes / 17));
+}
+
+const TRANSPORTS = [
+  { name: "polling", opts: { transports: ["polling"] } },
+  { name: "polling, base64 (b64=1)", opts: { transports: ["polling"], forceBase64: true } },
+  { name: "websocket", opts: { transports: ["websocket"] } },
+  { name: "websocket, base64 (b64=1)", opts: { transports: ["websocket"], forceBase64: true } },
+];
+
+describe("handshake", () => {
+  it("polling only: opens over polling and advertises the websocket upgrade", async () => {
+    const c = await open({ transports: ["polling"] });
+    assert.equal(c.socket.transport.name, "polling");
+    assert.equal(typeof c.handshake.sid, "string");
+    assert.ok(c.handshake.sid.length > 0);
+    assert.deepEqual(c.handshake.upgrades, ["websocket"]);
+    assert.equal(typeof c.handshake.pingInterval, "number");
+    assert.equal(typeof c.handshake.pingTimeout, "number");
+    c.socket.close();
+  });
+
+  it("websocket only: opens over websocket with no further upgrades", async () => {
+    const c = await open({ transports: ["websocket"] });
+    assert.equal(c.socket.transport.name, "websocket");
+    assert.equal(typeof c.handshake.sid, "string");
+    assert.deepEqual(c.handshake.upgrades, []);
+    c.socket.close();
+  });
+});
+
+describe("polling -> websocket upgrade", () => {
+  it("upgrades, and no message sent around the upgrade is lost or reordered", async () => {
+    const c = await open({ transports: ["polling", "websocket"] });
+    assert.equal(c.socket.transport.name, "polling");
+    const upgraded = new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error("no upgrade within 5 s")), 5000);
+      c.socket.once("upgrade", (transport) => {
+        clearTimeout(t);
+        resolve(transport.name);
+      });
+      c.socket.once("upgradeError", (err) => {
+        clearTimeout(t);
+        reject(new Error(`upgradeError: ${err && err.message}`));
+      });
+    });
+    // Sent while the upgrade is still under way (polling, then buffered).
+    const before = smallMessages(50);
+    const echoedBefore = roundTrip(c, before);
+    assert.equal(await upgraded, "websocket");
+    await echoedBefore;
+    assert.equal(c.socket.transport.name, "websocket");
+    await roundTrip(c, ["after upgrade", Buffer.from([1, 2, 3]), ...smallMessages(50)]);
+    c.socket.close();
+  });
+});
+
+for (const { name, opts } of TRANSPORTS) {
+  describe(`messages over ${name}`, () => {
+    it("echoes 500 small text and binary messages in order, edge-case strings included", async () => {
+      const c = await open(opts);
+      await roundTrip(c, [...EDGE, ...smallMessages(500)]);
+      c.socket.close();
+    });
+
+    it("echoes large messages: 1 MiB ASCII text, 1 MiB binary, ~1 MiB of multi-byte unicode", async () => {
+      const c = await open(opts);
+      const ascii = "x".repeat(LARGE - 7) + "-end-ok";
+      const binary = crypto.randomBytes(LARGE);
+      const unicode = unicodeText(LARGE);
+      await roundTrip(c, [ascii, binary, unicode], 15000);
+      c.socket.close();
+    });
+  });
+}
+
+describe("close and reconnect", () => {
+  for (const { name, opts } of [TRANSPORTS[0], TRANSPORTS[2]]) {
+    it(`${name}: a new session works after a client close, and the old sid is gone`, async () => {
+      const first = await open(opts);
+      await roundTrip(first, ["before close"]);
+      const oldSid = first.socket.id;
+      const closing = waitClose(first.socket);
+      first.socket.close();
+      assert.equal(await closing, "forced close");
+
+      const second = await open(opts);
+      assert.notEqual(second.socket.id, oldSid, "a new session must get a new sid");
+      await roundTrip(second, ["after reconnect", Buffer.from("bin")]);
+
+      // The server must have dropped the old session: a poll with its sid is refused.
+      await sleep(50);
+      const res = await fetch(`${BASE}${PATH.replace(/\/$/, "")}/?EIO=3&transport=polling&sid=${encodeURIComponent(oldSid)}`);
+      assert.equal(res.status, 400, `poll with the closed session's sid answered ${res.status}`);
+      await res.arrayBuffer();
+      second.socket.close();
+    });
+  }
+});
+
+describe("heartbeat", () => {
+  for (const { name, opts } of [TRANSPORTS[0], TRANSPORTS[2]]) {
+    it(`${name}: ping/pong keeps an idle socket open past pingInterval + pingTimeout`, async (t) => {
+      const c = await open(opts);
+      const { pingInterval, pingTimeout } = c.handshake;
+      const idle = 2 * (pingInterval + pingTimeout) + 300;
+      if (idle > MAX_IDLE_WAIT) {
+        c.socket.close();
+        t.skip(`server advertises pingInterval ${pingInterval} + pingTimeout ${pingTimeout} ms; run it with 300/200`);
+        return;
+      }
+      let pongs = 0;
+      c.socket.on("pong", () => pongs++);
+      await sleep(idle);
+      assert.equal(c.inbox.closed, null, `socket closed while idle: ${JSON.stringify(c.inbox.closed)}`);
+      assert.ok(pongs >= 2, `expected at least 2 pongs in ${idle} ms, got ${pongs}`);
+      await roundTrip(c, ["still alive"]);
+      c.socket.close();
+    });
+  }
+});
