@@ -4,32 +4,15 @@
 //!
 //! See `common::replay` for how a capture is replayed.
 
+#[macro_use]
 mod common;
 
-use common::replay;
-use common::Server;
+use common::{replay, Server, FILE_AUTH};
 
 /// Replays a 1.x capture over TCP against corestream on two cores.
 fn replay(scenario: &str, config: &str) {
     let server = Server::start(config, 2);
     replay::replay("v1", scenario, || Box::new(server.connect()));
-}
-
-const FILE_AUTH: &str = "auth:\n  type: file\n  options:\n    path: ./users.yml\n    hash: md5\n    iterations: 100\n    keyLength: 32\n";
-
-macro_rules! capture {
-    ($test:ident, $scenario:expr) => {
-        #[test]
-        fn $test() {
-            replay($scenario, "");
-        }
-    };
-    ($test:ident, $scenario:expr, config = $config:expr) => {
-        #[test]
-        fn $test() {
-            replay($scenario, $config);
-        }
-    };
 }
 
 capture!(handshake_open_auth, "raw-handshake-open-auth");

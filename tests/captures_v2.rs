@@ -3,33 +3,18 @@
 //! cores, byte for byte (text payloads concatenated: corestream may put several messages in one
 //! frame where 2.4.1 sent one frame each, which the clients accept alike).
 
+#[macro_use]
 mod common;
 
-use common::{replay, Server, Wire};
+use common::{replay, Server, Wire, FILE_AUTH};
 use std::time::Duration;
 
-const FILE_AUTH: &str = "auth:\n  type: file\n  options:\n    path: ./users.yml\n    hash: md5\n    iterations: 100\n    keyLength: 32\n";
 /// The captures were made with rpcTimeout 3000 and no heartbeat within a scenario's length.
 pub const BASE: &str = "rpcAckTimeout: 1000\nrpcTimeout: 3000\nconnectionEndpoints:\n  websocket:\n    options:\n      heartbeatInterval: 60000\n";
 
 fn replay(scenario: &str, extra: &str) {
     let server = Server::start(&format!("{BASE}{extra}"), 2);
     replay::replay("v2", scenario, || Box::new(server.connect_ws()));
-}
-
-macro_rules! capture {
-    ($test:ident, $scenario:expr) => {
-        #[test]
-        fn $test() {
-            replay($scenario, "");
-        }
-    };
-    ($test:ident, $scenario:expr, config = $config:expr) => {
-        #[test]
-        fn $test() {
-            replay($scenario, $config);
-        }
-    };
 }
 
 capture!(handshake_open_auth, "raw-handshake-open-auth");

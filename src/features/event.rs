@@ -394,30 +394,7 @@ impl TopicRegistry {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn session(slot: u32) -> SessionRef {
-        SessionRef {
-            core: 0,
-            slot,
-            generation: 1,
-        }
-    }
-
-    fn sent(effects: &Effects) -> Vec<(u32, String)> {
-        effects
-            .list
-            .iter()
-            .filter_map(|effect| match effect {
-                Effect::Send { to, bytes } => Some((
-                    to.slot,
-                    String::from_utf8_lossy(bytes)
-                        .replace('\u{1f}', "|")
-                        .replace('\u{1e}', "+"),
-                )),
-                _ => None,
-            })
-            .collect()
-    }
+    use crate::features::test_support::{sent, session};
 
     #[test]
     fn listen_accept_and_last_subscriber_leaving() {

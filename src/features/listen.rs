@@ -167,14 +167,7 @@ impl ListenState {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn session(slot: u32) -> SessionRef {
-        SessionRef {
-            core: 0,
-            slot,
-            generation: 1,
-        }
-    }
+    use crate::features::test_support::session;
 
     #[test]
     fn patterns_match_in_registration_order() {

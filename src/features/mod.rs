@@ -59,3 +59,32 @@ impl Effects {
         self.list.push(effect);
     }
 }
+
+/// Helpers shared by the features' unit tests.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::{Effect, Effects};
+    use crate::protocol::message::to_capture_notation;
+    use crate::shard::SessionRef;
+
+    /// A session on core 0.
+    pub fn session(slot: u32) -> SessionRef {
+        SessionRef {
+            core: 0,
+            slot,
+            generation: 1,
+        }
+    }
+
+    /// The `Send` effects as (slot, message in capture notation).
+    pub fn sent(effects: &Effects) -> Vec<(u32, String)> {
+        effects
+            .list
+            .iter()
+            .filter_map(|effect| match effect {
+                Effect::Send { to, bytes } => Some((to.slot, to_capture_notation(bytes))),
+                _ => None,
+            })
+            .collect()
+    }
+}

@@ -103,27 +103,7 @@ impl PresenceReplica {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::features::Effect;
-    use crate::protocol::message::to_capture_notation;
-
-    fn session(slot: u32) -> SessionRef {
-        SessionRef {
-            core: 0,
-            slot,
-            generation: 1,
-        }
-    }
-
-    fn sent(effects: &Effects) -> Vec<(u32, String)> {
-        effects
-            .list
-            .iter()
-            .filter_map(|effect| match effect {
-                Effect::Send { to, bytes } => Some((to.slot, to_capture_notation(bytes))),
-                _ => None,
-            })
-            .collect()
-    }
+    use crate::features::test_support::{sent, session};
 
     #[test]
     fn first_login_and_last_logout_are_announced_once() {

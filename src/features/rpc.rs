@@ -341,26 +341,7 @@ fn ack_message(dialect: Dialect, name: &[u8], correlation: &[u8]) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::message::to_capture_notation;
-
-    fn session(slot: u32) -> SessionRef {
-        SessionRef {
-            core: 0,
-            slot,
-            generation: 1,
-        }
-    }
-
-    fn sent(effects: &Effects) -> Vec<(u32, String)> {
-        effects
-            .list
-            .iter()
-            .filter_map(|effect| match effect {
-                Effect::Send { to, bytes } => Some((to.slot, to_capture_notation(bytes))),
-                _ => None,
-            })
-            .collect()
-    }
+    use crate::features::test_support::{sent, session};
 
     fn bytes(text: &str) -> Bytes {
         Bytes::from(crate::protocol::message::from_capture_notation(text))

@@ -5,6 +5,27 @@
 
 pub mod replay;
 
+/// File auth with the fixture users (md5, 100 iterations, 32-byte keys), as in the captures.
+pub const FILE_AUTH: &str = "auth:\n  type: file\n  options:\n    path: ./users.yml\n    hash: md5\n    iterations: 100\n    keyLength: 32\n";
+
+/// `capture!(test, "scenario")` or `capture!(test, "scenario", config = EXTRA)`: a test that
+/// calls the test file's own `replay(scenario, extra_config)`.
+#[macro_export]
+macro_rules! capture {
+    ($test:ident, $scenario:expr) => {
+        #[test]
+        fn $test() {
+            replay($scenario, "");
+        }
+    };
+    ($test:ident, $scenario:expr, config = $config:expr) => {
+        #[test]
+        fn $test() {
+            replay($scenario, $config);
+        }
+    };
+}
+
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -24,6 +24,8 @@ const OPEN_TIMEOUT = 5000;
 const MAX_IDLE_WAIT = 10000;
 const LARGE = 1024 * 1024; // 1 MiB
 
+const ENDPOINT = `${BASE}${PATH.replace(/\/$/, "")}/`;
+
 const sockets = new Set();
 after(() => {
   for (const s of sockets) s.close();
@@ -145,9 +147,11 @@ function unicodeText(approxBytes) {
   return unit.repeat(Math.ceil(approxBytes / 17));
 }
 
+// Under Node, engine.io-client 3's polling always asks for b64=1 (its XMLHttpRequest
+// has no responseType), so binary payload encoding over polling, what browsers use,
+// is checked with raw requests in "raw polling" below.
 const TRANSPORTS = [
-  { name: "polling", opts: { transports: ["polling"] } },
-  { name: "polling, base64 (b64=1)", opts: { transports: ["polling"], forceBase64: true } },
+  { name: "polling (b64=1)", opts: { transports: ["polling"] } },
   { name: "websocket", opts: { transports: ["websocket"] } },
   { name: "websocket, base64 (b64=1)", opts: { transports: ["websocket"], forceBase64: true } },
 ];
@@ -219,7 +223,7 @@ for (const { name, opts } of TRANSPORTS) {
 }
 
 describe("close and reconnect", () => {
-  for (const { name, opts } of [TRANSPORTS[0], TRANSPORTS[2]]) {
+  for (const { name, opts } of [TRANSPORTS[0], TRANSPORTS[1]]) {
     it(`${name}: a new session works after a client close, and the old sid is gone`, async () => {
       const first = await open(opts);
       await roundTrip(first, ["before close"]);
@@ -234,7 +238,7 @@ describe("close and reconnect", () => {
 
       // The server must have dropped the old session: a poll with its sid is refused.
       await sleep(50);
-      const res = await fetch(`${BASE}${PATH.replace(/\/$/, "")}/?EIO=3&transport=polling&sid=${encodeURIComponent(oldSid)}`);
+      const res = await fetch(`${ENDPOINT}?EIO=3&transport=polling&sid=${encodeURIComponent(oldSid)}`);
       assert.equal(res.status, 400, `poll with the closed session's sid answered ${res.status}`);
       await res.arrayBuffer();
       second.socket.close();
@@ -243,7 +247,7 @@ describe("close and reconnect", () => {
 });
 
 describe("heartbeat", () => {
-  for (const { name, opts } of [TRANSPORTS[0], TRANSPORTS[2]]) {
+  for (const { name, opts } of [TRANSPORTS[0], TRANSPORTS[1]]) {
     it(`${name}: ping/pong keeps an idle socket open past pingInterval + pingTimeout`, async (t) => {
       const c = await open(opts);
       const { pingInterval, pingTimeout } = c.handshake;
@@ -262,4 +266,71 @@ describe("heartbeat", () => {
       c.socket.close();
     });
   }
+});
+
+// engine.io v3 binary payload encoding (a session opened without b64=1): per packet
+// 0 (text) or 1 (binary), the packet's byte length as one byte per decimal digit,
+// 255, then the packet (text: UTF-8 of type char + data; binary: type byte 4 + data).
+function binaryPacket(kind, bytes) {
+  const digits = String(bytes.length).split("").map(Number);
+  return Buffer.concat([Buffer.from([kind, ...digits, 255]), bytes]);
+}
+
+describe("raw polling without b64 (binary payloads, as browsers' engine.io-client uses)", () => {
+  async function handshake() {
+    const res = await fetch(`${ENDPOINT}?EIO=3&transport=polling`);
+    assert.equal(res.status, 200);
+    const text = await res.text();
+    const m = /^(\d+):0(\{.*\})$/s.exec(text);
+    assert.ok(m, `handshake payload: ${text.slice(0, 120)}`);
+    assert.equal(Number(m[1]), text.length - m[1].length - 1, "length prefix counts the packet's characters");
+    return JSON.parse(m[2]).sid;
+  }
+  async function post(sid, body, contentType) {
+    const res = await fetch(`${ENDPOINT}?EIO=3&transport=polling&sid=${sid}`, {
+      method: "POST",
+      headers: { "content-type": contentType },
+      body,
+    });
+    assert.equal(res.status, 200);
+    assert.equal(await res.text(), "ok");
+  }
+  async function poll(sid) {
+    const res = await fetch(`${ENDPOINT}?EIO=3&transport=polling&sid=${sid}`);
+    assert.equal(res.status, 200);
+    return { type: res.headers.get("content-type") || "", body: Buffer.from(await res.arrayBuffer()) };
+  }
+
+  it("text payload with a base64 binary packet in, binary payload out", async () => {
+    const sid = await handshake();
+    await post(sid, "6:4hello10:b4AQIDBA==", "text/plain;charset=UTF-8");
+    const { type, body } = await poll(sid);
+    assert.match(type, /^application\/octet-stream/);
+    const want = Buffer.concat([binaryPacket(0, Buffer.from("4hello")), binaryPacket(1, Buffer.from([4, 1, 2, 3, 4]))]);
+    assert.deepEqual([...body], [...want]);
+    await post(sid, "1:1", "text/plain;charset=UTF-8");
+  });
+
+  it("binary payload in (multi-digit lengths, UTF-8 text), binary payload out", async () => {
+    const sid = await handshake();
+    const payload = Buffer.concat([
+      binaryPacket(0, Buffer.from("4héllo wörld 😀")),
+      binaryPacket(1, Buffer.concat([Buffer.from([4]), crypto.randomBytes(300)])),
+      binaryPacket(0, Buffer.from("4")),
+    ]);
+    await post(sid, payload, "application/octet-stream");
+    const { type, body } = await poll(sid);
+    assert.match(type, /^application\/octet-stream/);
+    assert.ok(body.equals(payload), `echo differs: ${body.length} bytes back for ${payload.length}`);
+    await post(sid, "1:1", "text/plain;charset=UTF-8");
+  });
+
+  it("text-only payloads stay text even without b64", async () => {
+    const sid = await handshake();
+    await post(sid, "6:4hello2:4é", "text/plain;charset=UTF-8");
+    const { type, body } = await poll(sid);
+    assert.match(type, /^text\/plain/);
+    assert.equal(body.toString("utf8"), "6:4hello2:4é");
+    await post(sid, "1:1", "text/plain;charset=UTF-8");
+  });
 });
