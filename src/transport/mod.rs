@@ -1,6 +1,7 @@
 //! Transports: how units of deepstream text arrive on a socket and leave it.
 //! Only framing lives here; a transport never knows what a record or an event is.
 
+pub mod engineio;
 pub mod http;
 pub mod tcp;
 pub mod websocket;
