@@ -267,19 +267,12 @@ impl Config {
                 "healthCheckPath" => config.health_check_path = string(key, value)?,
                 "heartbeatInterval" => config.heartbeat_interval = positive_millis(key, value)?,
                 "websocketEchoPath" => config.websocket_echo_path = Some(string(key, value)?),
-                // engine.io is not served yet: these are checked, then warned about.
-                "engineioEchoPath" | "engineioPingInterval" | "engineioPingTimeout" => {
-                    if key == "engineioEchoPath" {
-                        config.engineio_echo_path = Some(string(key, value)?);
-                    } else if key == "engineioPingInterval" {
-                        config.engineio_ping_interval = positive_millis(key, value)?;
-                    } else {
-                        config.engineio_ping_timeout = positive_millis(key, value)?;
-                    }
-                    warnings.push(format!(
-                        "config key '{key}' is accepted but not supported yet: engine.io is not \
-                         served yet"
-                    ));
+                "engineioEchoPath" => config.engineio_echo_path = Some(string(key, value)?),
+                "engineioPingInterval" => {
+                    config.engineio_ping_interval = positive_millis(key, value)?
+                }
+                "engineioPingTimeout" => {
+                    config.engineio_ping_timeout = positive_millis(key, value)?
                 }
                 "connectionEndpoints" => {}
                 known if IGNORED.contains(&known) => {}

@@ -9,9 +9,11 @@
 //!
 //! Called by `server` (accept loops); it never knows what a record or an event is.
 
+use crate::engineio_port::{self, Carrier, EioRegistry, EioSession};
 use crate::protocol::actions::Dialect;
 use crate::session::Session;
 use crate::shard::{Core, CoreStats, PortState, Transport, TOPIC_NAMES, TRANSPORT_NAMES};
+use crate::transport::engineio::Packet;
 use crate::transport::http::{parse_request, response, Parse, Request};
 use crate::transport::websocket::{self, close_code, Decoder, Event};
 use bytes::Bytes;
@@ -25,10 +27,12 @@ use std::time::{Duration, Instant};
 
 /// Accepts HTTP connections on this core until the listener fails for good.
 pub async fn accept_http(core: Rc<Core>, listener: TcpListener) {
+    let engineio = EioRegistry::new(Rc::clone(&core));
     loop {
         match listener.accept().await {
             Ok(stream) => {
-                glommio::spawn_local(serve_http(Rc::clone(&core), stream)).detach();
+                glommio::spawn_local(serve_http(Rc::clone(&core), Rc::clone(&engineio), stream))
+                    .detach();
             }
             Err(error) => {
                 crate::error!("accepting an HTTP connection failed: {error}");
@@ -59,7 +63,7 @@ fn path_matches(path: &str, configured: &str) -> bool {
     path == configured || path.strip_suffix('/') == Some(configured)
 }
 
-async fn serve_http(core: Rc<Core>, mut stream: TcpStream) {
+async fn serve_http(core: Rc<Core>, engineio: Rc<EioRegistry>, mut stream: TcpStream) {
     let _ = stream.set_nodelay(true);
     let peer = stream.peer_addr().ok();
     let mut buffer = Vec::new();
@@ -81,7 +85,6 @@ async fn serve_http(core: Rc<Core>, mut stream: TcpStream) {
             let _ = stream.write_all(&response(413, &[], b"", false)).await;
             return;
         }
-        // The body (no route here reads one yet; it is consumed to keep the connection usable).
         let mut chunk = [0u8; 4096];
         while buffer.len() < body_length {
             match stream.read(&mut chunk).await {
@@ -89,9 +92,39 @@ async fn serve_http(core: Rc<Core>, mut stream: TcpStream) {
                 Ok(read) => buffer.extend_from_slice(&chunk[..read]),
             }
         }
-        buffer.drain(..body_length);
+        let body: Vec<u8> = buffer.drain(..body_length).collect();
         let keep_alive = request.keep_alive();
         let config = &core.config;
+        let engineio_mode = if request.query_param("EIO").is_none() {
+            None
+        } else if path_matches(&request.path, &config.url_path) {
+            Some(engineio_port::Mode::Deepstream)
+        } else if config
+            .engineio_echo_path
+            .as_deref()
+            .is_some_and(|echo| path_matches(&request.path, echo))
+        {
+            Some(engineio_port::Mode::Echo)
+        } else {
+            None
+        };
+        if let Some(mode) = engineio_mode {
+            let upgraded = serve_engineio(
+                &core,
+                &engineio,
+                &mut stream,
+                &request,
+                &body,
+                &mut buffer,
+                mode,
+                peer,
+            )
+            .await;
+            match upgraded {
+                Fate::KeepAlive if keep_alive => continue,
+                _ => return,
+            }
+        }
         if request.is_websocket_upgrade() {
             let mode = if path_matches(&request.path, &config.url_path) {
                 Some(Mode::Deepstream)
@@ -158,6 +191,337 @@ async fn serve_http(core: Rc<Core>, mut stream: TcpStream) {
         };
         if stream.write_all(&reply).await.is_err() || !keep_alive {
             return;
+        }
+    }
+}
+
+enum Fate {
+    KeepAlive,
+    Close,
+}
+
+fn engineio_error(code: u8, message: &str, cors: &[(&str, String)], keep_alive: bool) -> Vec<u8> {
+    let body = format!("{{\"code\":{code},\"message\":\"{message}\"}}");
+    let mut headers: Vec<(&str, &str)> = vec![("Content-Type", "application/json")];
+    headers.extend(cors.iter().map(|(name, value)| (*name, value.as_str())));
+    response(400, &headers, body.as_bytes(), keep_alive)
+}
+
+/// One engine.io request (`EIO` in the query) on the deepstream path or the echo path.
+#[allow(clippy::too_many_arguments)]
+async fn serve_engineio(
+    core: &Rc<Core>,
+    engineio: &Rc<EioRegistry>,
+    stream: &mut TcpStream,
+    request: &Request,
+    body: &[u8],
+    leftover: &mut Vec<u8>,
+    mode: engineio_port::Mode,
+    peer: Option<SocketAddr>,
+) -> Fate {
+    let keep_alive = request.keep_alive();
+    let cors: Vec<(&str, String)> = match request.header("origin") {
+        Some(origin) => vec![
+            (
+                "Access-Control-Allow-Origin",
+                String::from_utf8_lossy(origin).to_string(),
+            ),
+            ("Access-Control-Allow-Credentials", "true".to_string()),
+        ],
+        None => vec![("Access-Control-Allow-Origin", "*".to_string())],
+    };
+    let reply = |bytes: Vec<u8>| bytes;
+    if request.query_param("EIO") != Some("3") {
+        let _ = stream
+            .write_all(&engineio_error(
+                5,
+                "Unsupported protocol version",
+                &cors,
+                keep_alive,
+            ))
+            .await;
+        return Fate::KeepAlive;
+    }
+    let sid = request.query_param("sid").filter(|sid| !sid.is_empty());
+    let b64 = matches!(request.query_param("b64"), Some("1" | "true"));
+    if let Some(sid) = sid {
+        if EioRegistry::home_core(sid) != Some(core.id) {
+            // The session lives on another core; the relay is not written yet.
+            let _ = stream
+                .write_all(&engineio_error(1, "Session ID unknown", &cors, keep_alive))
+                .await;
+            return Fate::KeepAlive;
+        }
+    }
+    match (request.query_param("transport"), sid) {
+        (Some("websocket"), _) if request.is_websocket_upgrade() => {
+            let session = match sid {
+                Some(sid) => match engineio.get(sid) {
+                    Some(session) if !session.websocket_attached.get() && !session.closed.get() => {
+                        session.websocket_attached.set(true);
+                        Some(session)
+                    }
+                    _ => None,
+                },
+                None => None,
+            };
+            if sid.is_some() && session.is_none() {
+                let _ = stream
+                    .write_all(&engineio_error(1, "Session ID unknown", &cors, false))
+                    .await;
+                return Fate::Close;
+            }
+            let Some(key) = request.header("sec-websocket-key") else {
+                let _ = stream.write_all(&response(400, &[], b"", false)).await;
+                return Fate::Close;
+            };
+            let handshake = format!(
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Accept: {}\r\n\r\n",
+                websocket::accept_key(key)
+            );
+            if stream.write_all(handshake.as_bytes()).await.is_err() {
+                return Fate::Close;
+            }
+            let session = match session {
+                Some(session) => session,
+                None => {
+                    let (session, open) = engineio.open(mode, Carrier::WebSocket, peer);
+                    // The open packet in its own write, after the 101.
+                    let mut frame = Vec::new();
+                    let mut packet = Vec::new();
+                    open.encode(&mut packet);
+                    websocket::write_text(&mut frame, &packet);
+                    if stream.write_all(&frame).await.is_err() {
+                        session.close();
+                        return Fate::Close;
+                    }
+                    session
+                }
+            };
+            serve_engineio_websocket(core, stream, std::mem::take(leftover), session).await;
+            Fate::Close
+        }
+        (Some("polling"), None) if request.method == "GET" => {
+            let (session, open) = engineio.open(mode, Carrier::Polling, peer);
+            let (bytes, content_type) =
+                engineio_port::polling_body(&[open], !b64, session.convention);
+            let cookie = format!("io={}", session.sid);
+            let mut headers: Vec<(&str, &str)> = vec![
+                ("Content-Type", content_type),
+                ("Set-Cookie", cookie.as_str()),
+            ];
+            headers.extend(cors.iter().map(|(name, value)| (*name, value.as_str())));
+            let _ = stream
+                .write_all(&reply(response(200, &headers, &bytes, keep_alive)))
+                .await;
+            Fate::KeepAlive
+        }
+        (Some("polling"), Some(sid)) => {
+            let Some(session) = engineio.get(sid) else {
+                let _ = stream
+                    .write_all(&engineio_error(1, "Session ID unknown", &cors, keep_alive))
+                    .await;
+                return Fate::KeepAlive;
+            };
+            if session.carrier.get() == Carrier::WebSocket || session.closed.get() {
+                let _ = stream
+                    .write_all(&engineio_error(3, "Bad request", &cors, keep_alive))
+                    .await;
+                return Fate::KeepAlive;
+            }
+            let answer = match request.method.as_str() {
+                "GET" => {
+                    session.touch();
+                    let wait =
+                        core.config.engineio_ping_interval + core.config.engineio_ping_timeout;
+                    session.wait_output(wait).await;
+                    let mut packets = session.take_output();
+                    if packets.is_empty() {
+                        packets.push(Packet::Noop);
+                    }
+                    let (bytes, content_type) =
+                        engineio_port::polling_body(&packets, !b64, session.convention);
+                    let mut headers: Vec<(&str, &str)> = vec![("Content-Type", content_type)];
+                    headers.extend(cors.iter().map(|(name, value)| (*name, value.as_str())));
+                    response(200, &headers, &bytes, keep_alive)
+                }
+                "POST" => {
+                    let binary = request
+                        .header("content-type")
+                        .is_some_and(|value| value.starts_with(b"application/octet-stream"));
+                    match engineio_port::decode_post(body, binary) {
+                        Some(packets) => {
+                            session.receive(packets);
+                            let mut headers: Vec<(&str, &str)> =
+                                vec![("Content-Type", "text/html")];
+                            headers
+                                .extend(cors.iter().map(|(name, value)| (*name, value.as_str())));
+                            response(200, &headers, b"ok", keep_alive)
+                        }
+                        None => {
+                            session.close();
+                            engineio_error(3, "Bad request", &cors, keep_alive)
+                        }
+                    }
+                }
+                "OPTIONS" => {
+                    let mut headers: Vec<(&str, &str)> = vec![
+                        ("Access-Control-Allow-Headers", "Content-Type"),
+                        ("Access-Control-Allow-Methods", "GET, POST"),
+                    ];
+                    headers.extend(cors.iter().map(|(name, value)| (*name, value.as_str())));
+                    response(200, &headers, b"", keep_alive)
+                }
+                _ => engineio_error(3, "Bad request", &cors, keep_alive),
+            };
+            let _ = stream.write_all(&answer).await;
+            Fate::KeepAlive
+        }
+        _ => {
+            let _ = stream
+                .write_all(&engineio_error(0, "Transport unknown", &cors, keep_alive))
+                .await;
+            Fate::KeepAlive
+        }
+    }
+}
+
+/// An engine.io session carried by a WebSocket: probe, upgrade, then packets in text frames
+/// (binary messages in binary frames that start with the byte 4).
+async fn serve_engineio_websocket(
+    core: &Rc<Core>,
+    stream: &mut TcpStream,
+    leftover: Vec<u8>,
+    session: Rc<EioSession>,
+) {
+    let mut decoder = Decoder::new(core.config.max_message_size.max(4 * 1024 * 1024));
+    decoder.push(&leftover);
+    let mut chunk = vec![0u8; 16 * 1024];
+    let mut frame = Vec::new();
+    let mut packet_bytes = Vec::new();
+    loop {
+        // Output, once this WebSocket carries the session.
+        if session.carrier.get() == Carrier::WebSocket && session.has_output() {
+            frame.clear();
+            for packet in session.take_output() {
+                match packet {
+                    Packet::Binary(data) => {
+                        let mut payload = vec![4u8];
+                        payload.extend_from_slice(&data);
+                        websocket::write_binary(&mut frame, &payload);
+                    }
+                    Packet::Noop => {}
+                    other => {
+                        packet_bytes.clear();
+                        other.encode(&mut packet_bytes);
+                        websocket::write_text(&mut frame, &packet_bytes);
+                    }
+                }
+            }
+            core.counters.bytes_out(Transport::EngineIo, &frame);
+            if stream.write_all(&frame).await.is_err() {
+                break;
+            }
+            continue;
+        }
+        if session.closed.get() {
+            frame.clear();
+            websocket::write_close(&mut frame, Some(close_code::NORMAL));
+            if stream.write_all(&frame).await.is_ok() {
+                linger(stream, &mut chunk).await;
+            }
+            return;
+        }
+        let mut failed = None;
+        while let Some(event) = decoder.next_event() {
+            match event {
+                Event::Text(text) => match Packet::decode(&text) {
+                    Some(Packet::Ping(data))
+                        if data == b"probe" && session.carrier.get() == Carrier::Polling =>
+                    {
+                        session.carrier.set(Carrier::Upgrading);
+                        session.touch();
+                        frame.clear();
+                        websocket::write_text(&mut frame, b"3probe");
+                        if stream.write_all(&frame).await.is_err() {
+                            failed = Some(None);
+                            break;
+                        }
+                        // A poll still waiting answers with a noop, so the client can upgrade.
+                        session.release_poll();
+                    }
+                    Some(Packet::Upgrade) => {
+                        session.carrier.set(Carrier::WebSocket);
+                        session.touch();
+                        // Pending noops were for the polling side.
+                    }
+                    Some(packet) => session.receive(vec![packet]),
+                    None => {
+                        failed = Some(Some(close_code::PROTOCOL_ERROR));
+                        break;
+                    }
+                },
+                Event::Binary(data) => match data.split_first() {
+                    Some((4, rest)) => session.receive(vec![Packet::Binary(rest.to_vec())]),
+                    _ => {
+                        failed = Some(Some(close_code::PROTOCOL_ERROR));
+                        break;
+                    }
+                },
+                Event::Ping(data) => {
+                    frame.clear();
+                    websocket::write_pong(&mut frame, &data);
+                    let _ = stream.write_all(&frame).await;
+                }
+                Event::Pong => {}
+                Event::Close(code) => {
+                    failed = Some(code);
+                    break;
+                }
+                Event::Fail(code) => {
+                    failed = Some(Some(code));
+                    break;
+                }
+            }
+        }
+        if let Some(code) = failed {
+            if session.carrier.get() == Carrier::WebSocket {
+                session.close();
+            } else {
+                session.websocket_attached.set(false);
+            }
+            frame.clear();
+            websocket::write_close(&mut frame, code);
+            if stream.write_all(&frame).await.is_ok() {
+                linger(stream, &mut chunk).await;
+            }
+            return;
+        }
+        let read = or(async { Some(stream.read(&mut chunk).await) }, async {
+            if session.carrier.get() == Carrier::WebSocket {
+                session.wait_output(Duration::from_secs(3600)).await;
+            } else {
+                // Not carrying the session yet: only watch for its close.
+                glommio::timer::sleep(Duration::from_millis(200)).await;
+            }
+            None
+        })
+        .await;
+        match read {
+            Some(Ok(0)) | Some(Err(_)) => {
+                if session.carrier.get() == Carrier::WebSocket {
+                    session.close();
+                } else {
+                    session.websocket_attached.set(false);
+                }
+                return;
+            }
+            Some(Ok(read)) => {
+                core.counters.bytes_in(Transport::EngineIo, read);
+                decoder.push(&chunk[..read]);
+            }
+            None => {}
         }
     }
 }

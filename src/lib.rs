@@ -9,6 +9,7 @@
 pub mod logging;
 pub mod auth;
 pub mod config;
+pub mod engineio_port;
 pub mod features;
 pub mod http_port;
 pub mod protocol;

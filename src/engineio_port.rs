@@ -1,0 +1,346 @@
+//! engine.io protocol 3 sessions on the HTTP port (deepstream 1.x browser clients at `urlPath`,
+//! and an echo endpoint at `engineioEchoPath` for conformance testing).
+//!
+//! A session lives on the core that created it; its sid starts with that core's number. It is
+//! driven by its own task (which owns the deepstream `Session`, 1.x dialect): packets that
+//! arrive by polling POST or WebSocket are queued for it; what it has to send waits in its
+//! output until a polling GET or the WebSocket takes it. The client pings, the server pongs;
+//! a session silent for `pingInterval + pingTimeout` is closed.
+//!
+//! Requests that land on another core: see `http_port` (they are answered 400 for now, see
+//! README: the relay to the home core is not written yet).
+
+use crate::protocol::actions::Dialect;
+use crate::session::Session;
+use crate::shard::{Core, PortState, SessionPort, Transport};
+use crate::transport::engineio::{
+    decode_binary_payload, decode_text_payload, encode_binary_payload, encode_text_payload,
+    handshake, Packet, TextConvention,
+};
+use ahash::AHashMap;
+use bytes::Bytes;
+use futures_lite::future::{or, poll_fn};
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Deepstream,
+    Echo,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Carrier {
+    Polling,
+    /// A WebSocket probed (`2probe`/`3probe`); polling continues until `5`.
+    Upgrading,
+    WebSocket,
+}
+
+pub struct EioSession {
+    pub sid: String,
+    pub mode: Mode,
+    pub convention: TextConvention,
+    port: Option<Rc<SessionPort>>,
+    /// Engine.io packets to send (pongs, noops, echoes), before the deepstream output.
+    out: RefCell<VecDeque<Packet>>,
+    inbound: RefCell<VecDeque<Packet>>,
+    driver_waker: RefCell<Option<Waker>>,
+    output_wakers: RefCell<Vec<Waker>>,
+    pub carrier: Cell<Carrier>,
+    pub closed: Cell<bool>,
+    last_seen: Cell<Instant>,
+    /// A WebSocket is attached (only one may be).
+    pub websocket_attached: Cell<bool>,
+}
+
+impl EioSession {
+    pub fn touch(&self) {
+        self.last_seen.set(Instant::now());
+    }
+
+    /// Queues packets from the client for the session's task.
+    pub fn receive(&self, packets: Vec<Packet>) {
+        self.touch();
+        self.inbound.borrow_mut().extend(packets);
+        if let Some(waker) = self.driver_waker.borrow_mut().take() {
+            waker.wake();
+        }
+    }
+
+    pub fn send(&self, packet: Packet) {
+        self.out.borrow_mut().push_back(packet);
+        self.wake_output();
+    }
+
+    fn wake_output(&self) {
+        for waker in self.output_wakers.borrow_mut().drain(..) {
+            waker.wake();
+        }
+    }
+
+    pub fn has_output(&self) -> bool {
+        !self.out.borrow().is_empty() || self.port.as_ref().is_some_and(|port| port.has_output())
+    }
+
+    /// Everything waiting to go out: engine.io packets, then the deepstream output as one
+    /// message packet.
+    pub fn take_output(&self) -> Vec<Packet> {
+        let mut packets: Vec<Packet> = self.out.borrow_mut().drain(..).collect();
+        if let Some(port) = &self.port {
+            if port.has_output() {
+                let mut buffer = Vec::new();
+                port.take_into(&mut buffer);
+                packets.push(Packet::Message(buffer));
+            }
+        }
+        packets
+    }
+
+    /// Waits until there is output, the session closed, or `wait` passed.
+    pub async fn wait_output(&self, wait: Duration) {
+        let ready = poll_fn(|context| {
+            if self.has_output() || self.closed.get() {
+                return Poll::Ready(());
+            }
+            self.output_wakers
+                .borrow_mut()
+                .push(context.waker().clone());
+            if let Some(port) = &self.port {
+                let _ = port.poll_ready(context);
+            }
+            Poll::Pending
+        });
+        or(ready, glommio::timer::sleep(wait)).await;
+    }
+
+    /// Wakes a pending poll so it can answer (used when the WebSocket takes over).
+    pub fn release_poll(&self) {
+        self.send(Packet::Noop);
+    }
+
+    pub fn close(&self) {
+        self.closed.set(true);
+        self.wake_output();
+        if let Some(waker) = self.driver_waker.borrow_mut().take() {
+            waker.wake();
+        }
+    }
+}
+
+/// This core's engine.io sessions.
+pub struct EioRegistry {
+    core: Rc<Core>,
+    sessions: RefCell<AHashMap<String, Rc<EioSession>>>,
+}
+
+impl EioRegistry {
+    pub fn new(core: Rc<Core>) -> Rc<EioRegistry> {
+        Rc::new(EioRegistry {
+            core,
+            sessions: RefCell::new(AHashMap::new()),
+        })
+    }
+
+    pub fn get(&self, sid: &str) -> Option<Rc<EioSession>> {
+        self.sessions.borrow().get(sid).cloned()
+    }
+
+    pub fn len(&self) -> usize {
+        self.sessions.borrow().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sessions.borrow().is_empty()
+    }
+
+    /// The core a sid belongs to.
+    pub fn home_core(sid: &str) -> Option<usize> {
+        let (core, _) = sid.split_once('-')?;
+        usize::from_str_radix(core, 16).ok()
+    }
+
+    /// Creates a session and starts its task. Returns it with the open packet to send.
+    pub fn open(
+        self: &Rc<Self>,
+        mode: Mode,
+        carrier: Carrier,
+        peer: Option<std::net::SocketAddr>,
+    ) -> (Rc<EioSession>, Packet) {
+        let core = &self.core;
+        let sid = format!(
+            "{:x}-{:016x}{:08x}",
+            core.id,
+            fastrand::u64(..),
+            fastrand::u32(..)
+        );
+        let convention = match mode {
+            Mode::Deepstream => TextConvention::Utf8Bytes,
+            Mode::Echo => TextConvention::Utf16Units,
+        };
+        let port = (mode == Mode::Deepstream).then(|| core.open_session());
+        let session = Rc::new(EioSession {
+            sid: sid.clone(),
+            mode,
+            convention,
+            port: port.clone(),
+            out: RefCell::new(VecDeque::new()),
+            inbound: RefCell::new(VecDeque::new()),
+            driver_waker: RefCell::new(None),
+            output_wakers: RefCell::new(Vec::new()),
+            carrier: Cell::new(carrier),
+            closed: Cell::new(false),
+            last_seen: Cell::new(Instant::now()),
+            websocket_attached: Cell::new(carrier == Carrier::WebSocket),
+        });
+        self.sessions
+            .borrow_mut()
+            .insert(sid.clone(), Rc::clone(&session));
+        let config = &core.config;
+        let open = Packet::Open(handshake(
+            &sid,
+            carrier == Carrier::Polling,
+            config.engineio_ping_interval.as_millis(),
+            config.engineio_ping_timeout.as_millis(),
+        ));
+        let deepstream = port.map(|port| Session::start(Rc::clone(core), port, Dialect::V1, peer));
+        core.counters.session_opened(Transport::EngineIo);
+        glommio::spawn_local(drive(Rc::clone(self), Rc::clone(&session), deepstream)).detach();
+        (session, open)
+    }
+
+    fn forget(&self, sid: &str) {
+        self.sessions.borrow_mut().remove(sid);
+    }
+}
+
+/// The task of one engine.io session: feeds its packets to the deepstream session (or echoes
+/// them) and closes it on a close packet, a heartbeat timeout or a deepstream close.
+async fn drive(registry: Rc<EioRegistry>, eio: Rc<EioSession>, mut session: Option<Session>) {
+    let config = Rc::clone(&registry.core).config.clone();
+    let silence = config.engineio_ping_interval + config.engineio_ping_timeout;
+    let mut auth_deadline = config
+        .unauthenticated_client_timeout
+        .filter(|_| session.is_some())
+        .map(|timeout| Instant::now() + timeout);
+    'session: loop {
+        if eio.closed.get() {
+            break;
+        }
+        if let Some(port) = &eio.port {
+            match port.state() {
+                PortState::Abort => break,
+                PortState::CloseAfterFlush | PortState::TerminateAfterFlush
+                    if !port.has_output() =>
+                {
+                    break
+                }
+                _ => {}
+            }
+        }
+        let packets: Vec<Packet> = eio.inbound.borrow_mut().drain(..).collect();
+        for packet in packets {
+            match packet {
+                Packet::Message(data) => match session.as_mut() {
+                    Some(session) => session.handle_unit(Bytes::from(data)).await,
+                    None => eio.send(Packet::Message(data)),
+                },
+                Packet::Binary(data) => {
+                    if session.is_none() {
+                        eio.send(Packet::Binary(data));
+                    }
+                }
+                Packet::Ping(data) => eio.send(Packet::Pong(data)),
+                Packet::Close => break 'session,
+                Packet::Open(_) | Packet::Pong(_) | Packet::Upgrade | Packet::Noop => {}
+            }
+        }
+        if let Some(session) = session.as_ref() {
+            if session.auth_timer_cleared() {
+                auth_deadline = None;
+            }
+        }
+        let deadline = {
+            let silent_until = eio.last_seen.get() + silence;
+            auth_deadline.map_or(silent_until, |auth| auth.min(silent_until))
+        };
+        let woken = poll_fn(|context| {
+            if !eio.inbound.borrow().is_empty() || eio.closed.get() {
+                return Poll::Ready(());
+            }
+            *eio.driver_waker.borrow_mut() = Some(context.waker().clone());
+            if let Some(port) = &eio.port {
+                if port.state() != PortState::Open {
+                    return Poll::Ready(());
+                }
+            }
+            Poll::Pending
+        });
+        or(
+            woken,
+            glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())),
+        )
+        .await;
+        let now = Instant::now();
+        if auth_deadline.is_some_and(|auth| now >= auth) {
+            if let Some(session) = session.as_mut() {
+                session.on_auth_timeout();
+            }
+            auth_deadline = None;
+        }
+        if now >= eio.last_seen.get() + silence && eio.inbound.borrow().is_empty() {
+            crate::debug!("engine.io session {} timed out", eio.sid);
+            break;
+        }
+        if let Some(port) = &eio.port {
+            if port.state() != PortState::Open {
+                // Let a poll or the WebSocket take what the session wrote last, then stop.
+                eio.wait_output(Duration::from_millis(0)).await;
+                if port.has_output() {
+                    glommio::timer::sleep(Duration::from_millis(50)).await;
+                }
+                if port.state() == PortState::Abort || !port.has_output() {
+                    break;
+                }
+            }
+        }
+    }
+    eio.close();
+    match session.as_mut() {
+        Some(session) => session.close(),
+        None => {}
+    }
+    registry.forget(&eio.sid);
+    registry.core.counters.session_closed(Transport::EngineIo);
+}
+
+/// A polling response body and its content type for `packets`.
+pub fn polling_body(
+    packets: &[Packet],
+    binary_allowed: bool,
+    convention: TextConvention,
+) -> (Vec<u8>, &'static str) {
+    let has_binary = packets
+        .iter()
+        .any(|packet| matches!(packet, Packet::Binary(_)));
+    if binary_allowed && has_binary {
+        (encode_binary_payload(packets), "application/octet-stream")
+    } else {
+        (
+            encode_text_payload(packets, convention),
+            "text/plain; charset=UTF-8",
+        )
+    }
+}
+
+/// Decodes a polling POST body (binary when sent as `application/octet-stream`).
+pub fn decode_post(body: &[u8], binary: bool) -> Option<Vec<Packet>> {
+    if binary {
+        decode_binary_payload(body).ok()
+    } else {
+        decode_text_payload(body).ok()
+    }
+}
