@@ -44,6 +44,8 @@ pub struct EioSession {
     pub sid: String,
     pub mode: Mode,
     pub convention: TextConvention,
+    /// The client asked for base64 (`b64=1`) at the handshake: never binary payloads.
+    pub b64: bool,
     port: Option<Rc<SessionPort>>,
     /// Engine.io packets to send (pongs, noops, echoes), before the deepstream output.
     out: RefCell<VecDeque<Packet>>,
@@ -168,6 +170,7 @@ impl EioRegistry {
         self: &Rc<Self>,
         mode: Mode,
         carrier: Carrier,
+        b64: bool,
         peer: Option<std::net::SocketAddr>,
     ) -> (Rc<EioSession>, Packet) {
         let core = &self.core;
@@ -186,6 +189,7 @@ impl EioRegistry {
             sid: sid.clone(),
             mode,
             convention,
+            b64,
             port: port.clone(),
             out: RefCell::new(VecDeque::new()),
             inbound: RefCell::new(VecDeque::new()),
@@ -309,9 +313,8 @@ async fn drive(registry: Rc<EioRegistry>, eio: Rc<EioSession>, mut session: Opti
         }
     }
     eio.close();
-    match session.as_mut() {
-        Some(session) => session.close(),
-        None => {}
+    if let Some(session) = session.as_mut() {
+        session.close();
     }
     registry.forget(&eio.sid);
     registry.core.counters.session_closed(Transport::EngineIo);

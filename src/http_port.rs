@@ -255,17 +255,24 @@ async fn serve_engineio(
     }
     match (request.query_param("transport"), sid) {
         (Some("websocket"), _) if request.is_websocket_upgrade() => {
+            // A second WebSocket for a session that has one is accepted, then closed.
+            let mut duplicate = false;
             let session = match sid {
                 Some(sid) => match engineio.get(sid) {
-                    Some(session) if !session.websocket_attached.get() && !session.closed.get() => {
+                    Some(session) if session.closed.get() => None,
+                    Some(session) if session.websocket_attached.get() => {
+                        duplicate = true;
+                        None
+                    }
+                    Some(session) => {
                         session.websocket_attached.set(true);
                         Some(session)
                     }
-                    _ => None,
+                    None => None,
                 },
                 None => None,
             };
-            if sid.is_some() && session.is_none() {
+            if sid.is_some() && session.is_none() && !duplicate {
                 let _ = stream
                     .write_all(&engineio_error(1, "Session ID unknown", &cors, false))
                     .await;
@@ -283,10 +290,16 @@ async fn serve_engineio(
             if stream.write_all(handshake.as_bytes()).await.is_err() {
                 return Fate::Close;
             }
+            if duplicate {
+                let mut frame = Vec::new();
+                websocket::write_close(&mut frame, Some(close_code::NORMAL));
+                let _ = stream.write_all(&frame).await;
+                return Fate::Close;
+            }
             let session = match session {
                 Some(session) => session,
                 None => {
-                    let (session, open) = engineio.open(mode, Carrier::WebSocket, peer);
+                    let (session, open) = engineio.open(mode, Carrier::WebSocket, b64, peer);
                     // The open packet in its own write, after the 101.
                     let mut frame = Vec::new();
                     let mut packet = Vec::new();
@@ -303,7 +316,7 @@ async fn serve_engineio(
             Fate::Close
         }
         (Some("polling"), None) if request.method == "GET" => {
-            let (session, open) = engineio.open(mode, Carrier::Polling, peer);
+            let (session, open) = engineio.open(mode, Carrier::Polling, b64, peer);
             let (bytes, content_type) =
                 engineio_port::polling_body(&[open], !b64, session.convention);
             let cookie = format!("io={}", session.sid);
@@ -340,8 +353,11 @@ async fn serve_engineio(
                     if packets.is_empty() {
                         packets.push(Packet::Noop);
                     }
-                    let (bytes, content_type) =
-                        engineio_port::polling_body(&packets, !b64, session.convention);
+                    let (bytes, content_type) = engineio_port::polling_body(
+                        &packets,
+                        !(b64 || session.b64),
+                        session.convention,
+                    );
                     let mut headers: Vec<(&str, &str)> = vec![("Content-Type", content_type)];
                     headers.extend(cors.iter().map(|(name, value)| (*name, value.as_str())));
                     response(200, &headers, &bytes, keep_alive)

@@ -101,6 +101,23 @@ fn cpu_ids() -> Vec<usize> {
     ids
 }
 
+/// A listening socket with SO_REUSEPORT (every core binds the same port; the kernel spreads
+/// connections) and SO_REUSEADDR (a restart is not refused while old connections sit in
+/// TIME-WAIT; glommio's own `bind` sets only the first).
+pub fn listen(address: SocketAddr) -> std::io::Result<TcpListener> {
+    use std::os::fd::IntoRawFd;
+    let domain = socket2::Domain::for_address(address);
+    let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&address.into())?;
+    socket.listen(1024)?;
+    let fd = socket.into_raw_fd();
+    // SAFETY: `fd` is a listening TCP socket we just created and whose ownership
+    // `into_raw_fd` gave up; glommio's listener takes it over and closes it on drop.
+    Ok(unsafe { <TcpListener as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+}
+
 /// Fails early and clearly when another process holds the port. (glommio binds with
 /// SO_REUSEPORT, so a second server on the same port would otherwise silently share traffic.)
 fn check_port_free(address: SocketAddr) -> Result<(), StartError> {
@@ -238,7 +255,7 @@ async fn run_core(setup: CoreSetup) {
         .detach();
     }
     if config.tcp_enabled {
-        match TcpListener::bind(config.tcp_address) {
+        match listen(config.tcp_address) {
             Ok(listener) => {
                 let core = Rc::clone(&core);
                 glommio::spawn_local(accept_tcp(core, listener)).detach();
@@ -253,7 +270,7 @@ async fn run_core(setup: CoreSetup) {
         }
     }
     if config.http_enabled {
-        match TcpListener::bind(config.http_address) {
+        match listen(config.http_address) {
             Ok(listener) => {
                 let core = Rc::clone(&core);
                 glommio::spawn_local(crate::http_port::accept_http(core, listener)).detach();
