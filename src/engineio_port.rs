@@ -7,12 +7,14 @@
 //! output until a polling GET or the WebSocket takes it. The client pings, the server pongs;
 //! a session silent for `pingInterval + pingTimeout` is closed.
 //!
-//! Requests that land on another core: see `http_port` (they are answered 400 for now, see
-//! README: the relay to the home core is not written yet).
+//! A polling request that lands on another core (every new HTTP connection may) is relayed to
+//! the session's home core through the mesh and answered from there (`answer_polling`).
+//! A WebSocket upgrade that lands on another core is handed over, socket and all, to the home
+//! core (`CoreMessage::Adopt`), which serves it.
 
 use crate::protocol::actions::Dialect;
 use crate::session::Session;
-use crate::shard::{Core, PortState, SessionPort, Transport};
+use crate::shard::{Core, PortState, RelayReply, RelayRequest, SessionPort, Transport};
 use crate::transport::engineio::{
     decode_binary_payload, decode_text_payload, encode_binary_payload, encode_text_payload,
     handshake, Packet, TextConvention,
@@ -346,4 +348,84 @@ pub fn decode_post(body: &[u8], binary: bool) -> Option<Vec<Packet>> {
     } else {
         decode_text_payload(body).ok()
     }
+}
+
+fn json_error(code: u8, message: &str) -> RelayReply {
+    RelayReply {
+        status: 400,
+        content_type: "application/json",
+        body: format!("{{\"code\":{code},\"message\":\"{message}\"}}").into_bytes(),
+    }
+}
+
+/// Answers a polling GET (`post` is `None`: wait for output, then send it) or POST (deliver
+/// the packets, answer `ok`) for a session of this core.
+pub async fn answer_polling(
+    core: &Core,
+    session: Option<Rc<EioSession>>,
+    post: Option<&[u8]>,
+    b64: bool,
+    binary: bool,
+) -> RelayReply {
+    let Some(session) = session else {
+        return json_error(1, "Session ID unknown");
+    };
+    if session.carrier.get() == Carrier::WebSocket || session.closed.get() {
+        return json_error(3, "Bad request");
+    }
+    match post {
+        None => {
+            session.touch();
+            let wait = core.config.engineio_ping_interval + core.config.engineio_ping_timeout;
+            session.wait_output(wait).await;
+            let mut packets = session.take_output();
+            if packets.is_empty() {
+                packets.push(Packet::Noop);
+            }
+            let (body, content_type) =
+                polling_body(&packets, !(b64 || session.b64), session.convention);
+            RelayReply {
+                status: 200,
+                content_type,
+                body,
+            }
+        }
+        Some(body) => match decode_post(body, binary) {
+            Some(packets) => {
+                session.receive(packets);
+                RelayReply {
+                    status: 200,
+                    content_type: "text/html",
+                    body: b"ok".to_vec(),
+                }
+            }
+            None => {
+                session.close();
+                json_error(3, "Bad request")
+            }
+        },
+    }
+}
+
+/// Serves polling requests that other cores relay to this one.
+pub fn register_relay(core: &Rc<Core>, registry: &Rc<EioRegistry>) {
+    let handler_core = Rc::clone(core);
+    let registry = Rc::clone(registry);
+    core.set_relay_handler(Rc::new(move |request: RelayRequest| {
+        let core = Rc::clone(&handler_core);
+        let registry = Rc::clone(&registry);
+        glommio::spawn_local(async move {
+            let session = registry.get(&request.sid);
+            let reply = answer_polling(
+                &core,
+                session,
+                request.post.as_deref(),
+                request.b64,
+                request.binary,
+            )
+            .await;
+            core.reply_relay(request.reply_to, request.request, reply);
+        })
+        .detach();
+    }));
 }

@@ -12,7 +12,9 @@
 use crate::engineio_port::{self, Carrier, EioRegistry, EioSession};
 use crate::protocol::actions::Dialect;
 use crate::session::Session;
-use crate::shard::{Core, CoreStats, PortState, Transport, TOPIC_NAMES, TRANSPORT_NAMES};
+use crate::shard::{
+    Core, CoreStats, PortState, RelayRequest, Transport, TOPIC_NAMES, TRANSPORT_NAMES,
+};
 use crate::transport::engineio::Packet;
 use crate::transport::http::{parse_request, response, Parse, Request};
 use crate::transport::websocket::{self, close_code, Decoder, Event};
@@ -28,11 +30,33 @@ use std::time::{Duration, Instant};
 /// Accepts HTTP connections on this core until the listener fails for good.
 pub async fn accept_http(core: Rc<Core>, listener: TcpListener) {
     let engineio = EioRegistry::new(Rc::clone(&core));
+    engineio_port::register_relay(&core, &engineio);
+    {
+        let adopting_core = Rc::clone(&core);
+        let engineio = Rc::clone(&engineio);
+        core.set_adopt_handler(Rc::new(move |fd, received| {
+            // SAFETY: the sending core dup'ed this socket for us and kept no other use of the
+            // duplicate; the stream takes ownership and closes it.
+            let stream = unsafe { <TcpStream as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+            glommio::spawn_local(serve_http(
+                Rc::clone(&adopting_core),
+                Rc::clone(&engineio),
+                stream,
+                received,
+            ))
+            .detach();
+        }));
+    }
     loop {
         match listener.accept().await {
             Ok(stream) => {
-                glommio::spawn_local(serve_http(Rc::clone(&core), Rc::clone(&engineio), stream))
-                    .detach();
+                glommio::spawn_local(serve_http(
+                    Rc::clone(&core),
+                    Rc::clone(&engineio),
+                    stream,
+                    Vec::new(),
+                ))
+                .detach();
             }
             Err(error) => {
                 crate::error!("accepting an HTTP connection failed: {error}");
@@ -63,10 +87,15 @@ fn path_matches(path: &str, configured: &str) -> bool {
     path == configured || path.strip_suffix('/') == Some(configured)
 }
 
-async fn serve_http(core: Rc<Core>, engineio: Rc<EioRegistry>, mut stream: TcpStream) {
+async fn serve_http(
+    core: Rc<Core>,
+    engineio: Rc<EioRegistry>,
+    mut stream: TcpStream,
+    received: Vec<u8>,
+) {
     let _ = stream.set_nodelay(true);
     let peer = stream.peer_addr().ok();
-    let mut buffer = Vec::new();
+    let mut buffer = received;
     loop {
         let request = match read_head(&mut stream, &mut buffer).await {
             None => return,
@@ -76,7 +105,7 @@ async fn serve_http(core: Rc<Core>, engineio: Rc<EioRegistry>, mut stream: TcpSt
             }
             Some(Ok(request)) => request,
         };
-        buffer.drain(..request.head_length);
+        let original_head: Vec<u8> = buffer.drain(..request.head_length).collect();
         let Some(body_length) = request.content_length() else {
             let _ = stream.write_all(&response(400, &[], b"", false)).await;
             return;
@@ -109,6 +138,30 @@ async fn serve_http(core: Rc<Core>, engineio: Rc<EioRegistry>, mut stream: TcpSt
             None
         };
         if let Some(mode) = engineio_mode {
+            // A WebSocket upgrade for a session of another core: hand the connection over, with
+            // the request, so the home core serves it.
+            let home = request
+                .query_param("sid")
+                .and_then(EioRegistry::home_core)
+                .filter(|home| *home < core.cores && *home != core.id);
+            if let (Some(home), true) = (home, request.is_websocket_upgrade()) {
+                let mut replay = original_head.clone();
+                replay.extend_from_slice(&body);
+                replay.extend_from_slice(&buffer);
+                // SAFETY: dup of our own open socket; the copy goes to the home core, which
+                // becomes its only user; ours is closed when `stream` drops below.
+                let duplicate = unsafe { libc::dup(std::os::fd::AsRawFd::as_raw_fd(&stream)) };
+                if duplicate >= 0 {
+                    core.route(
+                        home,
+                        crate::shard::CoreMessage::Adopt {
+                            fd: duplicate,
+                            received: replay,
+                        },
+                    );
+                }
+                return;
+            }
             let upgraded = serve_engineio(
                 &core,
                 &engineio,
@@ -230,7 +283,6 @@ async fn serve_engineio(
         ],
         None => vec![("Access-Control-Allow-Origin", "*".to_string())],
     };
-    let reply = |bytes: Vec<u8>| bytes;
     if request.query_param("EIO") != Some("3") {
         let _ = stream
             .write_all(&engineio_error(
@@ -244,12 +296,43 @@ async fn serve_engineio(
     }
     let sid = request.query_param("sid").filter(|sid| !sid.is_empty());
     let b64 = matches!(request.query_param("b64"), Some("1" | "true"));
+    let binary_post = request
+        .header("content-type")
+        .is_some_and(|value| value.starts_with(b"application/octet-stream"));
     if let Some(sid) = sid {
-        if EioRegistry::home_core(sid) != Some(core.id) {
-            // The session lives on another core; the relay is not written yet.
-            let _ = stream
-                .write_all(&engineio_error(1, "Session ID unknown", &cors, keep_alive))
-                .await;
+        let home = EioRegistry::home_core(sid).filter(|home| *home < core.cores);
+        if home != Some(core.id) {
+            let is_poll = request.query_param("transport") == Some("polling")
+                && matches!(request.method.as_str(), "GET" | "POST");
+            let reply = match (home, is_poll) {
+                // The session lives on another core: relay the poll or post there.
+                (Some(home), true) => {
+                    let wait = core.config.engineio_ping_interval
+                        + core.config.engineio_ping_timeout
+                        + Duration::from_secs(1);
+                    let relayed = RelayRequest {
+                        reply_to: core.id,
+                        request: 0,
+                        sid: sid.to_string(),
+                        post: (request.method == "POST").then(|| body.to_vec()),
+                        b64,
+                        binary: binary_post,
+                    };
+                    match core.relay(home, relayed, wait).await {
+                        Some(reply) => {
+                            let mut headers: Vec<(&str, &str)> =
+                                vec![("Content-Type", reply.content_type)];
+                            headers
+                                .extend(cors.iter().map(|(name, value)| (*name, value.as_str())));
+                            response(reply.status, &headers, &reply.body, keep_alive)
+                        }
+                        None => engineio_error(1, "Session ID unknown", &cors, keep_alive),
+                    }
+                }
+                // A WebSocket cannot be relayed: refused, the client keeps polling.
+                _ => engineio_error(3, "Bad request", &cors, keep_alive),
+            };
+            let _ = stream.write_all(&reply).await;
             return Fate::KeepAlive;
         }
     }
@@ -326,60 +409,25 @@ async fn serve_engineio(
             ];
             headers.extend(cors.iter().map(|(name, value)| (*name, value.as_str())));
             let _ = stream
-                .write_all(&reply(response(200, &headers, &bytes, keep_alive)))
+                .write_all(&response(200, &headers, &bytes, keep_alive))
                 .await;
             Fate::KeepAlive
         }
         (Some("polling"), Some(sid)) => {
-            let Some(session) = engineio.get(sid) else {
-                let _ = stream
-                    .write_all(&engineio_error(1, "Session ID unknown", &cors, keep_alive))
-                    .await;
-                return Fate::KeepAlive;
-            };
-            if session.carrier.get() == Carrier::WebSocket || session.closed.get() {
-                let _ = stream
-                    .write_all(&engineio_error(3, "Bad request", &cors, keep_alive))
-                    .await;
-                return Fate::KeepAlive;
-            }
             let answer = match request.method.as_str() {
-                "GET" => {
-                    session.touch();
-                    let wait =
-                        core.config.engineio_ping_interval + core.config.engineio_ping_timeout;
-                    session.wait_output(wait).await;
-                    let mut packets = session.take_output();
-                    if packets.is_empty() {
-                        packets.push(Packet::Noop);
-                    }
-                    let (bytes, content_type) = engineio_port::polling_body(
-                        &packets,
-                        !(b64 || session.b64),
-                        session.convention,
-                    );
-                    let mut headers: Vec<(&str, &str)> = vec![("Content-Type", content_type)];
+                "GET" | "POST" => {
+                    let post = (request.method == "POST").then_some(body);
+                    let reply = engineio_port::answer_polling(
+                        core,
+                        engineio.get(sid),
+                        post,
+                        b64,
+                        binary_post,
+                    )
+                    .await;
+                    let mut headers: Vec<(&str, &str)> = vec![("Content-Type", reply.content_type)];
                     headers.extend(cors.iter().map(|(name, value)| (*name, value.as_str())));
-                    response(200, &headers, &bytes, keep_alive)
-                }
-                "POST" => {
-                    let binary = request
-                        .header("content-type")
-                        .is_some_and(|value| value.starts_with(b"application/octet-stream"));
-                    match engineio_port::decode_post(body, binary) {
-                        Some(packets) => {
-                            session.receive(packets);
-                            let mut headers: Vec<(&str, &str)> =
-                                vec![("Content-Type", "text/html")];
-                            headers
-                                .extend(cors.iter().map(|(name, value)| (*name, value.as_str())));
-                            response(200, &headers, b"ok", keep_alive)
-                        }
-                        None => {
-                            session.close();
-                            engineio_error(3, "Bad request", &cors, keep_alive)
-                        }
-                    }
+                    response(reply.status, &headers, &reply.body, keep_alive)
                 }
                 "OPTIONS" => {
                     let mut headers: Vec<(&str, &str)> = vec![

@@ -160,6 +160,17 @@ pub enum CoreMessage {
         request: u64,
         stats: Box<CoreStats>,
     },
+    Relay(Box<RelayRequest>),
+    /// A connection handed over to the core that owns its session (an engine.io WebSocket
+    /// upgrade that landed elsewhere): the receiving core owns `fd` from now on.
+    Adopt {
+        fd: std::os::fd::RawFd,
+        received: Vec<u8>,
+    },
+    RelayReply {
+        request: u64,
+        reply: Box<RelayReply>,
+    },
 }
 
 impl CoreMessage {
@@ -178,6 +189,9 @@ impl CoreMessage {
             CoreMessage::SessionClosed { names, .. } => names.iter().map(|n| n.len() + 16).sum(),
             CoreMessage::Record { name, message, .. } => name.len() + message.len(),
             CoreMessage::StatsRequest { .. } | CoreMessage::StatsReply { .. } => 0,
+            CoreMessage::Relay(request) => request.post.as_ref().map_or(0, Vec::len),
+            CoreMessage::Adopt { received, .. } => received.len(),
+            CoreMessage::RelayReply { reply, .. } => reply.body.len(),
             CoreMessage::Presence { username, .. }
             | CoreMessage::PresenceRequest { username, .. } => username.len(),
             CoreMessage::RpcProvide { name, .. } => name.len(),
@@ -205,6 +219,35 @@ pub enum PresenceAction {
     Query,
     Closed,
 }
+
+/// An HTTP request relayed to the core that owns its session (engine.io polling). The core
+/// does not interpret it: the HTTP layer's registered handler does.
+#[derive(Debug)]
+pub struct RelayRequest {
+    pub reply_to: usize,
+    pub request: u64,
+    pub sid: String,
+    /// `None` for a GET (a poll), the body for a POST.
+    pub post: Option<Vec<u8>>,
+    pub b64: bool,
+    pub binary: bool,
+}
+
+/// The answer to a relayed request, written by the core that received the request.
+#[derive(Debug)]
+pub struct RelayReply {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+}
+
+/// The HTTP layer's handler for relayed requests.
+pub type RelayHandler = Rc<dyn Fn(RelayRequest)>;
+/// The HTTP layer's handler for connections handed over by another core: the socket (a file
+/// descriptor this core now owns) and the bytes already read from it.
+pub type AdoptHandler = Rc<dyn Fn(std::os::fd::RawFd, Vec<u8>)>;
+/// A relayed request waiting for its reply.
+type RelayWaiter = (Option<RelayReply>, Option<Waker>);
 
 /// One batch: what one core had for a peer during one turn (at most `BATCH_BYTES`).
 pub type Batch = Vec<CoreMessage>;
@@ -390,6 +433,10 @@ pub struct Core {
     /// `/metrics` requests waiting for other cores' stats.
     stats_waiters: RefCell<AHashMap<u64, StatsWaiter>>,
     next_stats_request: Cell<u64>,
+    /// The HTTP layer's handler for requests relayed here by other cores.
+    relay_handler: RefCell<Option<RelayHandler>>,
+    adopt_handler: RefCell<Option<AdoptHandler>>,
+    relay_waiters: RefCell<AHashMap<u64, RelayWaiter>>,
 }
 
 struct StatsWaiter {
@@ -424,6 +471,9 @@ impl Core {
             congested: Cell::new(false),
             stats_waiters: RefCell::new(AHashMap::new()),
             next_stats_request: Cell::new(0),
+            relay_handler: RefCell::new(None),
+            adopt_handler: RefCell::new(None),
+            relay_waiters: RefCell::new(AHashMap::new()),
             timers: RefCell::new(AHashMap::new()),
             counters: Counters::default(),
         }
@@ -697,6 +747,42 @@ impl Core {
                 }
                 return;
             }
+            CoreMessage::Relay(request) => {
+                let handler = self.relay_handler.borrow().clone();
+                match handler {
+                    Some(handler) => handler(*request),
+                    None => self.reply_relay(
+                        request.reply_to,
+                        request.request,
+                        RelayReply {
+                            status: 400,
+                            content_type: "text/plain",
+                            body: b"no HTTP port on this core".to_vec(),
+                        },
+                    ),
+                }
+                return;
+            }
+            CoreMessage::Adopt { fd, received } => {
+                let handler = self.adopt_handler.borrow().clone();
+                match handler {
+                    Some(handler) => handler(fd, received),
+                    // SAFETY: `fd` was handed to this core, which owns it; nothing else uses it.
+                    None => unsafe {
+                        libc::close(fd);
+                    },
+                }
+                return;
+            }
+            CoreMessage::RelayReply { request, reply } => {
+                if let Some((slot, waker)) = self.relay_waiters.borrow_mut().get_mut(&request) {
+                    *slot = Some(*reply);
+                    if let Some(waker) = waker.take() {
+                        waker.wake();
+                    }
+                }
+                return;
+            }
             CoreMessage::Presence { username, joined } => {
                 let mut presence = self.presence.borrow_mut();
                 if joined {
@@ -954,6 +1040,57 @@ struct Deadlines {
 }
 
 impl Core {
+    /// Registers the handler for requests other cores relay here.
+    pub fn set_relay_handler(&self, handler: RelayHandler) {
+        *self.relay_handler.borrow_mut() = Some(handler);
+    }
+
+    /// Registers the handler for connections other cores hand over to this one.
+    pub fn set_adopt_handler(&self, handler: AdoptHandler) {
+        *self.adopt_handler.borrow_mut() = Some(handler);
+    }
+
+    /// Sends the answer to a relayed request back to the core that received it.
+    pub fn reply_relay(self: &Rc<Self>, to: usize, request: u64, reply: RelayReply) {
+        self.route(
+            to,
+            CoreMessage::RelayReply {
+                request,
+                reply: Box::new(reply),
+            },
+        );
+    }
+
+    /// Relays a request to `home` and waits for its answer (`None` after `wait`).
+    pub async fn relay(
+        self: &Rc<Self>,
+        home: usize,
+        mut request: RelayRequest,
+        wait: Duration,
+    ) -> Option<RelayReply> {
+        let id = self.next_stats_request.get() + 1;
+        self.next_stats_request.set(id);
+        request.reply_to = self.id;
+        request.request = id;
+        self.relay_waiters.borrow_mut().insert(id, (None, None));
+        self.route(home, CoreMessage::Relay(Box::new(request)));
+        let answered = futures_lite::future::poll_fn(|context| {
+            let mut waiters = self.relay_waiters.borrow_mut();
+            match waiters.get_mut(&id) {
+                Some((Some(_), _)) | None => Poll::Ready(()),
+                Some((None, waker)) => {
+                    *waker = Some(context.waker().clone());
+                    Poll::Pending
+                }
+            }
+        });
+        futures_lite::future::or(answered, glommio::timer::sleep(wait)).await;
+        self.relay_waiters
+            .borrow_mut()
+            .remove(&id)
+            .and_then(|(reply, _)| reply)
+    }
+
     /// Every core's stats (this one's included), for `/metrics`; cores that do not answer
     /// within a second are left out.
     pub async fn gather_stats(self: &Rc<Self>) -> Vec<CoreStats> {
