@@ -33,6 +33,9 @@ bash scripts/node-tests-v2.sh corestream
 echo "== Autobahn WebSocket cases 1-10 against corestream's echo endpoint"
 bash scripts/conformance/autobahn-corestream.sh
 
+echo "== engine.io-client@3 conformance tests against corestream's engine.io echo endpoint"
+bash scripts/conformance/eio3-client-corestream.sh
+
 echo "== fuzzing every parser briefly"
 bash scripts/fuzz.sh "${FUZZ_SECONDS:-15}"
 
