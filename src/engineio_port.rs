@@ -43,6 +43,7 @@ pub enum Carrier {
 }
 
 pub struct EioSession {
+    core: std::rc::Weak<Core>,
     pub sid: String,
     pub mode: Mode,
     pub convention: TextConvention,
@@ -98,10 +99,18 @@ impl EioSession {
             if port.has_output() {
                 let mut buffer = Vec::new();
                 port.take_into(&mut buffer);
+                self.counters_messages_out(&buffer);
                 packets.push(Packet::Message(buffer));
             }
         }
         packets
+    }
+
+    fn counters_messages_out(&self, messages: &[u8]) {
+        if let Some(core) = self.core.upgrade() {
+            core.counters.messages_out(messages);
+            core.counters.bytes_out(Transport::EngineIo, messages.len());
+        }
     }
 
     /// Waits until there is output, the session closed, or `wait` passed.
@@ -188,6 +197,7 @@ impl EioRegistry {
         };
         let port = (mode == Mode::Deepstream).then(|| core.open_session());
         let session = Rc::new(EioSession {
+            core: Rc::downgrade(core),
             sid: sid.clone(),
             mode,
             convention,

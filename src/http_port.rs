@@ -219,7 +219,20 @@ async fn serve_http(
         }
         let reply = if path_matches(&request.path, &config.health_check_path) {
             match request.method.as_str() {
-                "GET" | "HEAD" => response(200, &[], b"", keep_alive),
+                // Healthy while every core answers within half a second.
+                "GET" | "HEAD" => {
+                    let answered = core.gather_stats_within(Duration::from_millis(500)).await;
+                    if answered.len() == core.cores {
+                        response(200, &[], b"", keep_alive)
+                    } else {
+                        let body = format!(
+                            "{} of {} cores did not answer",
+                            core.cores - answered.len(),
+                            core.cores
+                        );
+                        response(503, &[], body.as_bytes(), keep_alive)
+                    }
+                }
                 _ => response(405, &[("Allow", "GET")], b"", keep_alive),
             }
         } else if request.path == "/metrics" {
@@ -483,7 +496,7 @@ async fn serve_engineio_websocket(
                     }
                 }
             }
-            core.counters.bytes_out(Transport::EngineIo, &frame);
+            core.counters.bytes_out(Transport::EngineIo, frame.len());
             if stream.write_all(&frame).await.is_err() {
                 break;
             }
@@ -645,8 +658,9 @@ async fn serve_websocket(
             port.take_into(&mut payload);
             frame.clear();
             websocket::write_text(&mut frame, &payload);
+            core.counters.messages_out(&payload);
             payload.clear();
-            core.counters.bytes_out(transport, &frame);
+            core.counters.bytes_out(transport, frame.len());
             if stream.write_all(&frame).await.is_err() {
                 break;
             }
@@ -880,8 +894,20 @@ fn prometheus(stats: &[CoreStats]) -> String {
     metric(
         "messages_sent_total",
         "counter",
-        "Messages sent.",
-        vec![(String::new(), sum(&|core| core.messages_out))],
+        "Messages sent by topic.",
+        TOPIC_NAMES
+            .iter()
+            .enumerate()
+            .map(|(index, topic)| {
+                (
+                    format!("{{topic=\"{topic}\"}}"),
+                    stats
+                        .iter()
+                        .map(|core| core.messages_out_by_topic[index])
+                        .sum(),
+                )
+            })
+            .collect(),
     );
     metric(
         "slow_consumer_disconnects_total",

@@ -205,13 +205,9 @@ fn start_corestream(cores: usize, spin_millis: u64) -> Peer {
 fn start_deepstream() -> Peer {
     let dir = std::env::temp_dir().join(format!("deepstream-bench-{}", fastrand::u64(..)));
     let tcp_port = free_port();
-    let mut config = write_config(&dir, free_port(), tcp_port, "");
-    // deepstream 1.1.1 needs the web server on for its 'started' event; keep it on a free port.
-    let text = std::fs::read_to_string(&config)
-        .expect("config")
-        .replace("webServerEnabled: false", "webServerEnabled: true");
-    config = dir.join("deepstream.yml");
-    std::fs::write(&config, text).expect("config");
+    // The web server (engine.io) is on by default; the polling benchmark uses it.
+    let http_port = free_port();
+    let config = write_config(&dir, http_port, tcp_port, "");
     let mut child = server_command("node")
         .arg(root().join("tests/node/start-deepstream-1.js"))
         .arg(&config)
@@ -234,7 +230,7 @@ fn start_deepstream() -> Peer {
         name: "deepstream 1.1.1",
         child,
         port: tcp_port,
-        http_port: 0,
+        http_port,
         _dir: Some(dir),
     }
 }
@@ -1098,6 +1094,174 @@ fn ws_fan_out(peer: &Peer, port: u16, subscribers: usize, duration: Duration) ->
     }
 }
 
+// ----- engine.io polling (1.x browser clients) -------------------------------------------------
+
+/// An engine.io 3 session over long-polling on one keep-alive HTTP connection.
+struct Poller {
+    stream: TcpStream,
+    sid: String,
+    buffer: Vec<u8>,
+}
+
+impl Poller {
+    fn request(
+        stream: &mut TcpStream,
+        buffer: &mut Vec<u8>,
+        method: &str,
+        target: &str,
+        body: &[u8],
+    ) -> Vec<u8> {
+        let head = format!(
+            "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain;charset=UTF-8\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        let mut request = head.into_bytes();
+        request.extend_from_slice(body);
+        stream.write_all(&request).expect("request");
+        loop {
+            if let Some(end) = buffer.windows(4).position(|window| window == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buffer[..end]).to_ascii_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|line| line.strip_prefix("content-length:"))
+                    .and_then(|value| value.trim().parse().ok())
+                    .unwrap_or(0);
+                if buffer.len() >= end + 4 + length {
+                    let body = buffer[end + 4..end + 4 + length].to_vec();
+                    buffer.drain(..end + 4 + length);
+                    assert!(
+                        head.starts_with("http/1.1 200"),
+                        "engine.io request failed: {head}"
+                    );
+                    return body;
+                }
+            }
+            let mut chunk = [0u8; 65536];
+            let read = stream.read(&mut chunk).expect("response");
+            assert!(read > 0, "server closed the polling connection");
+            buffer.extend_from_slice(&chunk[..read]);
+        }
+    }
+
+    fn poll(&mut self) -> Vec<u8> {
+        let target = format!(
+            "/deepstream/?EIO=3&transport=polling&b64=1&sid={}",
+            self.sid
+        );
+        Self::request(&mut self.stream, &mut self.buffer, "GET", &target, b"")
+    }
+
+    fn post(&mut self, text: &str) {
+        let packet = [b"4".to_vec(), wire(text)].concat();
+        let body = [packet.len().to_string().into_bytes(), b":".to_vec(), packet].concat();
+        let target = format!(
+            "/deepstream/?EIO=3&transport=polling&b64=1&sid={}",
+            self.sid
+        );
+        let reply = Self::request(&mut self.stream, &mut self.buffer, "POST", &target, &body);
+        assert_eq!(reply, b"ok");
+    }
+
+    /// Handshake, deepstream login and a subscription to `name`.
+    fn subscribe(port: u16, username: &str, name: &str) -> Poller {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        stream.set_nodelay(true).expect("nodelay");
+        let mut buffer = Vec::new();
+        let open = Self::request(
+            &mut stream,
+            &mut buffer,
+            "GET",
+            "/deepstream/?EIO=3&transport=polling&b64=1",
+            b"",
+        );
+        let open = String::from_utf8_lossy(&open).to_string();
+        let sid = open
+            .split('"')
+            .nth(3)
+            .expect("sid in the open packet")
+            .to_string();
+        let mut poller = Poller {
+            stream,
+            sid,
+            buffer,
+        };
+        let wait_for = |poller: &mut Poller, needle: &str| {
+            let needle = wire(needle);
+            let mut seen = Vec::new();
+            while !seen
+                .windows(needle.len())
+                .any(|window| window == needle.as_slice())
+            {
+                seen.extend(poller.poll());
+            }
+        };
+        wait_for(&mut poller, "C|CH+");
+        poller.post("C|CHR|bench+");
+        wait_for(&mut poller, "C|A+");
+        poller.post(&format!("A|REQ|{{\"username\":\"{username}\"}}+"));
+        wait_for(&mut poller, "A|A");
+        poller.post(&format!("E|S|{name}+"));
+        wait_for(&mut poller, &format!("E|A|S|{name}+"));
+        poller
+    }
+}
+
+/// One TCP publisher, `sessions` engine.io sessions long-polling; events delivered per second.
+fn polling_throughput(http_port: u16, tcp_port: u16, sessions: usize, duration: Duration) -> f64 {
+    let name = format!("poll/{}", fastrand::u32(..));
+    let pollers: Vec<Poller> = (0..sessions)
+        .map(|index| Poller::subscribe(http_port, &format!("poller-{index}"), &name))
+        .collect();
+    let delivered = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let threads: Vec<_> = pollers
+        .into_iter()
+        .map(|mut poller| {
+            let delivered = Arc::clone(&delivered);
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let body = poller.poll();
+                    let count = memchr::memchr_iter(0x1e, &body).count();
+                    delivered.fetch_add(count as u64, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    let mut publisher = RawClient::login(tcp_port, "poll-publisher");
+    let one = wire(&format!("E|EVT|{name}|Spolling-payload-0123456789+"));
+    let batch: Vec<u8> = one.repeat(32);
+    let window = 2_000u64;
+    let started = Instant::now();
+    let mut sent = 0u64;
+    while started.elapsed() < duration {
+        if sent * sessions as u64 > delivered.load(Ordering::Relaxed) + window * sessions as u64 {
+            std::thread::sleep(Duration::from_micros(100));
+            continue;
+        }
+        publisher.send(&batch);
+        sent += 32;
+    }
+    let expected = sent * sessions as u64;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while delivered.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let elapsed = started.elapsed();
+    let got = delivered.load(Ordering::Relaxed);
+    // Wake the pollers with one more event each, then stop them.
+    stop.store(true, Ordering::Relaxed);
+    publisher.send(&one);
+    for thread in threads {
+        let _ = thread.join();
+    }
+    assert!(
+        got >= expected,
+        "engine.io polling lost events: {got} of {expected}"
+    );
+    got as f64 / elapsed.as_secs_f64()
+}
+
 // ----- main --------------------------------------------------------------------------------
 
 fn main() {
@@ -1355,6 +1519,29 @@ fn main() {
                 "| {subscribers} | {:.0} | {:.0}% | - | - | - |",
                 ours.deliveries_per_second, ours.server_cpu_percent
             ),
+        }
+    }
+
+    // engine.io long-polling (1.x browser clients): corestream against deepstream 1.1.1.
+    println!("\n## engine.io long-polling: one TCP publisher, N polling sessions (events delivered per second)");
+    println!("| sessions | corestream | deepstream 1.1.1 | corestream/deepstream |");
+    println!("|---|---|---|---|");
+    for sessions in [1usize, 10] {
+        let ours = polling_throughput(
+            corestream.http_port,
+            corestream.port,
+            sessions,
+            fan_duration,
+        );
+        let theirs = deepstream
+            .as_ref()
+            .map(|peer| polling_throughput(peer.http_port, peer.port, sessions, fan_duration));
+        match theirs {
+            Some(theirs) => println!(
+                "| {sessions} | {ours:.0} | {theirs:.0} | {:.1}× |",
+                ours / theirs
+            ),
+            None => println!("| {sessions} | {ours:.0} | - | - |"),
         }
     }
 }

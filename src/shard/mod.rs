@@ -291,6 +291,7 @@ pub struct CoreStats {
     pub bytes_in_by_transport: [u64; 3],
     pub bytes_out_by_transport: [u64; 3],
     pub messages_in_by_topic: [u64; 7],
+    pub messages_out_by_topic: [u64; 7],
     pub messages_out: u64,
     pub auth_failures: u64,
     /// Bytes waiting in this core's queues for other cores.
@@ -321,6 +322,7 @@ pub struct Counters {
     pub bytes_in_by_transport: [Cell<u64>; 3],
     pub bytes_out_by_transport: [Cell<u64>; 3],
     pub messages_in_by_topic: [Cell<u64>; 7],
+    pub messages_out_by_topic: [Cell<u64>; 7],
     pub messages_out: Cell<u64>,
     pub auth_failures: Cell<u64>,
 }
@@ -347,17 +349,30 @@ impl Counters {
         );
     }
 
-    /// Counts bytes written and the messages (terminators) in them.
-    pub fn bytes_out(&self, transport: Transport, written: &[u8]) {
+    /// Counts bytes written to a socket.
+    pub fn bytes_out(&self, transport: Transport, written: usize) {
         bump(
             &self.bytes_out_by_transport[transport as usize],
-            written.len() as u64,
+            written as u64,
         );
-        bump(
-            &self.messages_out,
-            memchr::memchr_iter(crate::protocol::message::MESSAGE_SEPARATOR, written).count()
-                as u64,
-        );
+    }
+
+    /// Counts the deepstream messages in outgoing `messages` (whole messages, back to back), by
+    /// topic: one SIMD scan for the terminators, one byte read per message.
+    pub fn messages_out(&self, messages: &[u8]) {
+        let mut start = 0;
+        for end in memchr::memchr_iter(crate::protocol::message::MESSAGE_SEPARATOR, messages) {
+            let topic_end = messages[start..end]
+                .iter()
+                .position(|byte| *byte == crate::protocol::message::FIELD_SEPARATOR)
+                .map_or(end, |at| start + at);
+            bump(&self.messages_out, 1);
+            bump(
+                &self.messages_out_by_topic[topic_index(&messages[start..topic_end])],
+                1,
+            );
+            start = end + 1;
+        }
     }
 
     pub fn message_in(&self, topic: &[u8]) {
@@ -968,6 +983,7 @@ impl Core {
             bytes_in_by_transport: snapshot(&self.counters.bytes_in_by_transport),
             bytes_out_by_transport: snapshot(&self.counters.bytes_out_by_transport),
             messages_in_by_topic: snapshot(&self.counters.messages_in_by_topic),
+            messages_out_by_topic: snapshot(&self.counters.messages_out_by_topic),
             messages_out: self.counters.messages_out.get(),
             auth_failures: self.counters.auth_failures.get(),
             cross_core_queue_bytes: self.outgoing_bytes.borrow().iter().sum::<usize>() as u64,
@@ -1094,6 +1110,11 @@ impl Core {
     /// Every core's stats (this one's included), for `/metrics`; cores that do not answer
     /// within a second are left out.
     pub async fn gather_stats(self: &Rc<Self>) -> Vec<CoreStats> {
+        self.gather_stats_within(Duration::from_secs(1)).await
+    }
+
+    /// Every core's stats that arrive within `wait` (a missing core did not answer in time).
+    pub async fn gather_stats_within(self: &Rc<Self>, wait: Duration) -> Vec<CoreStats> {
         let request = self.next_stats_request.get() + 1;
         self.next_stats_request.set(request);
         self.stats_waiters.borrow_mut().insert(
@@ -1122,7 +1143,7 @@ impl Core {
                 _ => Poll::Ready(()),
             }
         });
-        futures_lite::future::or(all_answered, glommio::timer::sleep(Duration::from_secs(1))).await;
+        futures_lite::future::or(all_answered, glommio::timer::sleep(wait)).await;
         self.stats_waiters
             .borrow_mut()
             .remove(&request)
