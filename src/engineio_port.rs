@@ -99,16 +99,15 @@ impl EioSession {
             if port.has_output() {
                 let mut buffer = Vec::new();
                 port.take_into(&mut buffer);
-                self.counters_messages_out(&buffer);
+                self.count_bytes_out(&buffer);
                 packets.push(Packet::Message(buffer));
             }
         }
         packets
     }
 
-    fn counters_messages_out(&self, messages: &[u8]) {
+    fn count_bytes_out(&self, messages: &[u8]) {
         if let Some(core) = self.core.upgrade() {
-            core.counters.messages_out(messages);
             core.counters.bytes_out(Transport::EngineIo, messages.len());
         }
     }

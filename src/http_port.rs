@@ -658,7 +658,6 @@ async fn serve_websocket(
             port.take_into(&mut payload);
             frame.clear();
             websocket::write_text(&mut frame, &payload);
-            core.counters.messages_out(&payload);
             payload.clear();
             core.counters.bytes_out(transport, frame.len());
             if stream.write_all(&frame).await.is_err() {

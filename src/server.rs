@@ -386,7 +386,6 @@ async fn serve_tcp(core: Rc<Core>, mut stream: TcpStream) {
             // One send per turn: everything appended since the last write goes out at once.
             port.take_into(&mut writing);
             core.counters.bytes_out(Transport::Tcp, writing.len());
-            core.counters.messages_out(&writing);
             let written = or(async { stream.write_all(&writing).await.is_ok() }, async {
                 aborted(&port).await;
                 false

@@ -357,22 +357,13 @@ impl Counters {
         );
     }
 
-    /// Counts the deepstream messages in outgoing `messages` (whole messages, back to back), by
-    /// topic: one SIMD scan for the terminators, one byte read per message.
-    pub fn messages_out(&self, messages: &[u8]) {
-        let mut start = 0;
-        for end in memchr::memchr_iter(crate::protocol::message::MESSAGE_SEPARATOR, messages) {
-            let topic_end = messages[start..end]
-                .iter()
-                .position(|byte| *byte == crate::protocol::message::FIELD_SEPARATOR)
-                .map_or(end, |at| start + at);
-            bump(&self.messages_out, 1);
-            bump(
-                &self.messages_out_by_topic[topic_index(&messages[start..topic_end])],
-                1,
-            );
-            start = end + 1;
-        }
+    /// Counts `copies` deliveries of one message (its topic is its first byte). Counted where a
+    /// message is queued, once per fan-out, so the hot path pays O(1) per fan-out, not per
+    /// delivery.
+    pub fn messages_sent(&self, message: &[u8], copies: u64) {
+        bump(&self.messages_out, copies);
+        let topic = message.get(..1).unwrap_or_default();
+        bump(&self.messages_out_by_topic[topic_index(topic)], copies);
     }
 
     pub fn message_in(&self, topic: &[u8]) {
@@ -520,8 +511,13 @@ impl Core {
         }
     }
 
-    /// Appends to a port; a session over its limit is closed as a slow consumer.
+    /// Appends one message to a port; a session over its limit is closed as a slow consumer.
     pub fn push_to(&self, port: &SessionPort, bytes: &[u8]) {
+        self.counters.messages_sent(bytes, 1);
+        self.push_uncounted(port, bytes);
+    }
+
+    fn push_uncounted(&self, port: &SessionPort, bytes: &[u8]) {
         if let Err(SlowConsumer { buffered }) = port.push(bytes) {
             let count = self.counters.slow_consumer_disconnects.get() + 1;
             self.counters.slow_consumer_disconnects.set(count);
@@ -871,14 +867,17 @@ impl Core {
 
     fn fanout_local(&self, targets: &[SessionRef], exclude: Option<SessionRef>, bytes: &[u8]) {
         let sessions = self.sessions.borrow();
+        let mut delivered = 0;
         for target in targets {
             if Some(*target) == exclude {
                 continue;
             }
             if let Some(port) = sessions.get(*target) {
-                self.push_to(&port, bytes);
+                self.push_uncounted(&port, bytes);
+                delivered += 1;
             }
         }
+        self.counters.messages_sent(bytes, delivered);
     }
 
     /// Carries out what a feature asked for.
