@@ -18,7 +18,7 @@
 //!        corestream-bench echo-server PORT | glommio-echo-server PORT
 
 use hdrhistogram::Histogram;
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -420,9 +420,18 @@ struct FanOut {
     delivered: u64,
 }
 
-/// Counts message terminators on every subscriber socket with one epoll thread.
+/// How a reader counts the messages in what a subscriber socket delivered: raw TCP counts
+/// terminators; WebSocket parses frames (a frame header may contain the byte 0x1E).
+#[derive(Clone, Copy)]
+enum Framing {
+    Raw,
+    WebSocket,
+}
+
+/// Counts delivered messages on every subscriber socket with one epoll thread.
 fn spawn_reader(
     sockets: Vec<TcpStream>,
+    framing: Framing,
     delivered: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<()> {
@@ -442,6 +451,7 @@ fn spawn_reader(
             };
             assert_eq!(result, 0, "epoll_ctl failed");
         }
+        let mut pending: Vec<Vec<u8>> = vec![Vec::new(); sockets.len()];
         let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 1024];
         let mut buffer = vec![0u8; 1 << 20];
         let mut sockets = sockets;
@@ -450,15 +460,20 @@ fn spawn_reader(
             let ready =
                 unsafe { libc::epoll_wait(epoll, events.as_mut_ptr(), events.len() as i32, 50) };
             for event in events.iter().take(ready.max(0) as usize) {
-                let socket = &mut sockets[event.u64 as usize];
+                let index = event.u64 as usize;
                 loop {
-                    match socket.read(&mut buffer) {
+                    match sockets[index].read(&mut buffer) {
                         Ok(0) => break,
                         Ok(read) => {
-                            let count = memchr::memchr_iter(0x1e, &buffer[..read]).count();
+                            let count = match framing {
+                                Framing::Raw => memchr::memchr_iter(0x1e, &buffer[..read]).count(),
+                                Framing::WebSocket => {
+                                    pending[index].extend_from_slice(&buffer[..read]);
+                                    count_frame_messages(&mut pending[index])
+                                }
+                            };
                             delivered.fetch_add(count as u64, Ordering::Relaxed);
                         }
-                        Err(error) if error.kind() == ErrorKind::WouldBlock => break,
                         Err(_) => break,
                     }
                 }
@@ -481,7 +496,12 @@ fn fan_out(peer: &Peer, subscribers: usize, duration: Duration) -> FanOut {
     }
     let delivered = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
-    let reader = spawn_reader(sockets, Arc::clone(&delivered), Arc::clone(&stop));
+    let reader = spawn_reader(
+        sockets,
+        Framing::Raw,
+        Arc::clone(&delivered),
+        Arc::clone(&stop),
+    );
     let mut publisher = RawClient::login(peer.port, "publisher");
     let one = wire(&format!("E|EVT|{name}|Sfan-out-payload-0123456789+"));
     let batch_size = 64usize;
@@ -1012,53 +1032,12 @@ fn ws_fan_out(peer: &Peer, port: u16, subscribers: usize, duration: Duration) ->
     }
     let delivered = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
-    let reader = {
-        let delivered = Arc::clone(&delivered);
-        let stop = Arc::clone(&stop);
-        std::thread::spawn(move || {
-            // SAFETY: epoll_create1 has no pointer arguments; the result is checked.
-            let epoll = unsafe { libc::epoll_create1(0) };
-            assert!(epoll >= 0, "epoll_create1 failed");
-            for (index, socket) in sockets.iter().enumerate() {
-                socket.set_nonblocking(true).expect("nonblocking");
-                let mut event = libc::epoll_event {
-                    events: libc::EPOLLIN as u32,
-                    u64: index as u64,
-                };
-                // SAFETY: `epoll` and the socket fd are open; `event` is a valid epoll_event.
-                let result = unsafe {
-                    libc::epoll_ctl(epoll, libc::EPOLL_CTL_ADD, socket.as_raw_fd(), &mut event)
-                };
-                assert_eq!(result, 0, "epoll_ctl failed");
-            }
-            let mut buffers: Vec<Vec<u8>> = vec![Vec::new(); sockets.len()];
-            let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 1024];
-            let mut chunk = vec![0u8; 1 << 20];
-            let mut sockets = sockets;
-            while !stop.load(Ordering::Relaxed) {
-                // SAFETY: `events` has room for `events.len()` entries.
-                let ready = unsafe {
-                    libc::epoll_wait(epoll, events.as_mut_ptr(), events.len() as i32, 50)
-                };
-                for event in events.iter().take(ready.max(0) as usize) {
-                    let index = event.u64 as usize;
-                    loop {
-                        match sockets[index].read(&mut chunk) {
-                            Ok(0) => break,
-                            Ok(read) => {
-                                buffers[index].extend_from_slice(&chunk[..read]);
-                                let count = count_frame_messages(&mut buffers[index]);
-                                delivered.fetch_add(count as u64, Ordering::Relaxed);
-                            }
-                            Err(_) => break,
-                        }
-                    }
-                }
-            }
-            // SAFETY: closing the epoll fd we created.
-            unsafe { libc::close(epoll) };
-        })
-    };
+    let reader = spawn_reader(
+        sockets,
+        Framing::WebSocket,
+        Arc::clone(&delivered),
+        Arc::clone(&stop),
+    );
     let mut publisher = WsClient::login(port, "ws-publisher");
     let one = WsClient::frame(&wire(&format!("E|EVT|{name}|Sfan-out-payload-0123456789+")));
     let batch_size = 64usize;
