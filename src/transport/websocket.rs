@@ -106,7 +106,7 @@ pub fn is_valid_close_code(code: u16) -> bool {
 
 /// Streaming UTF-8 check: fails as soon as a byte sequence cannot be valid, keeps an
 /// incomplete sequence at the end of a fragment for the next one.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Utf8Stream {
     carry: Vec<u8>,
 }
@@ -147,6 +147,9 @@ pub struct Decoder {
     /// A fragmented message in progress: its opcode and the payload so far.
     message: Option<(u8, Vec<u8>)>,
     utf8: Utf8Stream,
+    /// For a text frame still arriving: how many of its payload bytes were checked, and the
+    /// UTF-8 state after them (so invalid text fails before the frame ends, in linear time).
+    partial: Option<(usize, Utf8Stream)>,
     failed: bool,
 }
 
@@ -157,6 +160,7 @@ impl Decoder {
             max_message_size,
             message: None,
             utf8: Utf8Stream::default(),
+            partial: None,
             failed: false,
         }
     }
@@ -195,12 +199,67 @@ impl Decoder {
                     }
                 }
             }
-            let length = frame_length(&self.buffer)?;
+            let Some(length) = frame_length(&self.buffer) else {
+                return self.check_partial_text();
+            };
+            self.partial = None;
             let frame: Vec<u8> = self.buffer.drain(..length).collect();
             if let Some(event) = self.frame(frame) {
                 return Some(event);
             }
         }
+    }
+
+    /// A text frame (or a continuation of a text message) whose payload is still arriving:
+    /// checks the bytes that arrived since the last check.
+    fn check_partial_text(&mut self) -> Option<Event> {
+        let bytes = &self.buffer;
+        if bytes.len() < 2 || bytes[1] & 0x80 == 0 {
+            return None;
+        }
+        let opcode = bytes[0] & 0x0f;
+        let is_text = opcode == OPCODE_TEXT
+            || (opcode == OPCODE_CONTINUATION && matches!(self.message, Some((OPCODE_TEXT, _))));
+        if !is_text {
+            return None;
+        }
+        let header = match bytes[1] & 0x7f {
+            126 => 4,
+            127 => 10,
+            _ => 2,
+        } + 4;
+        if bytes.len() <= header {
+            return None;
+        }
+        let mask = [
+            bytes[header - 4],
+            bytes[header - 3],
+            bytes[header - 2],
+            bytes[header - 1],
+        ];
+        let available = bytes.len() - header;
+        let (checked, mut state) = self
+            .partial
+            .take()
+            .unwrap_or_else(|| (0, self.utf8.clone()));
+        if available <= checked {
+            self.partial = Some((checked, state));
+            return None;
+        }
+        let mut fresh = bytes[header + checked..].to_vec();
+        // The mask repeats every four bytes from the payload's start.
+        let rotated = [
+            mask[checked % 4],
+            mask[(checked + 1) % 4],
+            mask[(checked + 2) % 4],
+            mask[(checked + 3) % 4],
+        ];
+        unmask(&mut fresh, rotated);
+        if !state.feed(&fresh) {
+            return self.fail(close_code::INVALID_PAYLOAD);
+        }
+        self.partial = Some((available, state));
+        None
     }
 
     /// Handles one whole frame; `None` when it completed nothing yet.
@@ -499,6 +558,40 @@ mod tests {
             decode(&client_frame(0x81, &euro[..2]), 1024),
             vec![Event::Fail(1007)]
         );
+    }
+
+    #[test]
+    fn invalid_utf8_fails_while_the_frame_is_still_arriving() {
+        let mut payload = "κόσμε".as_bytes().to_vec();
+        payload.extend_from_slice(&[
+            0xce, 0xba, 0xe1, 0xbd, 0xb9, 0xcf, 0x83, 0xce, 0xbc, 0xce, 0xb5, 0xf4, 0x90,
+        ]);
+        payload.extend_from_slice(b"rest of a long frame");
+        let frame = client_frame(0x81, &payload);
+        let mut decoder = Decoder::new(1024);
+        // Everything up to and including the invalid bytes, but not the end of the frame.
+        let cut = frame.len() - 10;
+        for byte in &frame[..cut] {
+            decoder.push(&[*byte]);
+            if let Some(event) = decoder.next_event() {
+                assert_eq!(event, Event::Fail(1007));
+                return;
+            }
+        }
+        panic!("invalid UTF-8 was not refused before the frame ended");
+    }
+
+    #[test]
+    fn valid_text_arriving_in_pieces_is_not_refused() {
+        let payload = "ünïcødé ✓ 😀 ".repeat(50);
+        let frame = client_frame(0x81, payload.as_bytes());
+        let mut decoder = Decoder::new(1 << 20);
+        let mut events = Vec::new();
+        for chunk in frame.chunks(7) {
+            decoder.push(chunk);
+            events.extend(std::iter::from_fn(|| decoder.next_event()));
+        }
+        assert_eq!(events, vec![Event::Text(payload.into_bytes())]);
     }
 
     #[test]
