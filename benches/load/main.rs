@@ -504,6 +504,43 @@ fn fan_out(peer: &Peer, subscribers: usize, duration: Duration) -> FanOut {
     );
     let mut publisher = RawClient::login(peer.port, "publisher");
     let one = wire(&format!("E|EVT|{name}|Sfan-out-payload-0123456789+"));
+    publish_and_measure(
+        peer,
+        &one,
+        |batch| publisher.send(batch),
+        subscribers,
+        duration,
+        Delivery {
+            delivered,
+            stop,
+            reader,
+        },
+    )
+}
+
+/// The reader side of a fan-out run.
+struct Delivery {
+    delivered: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    reader: std::thread::JoinHandle<()>,
+}
+
+/// Publishes `one` (a whole message, framed as the transport needs) in batches for `duration`,
+/// keeping a bounded window per subscriber in flight, waits for every delivery, and reports the
+/// delivery rate and the server's CPU use.
+fn publish_and_measure(
+    peer: &Peer,
+    one: &[u8],
+    mut write: impl FnMut(&[u8]),
+    subscribers: usize,
+    duration: Duration,
+    delivery: Delivery,
+) -> FanOut {
+    let Delivery {
+        delivered,
+        stop,
+        reader,
+    } = delivery;
     let batch_size = 64usize;
     let batch: Vec<u8> = one.repeat(batch_size);
     // At most this many messages per subscriber in flight: ~64 KiB each, far below any limit.
@@ -514,15 +551,14 @@ fn fan_out(peer: &Peer, subscribers: usize, duration: Duration) -> FanOut {
     let mut sent: u64 = 0;
     while started.elapsed() < duration {
         if sent * subscribers_u64 > delivered.load(Ordering::Relaxed) + window * subscribers_u64 {
-            std::hint::spin_loop();
             std::thread::yield_now();
             continue;
         }
-        publisher.send(&batch);
+        write(&batch);
         sent += batch_size as u64;
     }
     let expected = sent * subscribers_u64;
-    let drain_deadline = Instant::now() + Duration::from_secs(10);
+    let drain_deadline = Instant::now() + Duration::from_secs(15);
     while delivered.load(Ordering::Relaxed) < expected && Instant::now() < drain_deadline {
         std::thread::sleep(Duration::from_micros(200));
     }
@@ -1040,37 +1076,18 @@ fn ws_fan_out(peer: &Peer, port: u16, subscribers: usize, duration: Duration) ->
     );
     let mut publisher = WsClient::login(port, "ws-publisher");
     let one = WsClient::frame(&wire(&format!("E|EVT|{name}|Sfan-out-payload-0123456789+")));
-    let batch_size = 64usize;
-    let batch: Vec<u8> = one.repeat(batch_size);
-    let window = (65536 / one.len()).max(batch_size) as u64;
-    let subscribers_u64 = subscribers as u64;
-    let cpu_before = peer.cpu_seconds();
-    let started = Instant::now();
-    let mut sent: u64 = 0;
-    while started.elapsed() < duration {
-        if sent * subscribers_u64 > delivered.load(Ordering::Relaxed) + window * subscribers_u64 {
-            std::thread::yield_now();
-            continue;
-        }
-        publisher.stream.write_all(&batch).expect("write");
-        sent += batch_size as u64;
-    }
-    let expected = sent * subscribers_u64;
-    let drain_deadline = Instant::now() + Duration::from_secs(15);
-    while delivered.load(Ordering::Relaxed) < expected && Instant::now() < drain_deadline {
-        std::thread::sleep(Duration::from_micros(200));
-    }
-    let elapsed = started.elapsed();
-    let cpu = peer.cpu_seconds() - cpu_before;
-    stop.store(true, Ordering::Relaxed);
-    let _ = reader.join();
-    let got = delivered.load(Ordering::Relaxed);
-    assert_eq!(got, expected, "{}: lost WebSocket deliveries", peer.name);
-    FanOut {
-        deliveries_per_second: got as f64 / elapsed.as_secs_f64(),
-        server_cpu_percent: 100.0 * cpu / elapsed.as_secs_f64(),
-        delivered: got,
-    }
+    publish_and_measure(
+        peer,
+        &one,
+        |batch| publisher.stream.write_all(batch).expect("write"),
+        subscribers,
+        duration,
+        Delivery {
+            delivered,
+            stop,
+            reader,
+        },
+    )
 }
 
 // ----- engine.io polling (1.x browser clients) -------------------------------------------------
