@@ -6,6 +6,8 @@
 //! binary exits with status 2). Relative paths resolve against the config file's folder.
 //! Called by `main` (once, before any core starts).
 
+use crate::cluster::link::RedisTarget;
+use crate::cluster::ClusterConfig;
 use serde_yaml::Value;
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -111,6 +113,9 @@ pub struct Config {
     pub engineio_echo_path: Option<String>,
     pub engineio_ping_interval: Duration,
     pub engineio_ping_timeout: Duration,
+    /// The cluster through Redis (`plugins.message` / `plugins.cache` with `name: redis`);
+    /// `None`: the embedded single node.
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl Default for Config {
@@ -142,13 +147,13 @@ impl Default for Config {
             engineio_echo_path: None,
             engineio_ping_interval: Duration::from_millis(25_000),
             engineio_ping_timeout: Duration::from_millis(60_000),
+            cluster: None,
         }
     }
 }
 
 /// deepstream keys corestream reads but does not act on yet: accepted with a warning.
 const NOT_YET_SUPPORTED: &[&str] = &[
-    "plugins",
     "storageExclusion",
     "cacheRetrievalTimeout",
     "storageRetrievalTimeout",
@@ -156,9 +161,6 @@ const NOT_YET_SUPPORTED: &[&str] = &[
     "lockTimeout",
     "lockRequestTimeout",
     "stateReconciliationTimeout",
-    "clusterKeepAliveInterval",
-    "clusterActiveCheckInterval",
-    "clusterNodeInactiveTimeout",
     "timeBetweenSendingQueuedPackages",
     "maxMessagesPerPacket",
     "rpcProviderCacheTime",
@@ -223,6 +225,11 @@ impl Config {
 
         let mut host: Option<String> = None;
         let mut tcp_host: Option<String> = None;
+        let mut redis: Option<RedisTarget> = None;
+        // deepstream 1.x's defaults
+        let mut keep_alive_interval = Duration::from_millis(5000);
+        let mut active_check_interval = Duration::from_millis(1000);
+        let mut node_inactive_timeout = Duration::from_millis(6000);
         for (key, value) in root.iter() {
             let Some(key) = key.as_str() else {
                 return Err(error("", format!("a key is not a string: {key:?}")));
@@ -275,6 +282,14 @@ impl Config {
                     config.engineio_ping_timeout = positive_millis(key, value)?
                 }
                 "connectionEndpoints" => {}
+                "plugins" => redis = read_plugins(value, &mut warnings)?,
+                "clusterKeepAliveInterval" => keep_alive_interval = positive_millis(key, value)?,
+                "clusterActiveCheckInterval" => {
+                    active_check_interval = positive_millis(key, value)?
+                }
+                "clusterNodeInactiveTimeout" => {
+                    node_inactive_timeout = positive_millis(key, value)?
+                }
                 known if IGNORED.contains(&known) => {}
                 known if NOT_YET_SUPPORTED.contains(&known) => warnings.push(format!(
                     "config key '{known}' is accepted but not supported yet: it has no effect"
@@ -290,6 +305,15 @@ impl Config {
         if let Some(tcp_host) = tcp_host {
             config.tcp_address = resolve("tcpHost", &tcp_host, config.tcp_address.port())?;
         }
+        if let Some(redis) = redis {
+            config.cluster = Some(ClusterConfig {
+                redis,
+                node: format!("{}-{:08x}", config.server_name, fastrand::u32(..)),
+                keep_alive_interval,
+                active_check_interval,
+                node_inactive_timeout,
+            });
+        }
         if !config.http_enabled && !config.tcp_enabled {
             return Err(error(
                 "tcpServerEnabled",
@@ -298,6 +322,87 @@ impl Config {
         }
         Ok((config, warnings))
     }
+}
+
+/// `plugins`: the Redis of the `message` (and `cache`) plugin, as deepstream's
+/// `deepstream.io-msg-redis` / `deepstream.io-cache-redis` take it (`name: redis` or a `path`
+/// naming one of those packages; `options: {host, port, password, db}`). corestream uses one
+/// Redis for both roles; other plugins are accepted with a warning.
+fn read_plugins(
+    value: &Value,
+    warnings: &mut Vec<String>,
+) -> Result<Option<RedisTarget>, ConfigError> {
+    let Value::Mapping(plugins) = value else {
+        return Err(error(
+            "plugins",
+            format!("must be a mapping, not {}", describe(value)),
+        ));
+    };
+    let mut targets: Vec<(String, RedisTarget)> = Vec::new();
+    for (kind, plugin) in plugins {
+        let kind = kind.as_str().unwrap_or_default().to_string();
+        let at = format!("plugins.{kind}");
+        if plugin.is_null() {
+            continue;
+        }
+        let Value::Mapping(plugin) = plugin else {
+            return Err(error(
+                &at,
+                format!("must be a mapping, not {}", describe(plugin)),
+            ));
+        };
+        let name = match (get(plugin, "name"), get(plugin, "path")) {
+            (Some(name), _) => string(&format!("{at}.name"), name)?,
+            (None, Some(path)) => string(&format!("{at}.path"), path)?,
+            (None, None) => String::new(),
+        };
+        let is_redis = name == "redis" || name.contains("-redis");
+        if !(is_redis && (kind == "message" || kind == "cache")) {
+            warnings.push(format!(
+                "config key '{at}' ({name}) is not supported: corestream clusters through Redis \
+                 only (plugins.message / plugins.cache with name: redis); it has no effect"
+            ));
+            continue;
+        }
+        let mut target = RedisTarget {
+            host: String::from("localhost"),
+            port: 6379,
+            password: None,
+            db: 0,
+        };
+        if let Some(Value::Mapping(options)) = get(plugin, "options") {
+            for (option, value) in options {
+                let option = option.as_str().unwrap_or_default();
+                let key = format!("{at}.options.{option}");
+                if value.is_null() {
+                    continue;
+                }
+                match option {
+                    "host" => target.host = string(&key, value)?,
+                    "port" => target.port = port(&key, value)?,
+                    "password" => target.password = Some(string(&key, value)?),
+                    "db" => target.db = integer(&key, value)?,
+                    other => warnings.push(format!(
+                        "config key '{at}.options.{other}' is not a Redis option corestream \
+                         reads: ignored"
+                    )),
+                }
+            }
+        }
+        targets.push((at, target));
+    }
+    if let [(first_at, first), rest @ ..] = &targets[..] {
+        for (at, other) in rest {
+            if other != first {
+                warnings.push(format!(
+                    "'{at}' names a different Redis than '{first_at}': corestream uses the \
+                     first one ({}) for both",
+                    first.address()
+                ));
+            }
+        }
+    }
+    Ok(targets.into_iter().next().map(|(_, target)| target))
 }
 
 fn get<'a>(map: &'a serde_yaml::Mapping, key: &str) -> Option<&'a Value> {

@@ -222,7 +222,23 @@ async fn serve_http(
                 // Healthy while every core answers within half a second.
                 "GET" | "HEAD" => {
                     let answered = core.gather_stats_within(Duration::from_millis(500)).await;
-                    if answered.len() == core.cores {
+                    let redis_down = answered
+                        .iter()
+                        .filter(|stats| {
+                            stats.cluster.enabled
+                                && !(stats.cluster.command_link_up && stats.cluster.pubsub_link_up)
+                        })
+                        .count();
+                    if answered.len() == core.cores && redis_down > 0 {
+                        // Still 200: this node serves its own clients without Redis; the body
+                        // says the cluster is degraded (cross-node traffic and record writes
+                        // fail until Redis is back).
+                        let body = format!(
+                            "degraded: {redis_down} of {} cores have no Redis connection",
+                            core.cores
+                        );
+                        response(200, &[], body.as_bytes(), keep_alive)
+                    } else if answered.len() == core.cores {
                         response(200, &[], b"", keep_alive)
                     } else {
                         let body = format!(
@@ -972,5 +988,80 @@ fn prometheus(stats: &[CoreStats]) -> String {
         "Bytes queued for other cores.",
         vec![(String::new(), sum(&|core| core.cross_core_queue_bytes))],
     );
+    if stats.iter().any(|core| core.cluster.enabled) {
+        let links_up = |up: &dyn Fn(&CoreStats) -> bool| -> u64 {
+            stats.iter().filter(|core| up(core)).count() as u64
+        };
+        metric(
+            "redis_links_up",
+            "gauge",
+            "Redis connections up (each core has a command and a pub/sub link).",
+            vec![
+                (
+                    "{link=\"command\"}".into(),
+                    links_up(&|core| core.cluster.command_link_up),
+                ),
+                (
+                    "{link=\"pubsub\"}".into(),
+                    links_up(&|core| core.cluster.pubsub_link_up),
+                ),
+            ],
+        );
+        metric(
+            "redis_reconnects_total",
+            "counter",
+            "Redis reconnections after a lost connection.",
+            vec![(String::new(), sum(&|core| core.cluster.reconnects))],
+        );
+        metric(
+            "redis_commands_total",
+            "counter",
+            "Commands sent to Redis.",
+            vec![(String::new(), sum(&|core| core.cluster.redis_commands))],
+        );
+        metric(
+            "redis_errors_total",
+            "counter",
+            "Redis commands that failed or could not be sent (Redis unreachable).",
+            vec![(String::new(), sum(&|core| core.cluster.redis_errors))],
+        );
+        metric(
+            "cluster_channels",
+            "gauge",
+            "Redis channels subscribed (names with local subscribers).",
+            vec![(String::new(), sum(&|core| core.cluster.channels))],
+        );
+        metric(
+            "cluster_published_total",
+            "counter",
+            "Messages published to the other nodes.",
+            vec![(String::new(), sum(&|core| core.cluster.published))],
+        );
+        metric(
+            "cluster_received_total",
+            "counter",
+            "Messages received from Redis channels.",
+            vec![(String::new(), sum(&|core| core.cluster.received))],
+        );
+        metric(
+            "cluster_write_conflicts_total",
+            "counter",
+            "Record writes refused by the compare-and-set in Redis (VERSION_EXISTS).",
+            vec![(String::new(), sum(&|core| core.cluster.write_conflicts))],
+        );
+        metric(
+            "cluster_remote_nodes",
+            "gauge",
+            "Other live nodes seen through Redis.",
+            vec![(
+                String::new(),
+                stats
+                    .iter()
+                    .map(|core| core.cluster.remote_nodes)
+                    .max()
+                    .unwrap_or(0),
+            )],
+        );
+    }
     out
 }

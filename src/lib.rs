@@ -8,6 +8,7 @@
 #[macro_use]
 pub mod logging;
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod engineio_port;
 pub mod features;

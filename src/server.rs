@@ -232,6 +232,16 @@ async fn run_core(setup: CoreSetup) {
     } = setup;
     crate::logging::set_core(id);
     let core = Rc::new(Core::new(id, cores, Arc::clone(&config), auth, congestion));
+    if let Some(cluster) = &config.cluster {
+        core.set_cluster(crate::cluster::Cluster::new(id, cluster));
+        if id == 0 {
+            crate::info!(
+                "cluster: node {} through Redis at {}",
+                cluster.node,
+                cluster.redis.address()
+            );
+        }
+    }
     let (senders, mut receivers) = match mesh.join().await {
         Ok(joined) => joined,
         Err(error) => {
@@ -241,6 +251,7 @@ async fn run_core(setup: CoreSetup) {
     };
     let senders = Rc::new(senders);
     glommio::spawn_local(Rc::clone(&core).run_deadlines()).detach();
+    crate::cluster::Cluster::start(&core);
     for peer in (0..cores).filter(|peer| *peer != id) {
         glommio::spawn_local(Rc::clone(&core).run_flusher(peer, Rc::clone(&senders))).detach();
     }

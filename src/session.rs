@@ -209,6 +209,7 @@ impl Session {
                     self.core.broadcast(|| CoreMessage::Presence {
                         username: Arc::clone(&login),
                         joined: true,
+                        local: true,
                     });
                     self.presence_login = Some(login);
                 }
@@ -620,6 +621,7 @@ impl Session {
             self.core.broadcast(|| CoreMessage::Presence {
                 username: Arc::clone(&login),
                 joined: false,
+                local: true,
             });
         }
         for (topic, pattern) in std::mem::take(&mut self.listens) {

@@ -131,6 +131,13 @@ impl TopicRegistry {
         }
     }
 
+    /// How many sessions (of every core) subscribe to `name`.
+    pub fn subscriber_count(&self, name: &[u8]) -> usize {
+        self.names
+            .get(name)
+            .map_or(0, |state| state.subscribers.count())
+    }
+
     /// `EVT`: forward the message as it arrived to every subscriber but the sender.
     pub fn emit(&self, name: &[u8], bytes: &Bytes, sender: SessionRef, effects: &mut Effects) {
         if let Some(state) = self.names.get(name) {

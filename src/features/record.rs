@@ -121,22 +121,74 @@ impl RecordFeature {
         parsed: &Message<'_>,
         effects: &mut Effects,
     ) {
-        let fields: Vec<&[u8]> = parsed.data_fields().collect();
-        let name = fields[0];
+        let request = match WriteRequest::parse(dialect, parsed) {
+            Ok(request) => request,
+            Err(reply) => {
+                effects.send(session, reply);
+                return;
+            }
+        };
+        let name = request.name;
+        match self.store.write(
+            name,
+            request.requested,
+            request.change,
+            dialect,
+            request.upsert,
+        ) {
+            Ok(new_version) => {
+                let name_bytes = bytes.slice_ref(name);
+                // Forward the bytes that arrived (2.4.1 too keeps the write config in them); an
+                // upsert becomes a plain U or P with the version that was written.
+                let forward = if !request.upsert {
+                    bytes.clone()
+                } else {
+                    let (prefix, suffix) = request.forward_parts();
+                    let mut forward = prefix;
+                    forward.extend_from_slice(new_version.to_string().as_bytes());
+                    forward.extend_from_slice(&suffix);
+                    Bytes::from(forward)
+                };
+                self.subscriptions.fanout_to_subscribers(
+                    &name_bytes,
+                    Some(session),
+                    &forward,
+                    effects,
+                );
+                if request.write_ack {
+                    effects.send(session, request.write_ack_reply());
+                }
+            }
+            Err(error) => effects.send(session, request.error_reply(dialect, parsed, error)),
+        }
+    }
+}
+
+/// A record write (`U`, `P` or `CU`) whose shape and version were checked.
+#[derive(Debug, Clone, Copy)]
+pub struct WriteRequest<'a> {
+    pub name: &'a [u8],
+    /// The version as sent.
+    pub version: i64,
+    /// The version to write; `None`: the next one (CU with -1).
+    pub requested: Option<i64>,
+    pub upsert: bool,
+    pub change: Change<'a>,
+    pub config: Option<&'a [u8]>,
+    pub write_ack: bool,
+}
+
+impl<'a> WriteRequest<'a> {
+    /// Checks the fields of a write; on failure, the error reply for the writer.
+    pub fn parse(dialect: Dialect, parsed: &Message<'a>) -> Result<WriteRequest<'a>, Bytes> {
+        let fields: Vec<&'a [u8]> = parsed.data_fields().collect();
+        let name = fields.first().copied().unwrap_or_default();
         if fields.len() < 3 {
-            effects.send(
-                session,
-                message(&[CODE, b"E", b"INVALID_MESSAGE_DATA", name]),
-            );
-            return;
+            return Err(message(&[CODE, b"E", b"INVALID_MESSAGE_DATA", name]));
         }
         let upsert = parsed.action == b"CU";
         let Some(version) = parse_version(fields[1]) else {
-            effects.send(
-                session,
-                message(&[CODE, b"E", b"INVALID_VERSION", name, b"NaN"]),
-            );
-            return;
+            return Err(message(&[CODE, b"E", b"INVALID_VERSION", name, b"NaN"]));
         };
         // Which fields hold the change and the optional write config.
         let (is_patch, config) = match (parsed.action, dialect, fields.len()) {
@@ -148,15 +200,8 @@ impl RecordFeature {
             (b"P", Dialect::V2, 5) => (true, Some(fields[4])),
             (b"CU", _, 4) => (false, Some(fields[3])),
             (b"CU", _, 5) => (true, Some(fields[4])),
-            _ => {
-                effects.send(
-                    session,
-                    message(&[CODE, b"E", b"INVALID_MESSAGE_DATA", parsed.raw]),
-                );
-                return;
-            }
+            _ => return Err(message(&[CODE, b"E", b"INVALID_MESSAGE_DATA", parsed.raw])),
         };
-        let write_ack = config.is_some_and(wants_write_ack);
         let change = if is_patch {
             Change::Patch {
                 path: fields[2],
@@ -165,68 +210,73 @@ impl RecordFeature {
         } else {
             Change::Whole(fields[2])
         };
-        let requested = (!(upsert && version == -1)).then_some(version);
-        match self.store.write(name, requested, change, dialect, upsert) {
-            Ok(new_version) => {
-                let name_bytes = bytes.slice_ref(name);
-                // Forward the bytes that arrived (2.4.1 too keeps the write config in them); an
-                // upsert becomes a plain U or P with the version that was written.
-                let forward = if !upsert {
-                    bytes.clone()
-                } else {
-                    let version = new_version.to_string();
-                    if is_patch {
-                        message(&[CODE, b"P", name, version.as_bytes(), fields[2], fields[3]])
-                    } else {
-                        message(&[CODE, b"U", name, version.as_bytes(), fields[2]])
-                    }
-                };
-                self.subscriptions.fanout_to_subscribers(
-                    &name_bytes,
-                    Some(session),
-                    &forward,
-                    effects,
-                );
-                if write_ack {
-                    let versions = format!("[{version}]");
-                    effects.send(
-                        session,
-                        message(&[CODE, b"WA", name, versions.as_bytes(), b"L"]),
-                    );
-                }
+        Ok(WriteRequest {
+            name,
+            version,
+            requested: (!(upsert && version == -1)).then_some(version),
+            upsert,
+            change,
+            config,
+            write_ack: config.is_some_and(wants_write_ack),
+        })
+    }
+
+    /// The forwarded message around its version: `R|U|<name>|` and `|<data>` + terminator (or
+    /// `R|P|<name>|` and `|<path>|<value>`), so the message for any version is prefix, version,
+    /// suffix. (The forward keeps no write config: used for upserts and cluster publishes.)
+    pub fn forward_parts(&self) -> (Vec<u8>, Vec<u8>) {
+        let (action, rest): (&[u8], Vec<&[u8]>) = match self.change {
+            Change::Whole(data) => (b"U", vec![data]),
+            Change::Patch { path, value } => (b"P", vec![path, value]),
+        };
+        let mut prefix = build_message(&[CODE, action, self.name, b""]);
+        prefix.pop(); // the terminator
+        let mut fields: Vec<&[u8]> = vec![b""];
+        fields.extend(rest);
+        (prefix, build_message(&fields))
+    }
+
+    /// `R|WA|<name>|[<version>]|L`.
+    pub fn write_ack_reply(&self) -> Bytes {
+        let versions = format!("[{}]", self.version);
+        message(&[CODE, b"WA", self.name, versions.as_bytes(), b"L"])
+    }
+
+    /// `R|E|VERSION_EXISTS|<name>|<current version>|<current data>` (+ the 2.x write config).
+    pub fn version_exists_reply(&self, dialect: Dialect, version: i64, data: &[u8]) -> Bytes {
+        let version = version.to_string();
+        let mut reply: Vec<&[u8]> = vec![
+            CODE,
+            b"E",
+            b"VERSION_EXISTS",
+            self.name,
+            version.as_bytes(),
+            data,
+        ];
+        if let (Dialect::V2, Some(config)) = (dialect, self.config) {
+            reply.push(config);
+        }
+        message(&reply)
+    }
+
+    /// The reply to a refused write.
+    pub fn error_reply(&self, dialect: Dialect, parsed: &Message<'_>, error: WriteError) -> Bytes {
+        match error {
+            WriteError::NotFound => {
+                let version = self.version.to_string();
+                message(&[CODE, b"E", b"RECORD_UPDATE_ERROR", version.as_bytes()])
             }
-            Err(WriteError::NotFound) => {
-                let version = version.to_string();
-                effects.send(
-                    session,
-                    message(&[CODE, b"E", b"RECORD_UPDATE_ERROR", version.as_bytes()]),
-                );
+            WriteError::VersionExists(current) => {
+                self.version_exists_reply(dialect, current.version, &current.data)
             }
-            Err(WriteError::VersionExists(current)) => {
-                let version = current.version.to_string();
-                let mut reply: Vec<&[u8]> = vec![
-                    CODE,
-                    b"E",
-                    b"VERSION_EXISTS",
-                    name,
-                    version.as_bytes(),
-                    &current.data,
-                ];
-                if let (Dialect::V2, Some(config)) = (dialect, config) {
-                    reply.push(config);
-                }
-                effects.send(session, message(&reply));
-            }
-            Err(WriteError::InvalidData(text)) => {
+            WriteError::InvalidData(text) => {
+                let is_patch = matches!(self.change, Change::Patch { .. });
                 let payload = if is_patch && !text.is_empty() {
                     text.into_bytes()
                 } else {
                     parsed.raw.to_vec()
                 };
-                effects.send(
-                    session,
-                    message(&[CODE, b"E", b"INVALID_MESSAGE_DATA", &payload]),
-                );
+                message(&[CODE, b"E", b"INVALID_MESSAGE_DATA", &payload])
             }
         }
     }

@@ -47,6 +47,7 @@ pub enum WriteError {
 }
 
 /// What a write changes.
+#[derive(Debug, Clone, Copy)]
 pub enum Change<'a> {
     /// `U`: the whole data.
     Whole(&'a [u8]),
@@ -87,6 +88,35 @@ impl RecordStore {
             );
         }
         &self.records[name]
+    }
+
+    /// Stores `{version, data}` as they are (the cluster's cached copy of a Redis record).
+    pub fn put(&mut self, name: &[u8], version: i64, data: &[u8]) {
+        match self.records.get_mut(name) {
+            Some(record) => {
+                record.version = version;
+                record.data = Box::from(data);
+            }
+            None => {
+                self.records.insert(
+                    Box::from(name),
+                    Record {
+                        version,
+                        data: Box::from(data),
+                    },
+                );
+            }
+        }
+    }
+
+    /// Applies a patch to `data` (the cluster path, whose base comes from Redis or its cache).
+    pub fn patched(
+        &mut self,
+        data: &[u8],
+        path: &[u8],
+        value: &[u8],
+    ) -> Result<Vec<u8>, WriteError> {
+        patch(data, path, value, &mut self.scratch)
     }
 
     pub fn delete(&mut self, name: &[u8]) -> bool {
@@ -140,7 +170,9 @@ impl RecordStore {
         Ok(next)
     }
 
-    fn validate_json(&mut self, json: &[u8], dialect: Dialect) -> Result<(), WriteError> {
+    /// Checks the body of a whole update the way `write` does (the cluster path writes to
+    /// Redis, not to this store, but refuses the same bodies).
+    pub fn validate_json(&mut self, json: &[u8], dialect: Dialect) -> Result<(), WriteError> {
         self.scratch.clear();
         self.scratch.extend_from_slice(json);
         let tape = simd_json::to_tape(&mut self.scratch)

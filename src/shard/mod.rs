@@ -30,6 +30,7 @@ mod slab;
 pub use slab::{PortState, SessionPort, SlowConsumer};
 
 use crate::auth::Authenticator;
+use crate::cluster::{Cluster, ClusterStats};
 use crate::config::Config;
 use crate::features::event::{RegistrySize, TopicRegistry};
 use crate::features::presence::PresenceReplica;
@@ -135,6 +136,8 @@ pub enum CoreMessage {
     Presence {
         username: Arc<str>,
         joined: bool,
+        /// A session of this node (false: the rest of the cluster, see `cluster`).
+        local: bool,
     },
     /// `U|S`, `U|US`, `U|Q` and a closing session's clean-up, handled by its own core.
     PresenceRequest {
@@ -309,6 +312,7 @@ pub struct CoreStats {
     pub connections_accepted: u64,
     pub slow_consumer_disconnects: u64,
     pub messages_in: u64,
+    pub cluster: ClusterStats,
 }
 
 /// Counters of one core (plain cells: only this core touches them).
@@ -443,6 +447,8 @@ pub struct Core {
     relay_handler: RefCell<Option<RelayHandler>>,
     adopt_handler: RefCell<Option<AdoptHandler>>,
     relay_waiters: RefCell<AHashMap<u64, RelayWaiter>>,
+    /// This core's cluster layer, when Redis is configured (set once at start).
+    cluster: std::cell::OnceCell<Rc<Cluster>>,
 }
 
 struct StatsWaiter {
@@ -480,8 +486,54 @@ impl Core {
             relay_handler: RefCell::new(None),
             adopt_handler: RefCell::new(None),
             relay_waiters: RefCell::new(AHashMap::new()),
+            cluster: std::cell::OnceCell::new(),
             timers: RefCell::new(AHashMap::new()),
             counters: Counters::default(),
+        }
+    }
+
+    /// Attaches the cluster layer (once, before the core serves).
+    pub fn set_cluster(&self, cluster: Rc<Cluster>) {
+        let _ = self.cluster.set(cluster);
+    }
+
+    pub fn cluster(&self) -> Option<Rc<Cluster>> {
+        self.cluster.get().cloned()
+    }
+
+    /// The record feature of this core (for the cluster's record path).
+    pub(crate) fn records_mut(&self) -> RefMut<'_, RecordFeature> {
+        self.records.borrow_mut()
+    }
+
+    /// Carries out effects produced outside `handle` (the cluster's asynchronous paths).
+    pub(crate) fn execute_effects(self: &Rc<Self>, effects: Effects) {
+        self.execute(effects);
+    }
+
+    /// An event another node published: every local subscriber gets it.
+    pub(crate) fn emit_from_cluster(self: &Rc<Self>, name: &[u8], message: Bytes) {
+        let mut effects = Effects::default();
+        self.events
+            .borrow()
+            .fanout_to_subscribers(name, None, &message, &mut effects);
+        self.execute(effects);
+    }
+
+    /// After a change to the event subscriptions of `name` on its owner core.
+    fn event_interest(&self, topic: Topic, name: &Bytes) {
+        if let Some(cluster) = self.cluster.get() {
+            match topic {
+                Topic::Event => {
+                    let count = self.events.borrow().subscriber_count(name);
+                    cluster.event_interest(name, count);
+                }
+                Topic::Record => {
+                    let count = self.records.borrow().subscriptions.subscriber_count(name);
+                    crate::cluster::records::interest(cluster, self, name, count);
+                }
+                _ => {}
+            }
         }
     }
 
@@ -666,8 +718,9 @@ impl Core {
                 session,
             } => {
                 if let Some(mut registry) = self.registry(topic) {
-                    registry.subscribe(name, session, &mut effects);
+                    registry.subscribe(name.clone(), session, &mut effects);
                 }
+                self.event_interest(topic, &name);
             }
             CoreMessage::Unsubscribe {
                 topic,
@@ -677,15 +730,20 @@ impl Core {
                 if let Some(mut registry) = self.registry(topic) {
                     registry.unsubscribe(&name, session, false, &mut effects);
                 }
+                self.event_interest(topic, &name);
             }
             CoreMessage::Emit {
                 name,
                 message,
                 sender,
-            } => self
-                .events
-                .borrow()
-                .emit(&name, &message, sender, &mut effects),
+            } => {
+                self.events
+                    .borrow()
+                    .emit(&name, &message, sender, &mut effects);
+                if let Some(cluster) = self.cluster.get() {
+                    cluster.publish_event(&name, &message);
+                }
+            }
             CoreMessage::ListenResponse {
                 topic,
                 accept,
@@ -730,20 +788,28 @@ impl Core {
                 names,
             } => {
                 if let Some(mut registry) = self.registry(topic) {
-                    for name in names {
-                        registry.unsubscribe(&name, session, true, &mut effects);
+                    for name in &names {
+                        registry.unsubscribe(name, session, true, &mut effects);
                     }
+                }
+                for name in &names {
+                    self.event_interest(topic, name);
                 }
             }
             CoreMessage::Record {
                 session,
                 dialect,
+                name,
                 message,
-                ..
-            } => self
-                .records
-                .borrow_mut()
-                .handle(session, dialect, &message, &mut effects),
+            } => {
+                if self.cluster.get().is_some() {
+                    crate::cluster::records::handle(self, session, dialect, name, message);
+                    return;
+                }
+                self.records
+                    .borrow_mut()
+                    .handle(session, dialect, &message, &mut effects)
+            }
             CoreMessage::StatsRequest { reply_to, request } => {
                 let stats = Box::new(self.stats());
                 self.route(reply_to, CoreMessage::StatsReply { request, stats });
@@ -794,7 +860,16 @@ impl Core {
                 }
                 return;
             }
-            CoreMessage::Presence { username, joined } => {
+            CoreMessage::Presence {
+                username,
+                joined,
+                local,
+            } => {
+                if local && self.id == 0 {
+                    if let Some(cluster) = self.cluster.get() {
+                        cluster.local_presence(&username, joined);
+                    }
+                }
                 let mut presence = self.presence.borrow_mut();
                 if joined {
                     presence.login(&username, &mut effects);
@@ -988,6 +1063,11 @@ impl Core {
             cross_core_queue_bytes: self.outgoing_bytes.borrow().iter().sum::<usize>() as u64,
             slow_consumer_disconnects: self.counters.slow_consumer_disconnects.get(),
             messages_in: self.counters.messages_in.get(),
+            cluster: self
+                .cluster
+                .get()
+                .map(|cluster| cluster.stats())
+                .unwrap_or_default(),
         }
     }
 

@@ -1,0 +1,725 @@
+//! Several nodes as one deepstream, through Redis (../shared/DESIGN.md "Cluster (Redis)").
+//!
+//! One `Cluster` per core, created by `server::run_core` when the config names a Redis
+//! (`plugins.message` / `plugins.cache` with `name: redis`). It owns the core's two Redis links
+//! (`link`) and the cluster state of the names this core owns; `shard::Core` calls it at the
+//! few points where a name's state crosses the node boundary, and the pub/sub link calls back
+//! into the core with what other nodes published.
+//!
+//! ## What travels through Redis (keys and channels all start with `cs:`)
+//! - Events: the owner core of a name subscribes to `cs:e:<name>` while the node has
+//!   subscribers for it, and publishes every emit there as `<origin>␞<message>`. Delivery on the
+//!   emitting node is local and immediate; a node ignores what it published itself.
+//! - Records (`records`): Redis is the source of truth: hash `cs:rec:<name>` {v, d}. Every write
+//!   is one script (`RECORD_WRITE`) that compares the version and, when it matches, stores and
+//!   publishes on `cs:r:<name>`; so two nodes can never both accept version N. A node's owner
+//!   core caches a record only while it has subscribers for it (and is subscribed to its
+//!   channel), and delivers every change, its own writes included, from that channel: one
+//!   connection, Redis's order, so every node's subscribers see the same gapless sequence.
+//! - Presence (core 0): the set `cs:users:<node>` holds a node's logged-in users; `cs:presence`
+//!   carries `J`/`L` when a username's count on a node goes 0 → 1 / 1 → 0. Remote users count
+//!   as one login in every core's presence replica, so PNJ/PNL fire on the first login / last
+//!   logout anywhere.
+//! - Liveness (core 0): every `clusterKeepAliveInterval` a node stamps its id in the hash
+//!   `cs:nodes` with Redis's clock; every `clusterActiveCheckInterval` it removes the nodes whose
+//!   stamp is older than `clusterNodeInactiveTimeout`, with their users.
+//!
+//! Redis faults: the links reconnect with backoff (see `link`); while Redis is away every node
+//! keeps serving its own clients (local events, cached reads); writes and uncached reads get an
+//! error reply instead of waiting; after the reconnect the channels are subscribed again and the
+//! caches reloaded. Nothing is acknowledged before Redis accepted it.
+
+pub mod link;
+pub mod records;
+pub mod resp;
+
+use crate::shard::{Core, CoreMessage, SessionRef};
+use ahash::{AHashMap, AHashSet};
+use bytes::Bytes;
+use link::{CommandLink, PubSubEvent, PubSubLink, RedisError, RedisTarget};
+use redis::Value;
+use std::cell::{Cell, RefCell};
+use std::rc::{Rc, Weak};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The cluster settings (deepstream's plugin and cluster keys).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    pub redis: RedisTarget,
+    /// This node's id in the cluster: serverName plus a random suffix (unique per start).
+    pub node: String,
+    pub keep_alive_interval: Duration,
+    pub active_check_interval: Duration,
+    pub node_inactive_timeout: Duration,
+}
+
+pub const EVENT_CHANNEL: &[u8] = b"cs:e:";
+pub const RECORD_CHANNEL: &[u8] = b"cs:r:";
+pub const RECORD_KEY: &[u8] = b"cs:rec:";
+const PRESENCE_CHANNEL: &[u8] = b"cs:presence";
+const NODES_KEY: &[u8] = b"cs:nodes";
+const USERS_KEY: &str = "cs:users:";
+/// Separates the parts of a published payload (the protocol's record separator: it cannot
+/// occur inside a message's fields or inside valid JSON).
+pub const SEPARATOR: u8 = 0x1e;
+
+/// Stamps this node in `cs:nodes` with Redis's clock (ms); 1 when the node was not there.
+const HEARTBEAT: &str = "local t = redis.call('TIME')
+return redis.call('HSET', KEYS[1], ARGV[1], t[1] * 1000 + math.floor(t[2] / 1000))";
+
+/// `{now_ms, node, stamp, node, stamp, ...}` of `cs:nodes`, by Redis's clock.
+const NODES: &str = "local t = redis.call('TIME')
+local out = {t[1] * 1000 + math.floor(t[2] / 1000)}
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all do out[#out + 1] = all[i] end
+return out";
+
+/// Counters of the cluster layer of one core, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct ClusterCounters {
+    pub published: Cell<u64>,
+    pub received: Cell<u64>,
+    pub write_conflicts: Cell<u64>,
+    pub redis_errors: Cell<u64>,
+    /// Live nodes other than this one (core 0).
+    pub remote_nodes: Cell<u64>,
+}
+
+/// What `/metrics` and `/health-check` show of one core's cluster layer.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ClusterStats {
+    pub enabled: bool,
+    pub command_link_up: bool,
+    pub pubsub_link_up: bool,
+    pub reconnects: u64,
+    pub channels: u64,
+    pub published: u64,
+    pub received: u64,
+    pub write_conflicts: u64,
+    pub redis_errors: u64,
+    pub redis_commands: u64,
+    pub remote_nodes: u64,
+}
+
+/// Presence as core 0 of a node sees the cluster.
+#[derive(Default)]
+struct ClusterPresence {
+    /// Logins per username on this node (sessions of every core).
+    local: AHashMap<Arc<str>, u32>,
+    /// The users of each other live node.
+    remote: AHashMap<Arc<str>, AHashSet<Arc<str>>>,
+    /// On how many other nodes each username is logged in.
+    remote_count: AHashMap<Arc<str>, u32>,
+    /// Remote nodes with users that are missing from `cs:nodes`, since when.
+    missing_since: AHashMap<Arc<str>, std::time::Instant>,
+    /// `Some` while the remote state loads: the `J`/`L` messages that arrived meanwhile.
+    loading: Option<Vec<Bytes>>,
+}
+
+pub struct Cluster {
+    pub node: Arc<str>,
+    pub config: ClusterConfig,
+    pub commands: Rc<CommandLink>,
+    pub pubsub: Rc<PubSubLink>,
+    pub counters: ClusterCounters,
+    pub(crate) records: records::ClusterRecords,
+    presence: RefCell<ClusterPresence>,
+    heartbeat_script: redis::Script,
+    nodes_script: redis::Script,
+}
+
+impl Cluster {
+    pub fn new(core_id: usize, config: &ClusterConfig) -> Rc<Cluster> {
+        let commands = CommandLink::new(
+            format!("redis commands (core {core_id})"),
+            config.redis.clone(),
+        );
+        let pubsub = PubSubLink::new(
+            format!("redis pub/sub (core {core_id})"),
+            config.redis.clone(),
+        );
+        Rc::new(Cluster {
+            node: Arc::from(config.node.as_str()),
+            config: config.clone(),
+            commands,
+            pubsub,
+            counters: ClusterCounters::default(),
+            records: records::ClusterRecords::default(),
+            presence: RefCell::new(ClusterPresence::default()),
+            heartbeat_script: redis::Script::new(HEARTBEAT),
+            nodes_script: redis::Script::new(NODES),
+        })
+    }
+
+    /// Starts the links (and on core 0 the liveness tasks and presence channel) of `core`.
+    pub fn start(core: &Rc<Core>) {
+        let Some(cluster) = core.cluster() else {
+            return;
+        };
+        let weak = Rc::downgrade(core);
+        let on_command_link = Rc::new(|_up: bool| {});
+        glommio::spawn_local(Rc::clone(&cluster.commands).run(on_command_link)).detach();
+        let on_event: Rc<dyn Fn(PubSubEvent)> = Rc::new(move |event| {
+            if let Some(core) = weak.upgrade() {
+                on_pubsub(&core, event);
+            }
+        });
+        if core.id == 0 {
+            cluster.presence.borrow_mut().loading = Some(Vec::new());
+            cluster
+                .pubsub
+                .subscribe(Bytes::from_static(PRESENCE_CHANNEL));
+            glommio::spawn_local(run_liveness(Rc::downgrade(core))).detach();
+        }
+        glommio::spawn_local(Rc::clone(&cluster.pubsub).run(on_event)).detach();
+    }
+
+    pub fn stats(&self) -> ClusterStats {
+        ClusterStats {
+            enabled: true,
+            command_link_up: self.commands.is_up(),
+            pubsub_link_up: self.pubsub.is_up(),
+            reconnects: self.commands.counters.connects.get().saturating_sub(1)
+                + self.pubsub.counters.connects.get().saturating_sub(1),
+            channels: self.pubsub.channel_count() as u64,
+            published: self.counters.published.get(),
+            received: self.counters.received.get(),
+            write_conflicts: self.counters.write_conflicts.get(),
+            redis_errors: self.counters.redis_errors.get(),
+            redis_commands: self.commands.counters.commands.get(),
+            remote_nodes: self.counters.remote_nodes.get(),
+        }
+    }
+
+    /// `<node>/<core>.<slot>.<generation>`: who published, so the origin node can skip its
+    /// own messages and the writer's own session.
+    pub fn origin(&self, session: Option<SessionRef>) -> Vec<u8> {
+        let mut origin = self.node.as_bytes().to_vec();
+        if let Some(session) = session {
+            origin.extend_from_slice(
+                format!("/{}.{}.{}", session.core, session.slot, session.generation).as_bytes(),
+            );
+        }
+        origin
+    }
+
+    /// Splits `<origin>` into (is it this node, the session it names on this node).
+    pub fn parse_origin(&self, origin: &[u8]) -> (bool, Option<SessionRef>) {
+        let (node, session) = match memchr::memchr(b'/', origin) {
+            Some(slash) => (&origin[..slash], Some(&origin[slash + 1..])),
+            None => (origin, None),
+        };
+        if node != self.node.as_bytes() {
+            return (false, None);
+        }
+        let session = session.and_then(|text| {
+            let text = std::str::from_utf8(text).ok()?;
+            let mut parts = text.split('.');
+            let core = parts.next()?.parse().ok()?;
+            let slot = parts.next()?.parse().ok()?;
+            let generation = parts.next()?.parse().ok()?;
+            Some(SessionRef {
+                core,
+                slot,
+                generation,
+            })
+        });
+        (true, session)
+    }
+
+    fn publish(&self, channel: &[u8], payload: &[u8]) {
+        if self.commands.send(&[b"PUBLISH", channel, payload]) {
+            self.counters
+                .published
+                .set(self.counters.published.get() + 1);
+        } else {
+            self.counters
+                .redis_errors
+                .set(self.counters.redis_errors.get() + 1);
+        }
+    }
+
+    /// Runs a Lua script by its hash, loading it when Redis does not know it (after a restart).
+    pub async fn script(
+        &self,
+        script: &redis::Script,
+        code: &str,
+        keys: &[&[u8]],
+        arguments: &[&[u8]],
+    ) -> Result<Value, RedisError> {
+        let count = keys.len().to_string();
+        let hash = script.get_hash().to_string();
+        let mut command: Vec<&[u8]> = vec![b"EVALSHA", hash.as_bytes(), count.as_bytes()];
+        command.extend_from_slice(keys);
+        command.extend_from_slice(arguments);
+        match self.commands.call(&command).await {
+            Err(RedisError::Server(text)) if text.contains("NOSCRIPT") => {
+                command[0] = b"EVAL";
+                command[1] = code.as_bytes();
+                self.commands.call(&command).await
+            }
+            other => other,
+        }
+    }
+
+    fn count_error(&self, what: &str, error: &RedisError) {
+        self.counters
+            .redis_errors
+            .set(self.counters.redis_errors.get() + 1);
+        if !matches!(error, RedisError::Down) {
+            crate::warn!("cluster: {what} failed: {error}");
+        }
+    }
+
+    // ----- events ------------------------------------------------------------------------
+
+    /// The owner core's subscriber count of an event name changed: follow its channel while
+    /// the node has subscribers.
+    pub fn event_interest(&self, name: &[u8], subscribers: usize) {
+        let channel = channel(EVENT_CHANNEL, name);
+        if subscribers > 0 {
+            if !self.pubsub.is_wanted(&channel) {
+                self.pubsub.subscribe(Bytes::from(channel));
+            }
+        } else {
+            self.pubsub.unsubscribe(&channel);
+        }
+    }
+
+    /// An event emitted on this node, for the other nodes.
+    pub fn publish_event(&self, name: &[u8], message: &[u8]) {
+        let mut payload = Vec::with_capacity(self.node.len() + 1 + message.len());
+        payload.extend_from_slice(self.node.as_bytes());
+        payload.push(SEPARATOR);
+        payload.extend_from_slice(message);
+        self.publish(&channel(EVENT_CHANNEL, name), &payload);
+    }
+
+    // ----- presence (core 0) ----------------------------------------------------------------
+
+    /// A login (or logout) on this node counted for presence: tell the cluster when it is the
+    /// username's first (or last) on this node.
+    pub fn local_presence(&self, username: &Arc<str>, joined: bool) {
+        let mut presence = self.presence.borrow_mut();
+        let count = presence.local.entry(Arc::clone(username)).or_insert(0);
+        let changed = if joined {
+            *count += 1;
+            *count == 1
+        } else {
+            *count = count.saturating_sub(1);
+            *count == 0
+        };
+        if !joined && *count == 0 {
+            presence.local.remove(username);
+        }
+        drop(presence);
+        if changed {
+            let users = format!("{USERS_KEY}{}", self.node);
+            let command: &[u8] = if joined { b"SADD" } else { b"SREM" };
+            self.commands
+                .send(&[command, users.as_bytes(), username.as_bytes()]);
+            let kind: &[u8] = if joined { b"J" } else { b"L" };
+            self.publish(
+                PRESENCE_CHANNEL,
+                &presence_payload(kind, &self.node, username),
+            );
+        }
+    }
+}
+
+fn presence_payload(kind: &[u8], node: &str, username: &str) -> Vec<u8> {
+    let mut payload = kind.to_vec();
+    payload.push(SEPARATOR);
+    payload.extend_from_slice(node.as_bytes());
+    payload.push(SEPARATOR);
+    payload.extend_from_slice(username.as_bytes());
+    payload
+}
+
+pub fn channel(prefix: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut channel = Vec::with_capacity(prefix.len() + name.len());
+    channel.extend_from_slice(prefix);
+    channel.extend_from_slice(name);
+    channel
+}
+
+/// What the pub/sub link of `core` received.
+fn on_pubsub(core: &Rc<Core>, event: PubSubEvent) {
+    let Some(cluster) = core.cluster() else {
+        return;
+    };
+    match event {
+        PubSubEvent::Message { channel, payload } => {
+            cluster
+                .counters
+                .received
+                .set(cluster.counters.received.get() + 1);
+            if let Some(name) = channel.strip_prefix(EVENT_CHANNEL) {
+                let Some(split) = memchr::memchr(SEPARATOR, &payload) else {
+                    return;
+                };
+                if &payload[..split] == cluster.node.as_bytes() {
+                    return;
+                }
+                core.emit_from_cluster(name, payload.slice(split + 1..));
+            } else if let Some(name) = channel.strip_prefix(RECORD_CHANNEL) {
+                records::on_publish(core, &cluster, channel.slice_ref(name), payload);
+            } else if &channel[..] == PRESENCE_CHANNEL {
+                on_presence_message(core, &cluster, payload);
+            }
+        }
+        PubSubEvent::Subscribed(channel) => {
+            if let Some(name) = channel.strip_prefix(RECORD_CHANNEL) {
+                records::on_subscribed(core, &cluster, channel.slice_ref(name));
+            } else if &channel[..] == PRESENCE_CHANNEL {
+                let weak = Rc::downgrade(core);
+                glommio::spawn_local(load_presence(weak)).detach();
+            }
+        }
+        PubSubEvent::Connected => {}
+        PubSubEvent::Disconnected => {
+            records::on_disconnected(core, &cluster);
+            if core.id == 0 {
+                cluster.presence.borrow_mut().loading = Some(Vec::new());
+            }
+        }
+    }
+}
+
+fn on_presence_message(core: &Rc<Core>, cluster: &Rc<Cluster>, payload: Bytes) {
+    {
+        let mut presence = cluster.presence.borrow_mut();
+        if let Some(buffered) = presence.loading.as_mut() {
+            buffered.push(payload);
+            return;
+        }
+    }
+    apply_presence_message(core, cluster, &payload);
+}
+
+fn apply_presence_message(core: &Rc<Core>, cluster: &Rc<Cluster>, payload: &[u8]) {
+    let mut parts = payload.split(|byte| *byte == SEPARATOR);
+    let (Some(kind), Some(node), Some(username)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return;
+    };
+    if node == cluster.node.as_bytes() {
+        return;
+    }
+    let (Ok(node), Ok(username)) = (std::str::from_utf8(node), std::str::from_utf8(username))
+    else {
+        return;
+    };
+    let node: Arc<str> = Arc::from(node);
+    if kind == b"N" {
+        // `N␞<node>␞`: another node found `node` dead and removed it.
+        cluster.presence.borrow_mut().missing_since.remove(&node);
+        set_remote_users(core, cluster, &node, None);
+        return;
+    }
+    let username: Arc<str> = Arc::from(username);
+    let changes = {
+        let mut presence = cluster.presence.borrow_mut();
+        let users = presence.remote.entry(Arc::clone(&node)).or_default();
+        let changed = if kind == b"J" {
+            users.insert(Arc::clone(&username))
+        } else {
+            users.remove(&username)
+        };
+        if changed {
+            remote_count_changed(&mut presence, &username, kind == b"J")
+        } else {
+            None
+        }
+    };
+    if let Some(joined) = changes {
+        broadcast_remote_presence(core, username, joined);
+    }
+}
+
+/// Adjusts how many nodes have `username`; `Some(joined)` when it crossed 0.
+fn remote_count_changed(
+    presence: &mut ClusterPresence,
+    username: &Arc<str>,
+    joined: bool,
+) -> Option<bool> {
+    let count = presence
+        .remote_count
+        .entry(Arc::clone(username))
+        .or_insert(0);
+    if joined {
+        *count += 1;
+        (*count == 1).then_some(true)
+    } else {
+        *count = count.saturating_sub(1);
+        if *count == 0 {
+            presence.remote_count.remove(username);
+            Some(false)
+        } else {
+            None
+        }
+    }
+}
+
+/// A username logged in (or out) on the rest of the cluster: one login in every replica.
+fn broadcast_remote_presence(core: &Rc<Core>, username: Arc<str>, joined: bool) {
+    core.broadcast(|| CoreMessage::Presence {
+        username: Arc::clone(&username),
+        joined,
+        local: false,
+    });
+}
+
+/// Replaces the remote users of `node` with `users` (or drops the node), notifying changes.
+fn set_remote_users(
+    core: &Rc<Core>,
+    cluster: &Rc<Cluster>,
+    node: &Arc<str>,
+    users: Option<AHashSet<Arc<str>>>,
+) {
+    let mut notes = Vec::new();
+    {
+        let mut presence = cluster.presence.borrow_mut();
+        let previous = match &users {
+            Some(users) => presence
+                .remote
+                .insert(Arc::clone(node), users.clone())
+                .unwrap_or_default(),
+            None => presence.remote.remove(node).unwrap_or_default(),
+        };
+        let now = users.unwrap_or_default();
+        for gone in previous.difference(&now) {
+            if let Some(joined) = remote_count_changed(&mut presence, gone, false) {
+                notes.push((Arc::clone(gone), joined));
+            }
+        }
+        for new in now.difference(&previous) {
+            if let Some(joined) = remote_count_changed(&mut presence, new, true) {
+                notes.push((Arc::clone(new), joined));
+            }
+        }
+    }
+    for (username, joined) in notes {
+        broadcast_remote_presence(core, username, joined);
+    }
+}
+
+/// `[now, node, stamp, ...]` from the NODES script: (now, [(node, stamp)]).
+fn parse_nodes(value: Value) -> Option<(i64, Vec<(String, i64)>)> {
+    let Value::Array(items) = value else {
+        return None;
+    };
+    let mut items = items.into_iter();
+    let now = integer(items.next()?)?;
+    let mut nodes = Vec::new();
+    while let (Some(node), Some(stamp)) = (items.next(), items.next()) {
+        let node = match node {
+            Value::BulkString(bytes) => String::from_utf8(bytes).ok()?,
+            _ => return None,
+        };
+        nodes.push((node, integer(stamp)?));
+    }
+    Some((now, nodes))
+}
+
+pub fn integer(value: Value) -> Option<i64> {
+    match value {
+        Value::Int(number) => Some(number),
+        Value::BulkString(bytes) => std::str::from_utf8(&bytes).ok()?.parse().ok(),
+        Value::SimpleString(text) => text.parse().ok(),
+        _ => None,
+    }
+}
+
+pub fn bulk(value: Value) -> Option<Vec<u8>> {
+    match value {
+        Value::BulkString(bytes) => Some(bytes),
+        Value::SimpleString(text) => Some(text.into_bytes()),
+        _ => None,
+    }
+}
+
+/// Loads the users of every live node (core 0, after `cs:presence` is subscribed), then
+/// applies the messages that arrived meanwhile.
+async fn load_presence(weak: Weak<Core>) {
+    let Some(core) = weak.upgrade() else {
+        return;
+    };
+    let Some(cluster) = core.cluster() else {
+        return;
+    };
+    cluster
+        .presence
+        .borrow_mut()
+        .loading
+        .get_or_insert_with(Vec::new);
+    // Our own users again (the set may be gone: Redis restarted, or we were declared dead).
+    republish_own_users(&cluster);
+    let nodes = match cluster
+        .script(&cluster.nodes_script, NODES, &[NODES_KEY], &[])
+        .await
+    {
+        Ok(value) => parse_nodes(value).unwrap_or_default().1,
+        Err(error) => {
+            cluster.count_error("loading the node list", &error);
+            Vec::new()
+        }
+    };
+    let mut loaded: Vec<(Arc<str>, AHashSet<Arc<str>>)> = Vec::new();
+    for (node, _) in nodes.iter().filter(|(node, _)| node != &*cluster.node) {
+        let key = format!("{USERS_KEY}{node}");
+        match cluster.commands.call(&[b"SMEMBERS", key.as_bytes()]).await {
+            Ok(Value::Array(members)) | Ok(Value::Set(members)) => {
+                let users = members
+                    .into_iter()
+                    .filter_map(bulk)
+                    .filter_map(|bytes| String::from_utf8(bytes).ok())
+                    .map(|user| Arc::from(user.as_str()))
+                    .collect();
+                loaded.push((Arc::from(node.as_str()), users));
+            }
+            Ok(_) => {}
+            Err(error) => cluster.count_error("loading a node's users", &error),
+        }
+    }
+    let known: Vec<Arc<str>> = cluster.presence.borrow().remote.keys().cloned().collect();
+    for node in known {
+        if !loaded.iter().any(|(loaded_node, _)| *loaded_node == node) {
+            set_remote_users(&core, &cluster, &node, None);
+        }
+    }
+    for (node, users) in loaded {
+        set_remote_users(&core, &cluster, &node, Some(users));
+    }
+    cluster
+        .counters
+        .remote_nodes
+        .set(cluster.presence.borrow().remote.len() as u64);
+    let buffered = cluster
+        .presence
+        .borrow_mut()
+        .loading
+        .take()
+        .unwrap_or_default();
+    for payload in buffered {
+        apply_presence_message(&core, &cluster, &payload);
+    }
+}
+
+fn republish_own_users(cluster: &Cluster) {
+    let users: Vec<Arc<str>> = cluster.presence.borrow().local.keys().cloned().collect();
+    let key = format!("{USERS_KEY}{}", cluster.node);
+    cluster.commands.send(&[b"DEL", key.as_bytes()]);
+    for username in users {
+        cluster
+            .commands
+            .send(&[b"SADD", key.as_bytes(), username.as_bytes()]);
+        cluster.publish(
+            PRESENCE_CHANNEL,
+            &presence_payload(b"J", &cluster.node, &username),
+        );
+    }
+}
+
+/// Core 0: stamps this node alive and removes nodes that stopped stamping.
+async fn run_liveness(weak: Weak<Core>) {
+    let (keep_alive, check) = match weak.upgrade().and_then(|core| core.cluster()) {
+        Some(cluster) => (
+            cluster.config.keep_alive_interval,
+            cluster.config.active_check_interval,
+        ),
+        None => return,
+    };
+    let mut next_stamp = std::time::Instant::now();
+    loop {
+        let Some(core) = weak.upgrade() else {
+            return;
+        };
+        let Some(cluster) = core.cluster() else {
+            return;
+        };
+        if std::time::Instant::now() >= next_stamp && cluster.commands.is_up() {
+            next_stamp = std::time::Instant::now() + keep_alive;
+            match cluster
+                .script(
+                    &cluster.heartbeat_script,
+                    HEARTBEAT,
+                    &[NODES_KEY],
+                    &[cluster.node.as_bytes()],
+                )
+                .await
+            {
+                // The node was missing from `cs:nodes` (first stamp, Redis lost it, or another
+                // node declared us dead): announce our users again.
+                Ok(Value::Int(1)) => republish_own_users(&cluster),
+                Ok(_) => {}
+                Err(error) => cluster.count_error("the node heartbeat", &error),
+            }
+        }
+        if cluster.commands.is_up() && cluster.presence.borrow().loading.is_none() {
+            remove_dead_nodes(&core, &cluster).await;
+        }
+        drop(cluster);
+        drop(core);
+        glommio::timer::sleep(check.min(keep_alive)).await;
+    }
+}
+
+async fn remove_dead_nodes(core: &Rc<Core>, cluster: &Rc<Cluster>) {
+    let Ok(value) = cluster
+        .script(&cluster.nodes_script, NODES, &[NODES_KEY], &[])
+        .await
+    else {
+        return;
+    };
+    let Some((now, nodes)) = parse_nodes(value) else {
+        return;
+    };
+    let timeout = cluster.config.node_inactive_timeout.as_millis() as i64;
+    let mut alive: AHashSet<&str> = AHashSet::new();
+    for (node, stamp) in &nodes {
+        if now - stamp > timeout && node != &*cluster.node {
+            crate::warn!(
+                "cluster: node {node} sent no heartbeat for {} ms: removing it, its users and providers",
+                now - stamp
+            );
+            let users = format!("{USERS_KEY}{node}");
+            cluster
+                .commands
+                .send(&[b"HDEL", NODES_KEY, node.as_bytes()]);
+            cluster.commands.send(&[b"DEL", users.as_bytes()]);
+            // Tell the other nodes at once (they would otherwise wait for the node list).
+            cluster.publish(PRESENCE_CHANNEL, &presence_payload(b"N", node, ""));
+            let node: Arc<str> = Arc::from(node.as_str());
+            cluster.presence.borrow_mut().missing_since.remove(&node);
+            set_remote_users(core, cluster, &node, None);
+        } else {
+            alive.insert(node);
+        }
+    }
+    // A node we heard from but that is not in `cs:nodes`: removed by another node's check, or
+    // not stamped yet (its first login can be published before its first heartbeat). Give it
+    // the inactive timeout before dropping its users.
+    let known: Vec<Arc<str>> = cluster.presence.borrow().remote.keys().cloned().collect();
+    let limit = cluster.config.node_inactive_timeout;
+    for node in known {
+        if alive.contains(&*node) {
+            cluster.presence.borrow_mut().missing_since.remove(&node);
+            continue;
+        }
+        let since = *cluster
+            .presence
+            .borrow_mut()
+            .missing_since
+            .entry(Arc::clone(&node))
+            .or_insert_with(std::time::Instant::now);
+        if since.elapsed() > limit {
+            crate::warn!("cluster: node {node} is gone from the node list: removing its users");
+            cluster.presence.borrow_mut().missing_since.remove(&node);
+            set_remote_users(core, cluster, &node, None);
+        }
+    }
+    let remote = alive.iter().filter(|node| **node != &*cluster.node).count();
+    cluster.counters.remote_nodes.set(remote as u64);
+}

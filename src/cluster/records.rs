@@ -1,0 +1,626 @@
+//! Records in a cluster: Redis is the source of truth, the owner core of a name on each node
+//! serialises that node's operations on it and caches it while the node has subscribers.
+//!
+//! Called by `shard::Core` for every record message when a cluster is configured, and by the
+//! pub/sub link (`on_subscribed`, `on_publish`, `on_disconnected`).
+//!
+//! - Each name has a FIFO of operations; one task per busy name runs them one after another,
+//!   so one node's operations on a record reach Redis in the order its clients sent them
+//!   (different names proceed in parallel, pipelined on the core's command link).
+//! - A write is one `RECORD_WRITE` script call: it checks the version (and, for a patch, that
+//!   the base the patch was applied to is still current), stores `{v, d}` and publishes
+//!   `<origin>␞U␞<version>␞<data>␞<message>` on `cs:r:<name>`. The writer's ack (`R|WA`) or
+//!   error is sent when the script answered; subscribers on every node, this one included,
+//!   receive the change from the channel, in Redis's order.
+//! - The cache: `Loading` from the moment the channel is wanted until Redis confirmed the
+//!   subscription *and* the record was read after that (publishes that arrive meanwhile are kept
+//!   and applied on top when newer); `Valid` from then on. A lost pub/sub connection makes every
+//!   cache `Loading` again (stale copies still answer reads while Redis is unreachable).
+
+use super::{bulk, channel, integer, Cluster, RECORD_CHANNEL, RECORD_KEY, SEPARATOR};
+use crate::features::record::WriteRequest;
+use crate::features::record_store::{Change, WriteError};
+use crate::features::Effects;
+use crate::protocol::actions::Dialect;
+use crate::protocol::message::{build_message, messages, Parsed};
+use crate::shard::{Core, SessionRef};
+use ahash::AHashMap;
+use bytes::Bytes;
+use redis::Value;
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::{Rc, Weak};
+use std::time::Duration;
+
+use super::link::RedisError;
+
+/// Writes `{v, d}` when the version matches, and publishes the change.
+/// KEYS: record hash. ARGV: channel, requested version ('n': the next), create ('1'/'0'),
+/// base version ('-1': none), data, origin, message prefix, message suffix.
+/// Returns {0, version} | {1, version, data} (version exists) | {2} (not found) |
+/// {3, version, data} (the patch base is stale).
+const RECORD_WRITE: &str = r"
+local cur = redis.call('HMGET', KEYS[1], 'v', 'd')
+local v = tonumber(cur[1])
+local d = cur[2]
+if v == nil then
+  if ARGV[3] ~= '1' then return {2} end
+  v = 0
+  d = '{}'
+end
+local base = tonumber(ARGV[4])
+if base >= 0 and base ~= v then return {3, string.format('%d', v), d} end
+if ARGV[2] ~= 'n' and tonumber(ARGV[2]) ~= v + 1 then return {1, string.format('%d', v), d} end
+local nextv = string.format('%d', v + 1)
+redis.call('HSET', KEYS[1], 'v', nextv, 'd', ARGV[5])
+redis.call('PUBLISH', ARGV[1], ARGV[6] .. '\30U\30' .. nextv .. '\30' .. ARGV[5] .. '\30' .. ARGV[7] .. nextv .. ARGV[8])
+return {0, nextv}
+";
+
+/// `CR`: the record, created as version 0 `{}` when missing. Returns {version, data}.
+const RECORD_READ_OR_CREATE: &str = r"
+local cur = redis.call('HMGET', KEYS[1], 'v', 'd')
+if cur[1] then return {cur[1], cur[2]} end
+redis.call('HSET', KEYS[1], 'v', '0', 'd', '{}')
+return {'0', '{}'}
+";
+
+/// Deletes the record and publishes the delete. ARGV: channel, origin.
+const RECORD_DELETE: &str = r"
+local existed = redis.call('DEL', KEYS[1])
+redis.call('PUBLISH', ARGV[1], ARGV[2] .. '\30D\30' .. '0\30\30')
+return existed
+";
+
+/// Attempts at a patch whose base went stale under it before giving up.
+const PATCH_ATTEMPTS: usize = 16;
+
+struct RecordOperation {
+    session: SessionRef,
+    dialect: Dialect,
+    message: Bytes,
+}
+
+enum CacheState {
+    /// Waiting for the subscription and the read; the publishes that arrived meanwhile.
+    Loading(Vec<Bytes>),
+    Valid,
+}
+
+pub(crate) struct ClusterRecords {
+    queues: RefCell<AHashMap<Bytes, VecDeque<RecordOperation>>>,
+    cache: RefCell<AHashMap<Bytes, CacheState>>,
+    write_script: redis::Script,
+    read_script: redis::Script,
+    delete_script: redis::Script,
+}
+
+impl Default for ClusterRecords {
+    fn default() -> Self {
+        ClusterRecords {
+            queues: RefCell::new(AHashMap::new()),
+            cache: RefCell::new(AHashMap::new()),
+            write_script: redis::Script::new(RECORD_WRITE),
+            read_script: redis::Script::new(RECORD_READ_OR_CREATE),
+            delete_script: redis::Script::new(RECORD_DELETE),
+        }
+    }
+}
+
+fn message(fields: &[&[u8]]) -> Bytes {
+    Bytes::from(build_message(fields))
+}
+
+fn key(name: &[u8]) -> Vec<u8> {
+    channel(RECORD_KEY, name)
+}
+
+/// Queues a record message for `name` (on its owner core).
+pub fn handle(core: &Rc<Core>, session: SessionRef, dialect: Dialect, name: Bytes, bytes: Bytes) {
+    let Some(cluster) = core.cluster() else {
+        return;
+    };
+    let operation = RecordOperation {
+        session,
+        dialect,
+        message: bytes,
+    };
+    let mut queues = cluster.records.queues.borrow_mut();
+    if let Some(queue) = queues.get_mut(&name) {
+        queue.push_back(operation);
+        return;
+    }
+    let name = Bytes::copy_from_slice(&name);
+    queues.insert(name.clone(), VecDeque::from([operation]));
+    drop(queues);
+    glommio::spawn_local(drain(Rc::downgrade(core), name)).detach();
+}
+
+async fn drain(weak: Weak<Core>, name: Bytes) {
+    loop {
+        let Some(core) = weak.upgrade() else {
+            return;
+        };
+        let Some(cluster) = core.cluster() else {
+            return;
+        };
+        let next = {
+            let mut queues = cluster.records.queues.borrow_mut();
+            match queues.get_mut(&name).and_then(VecDeque::pop_front) {
+                Some(operation) => operation,
+                None => {
+                    queues.remove(&name);
+                    return;
+                }
+            }
+        };
+        run(&core, &cluster, &name, next).await;
+    }
+}
+
+/// The subscriber count of a record on this node changed: follow its channel (and cache it)
+/// while there are subscribers.
+pub fn interest(cluster: &Cluster, core: &Core, name: &Bytes, subscribers: usize) {
+    let channel = channel(RECORD_CHANNEL, name);
+    if subscribers > 0 {
+        let mut cache = cluster.records.cache.borrow_mut();
+        if !cache.contains_key(name) {
+            cache.insert(
+                Bytes::copy_from_slice(name),
+                CacheState::Loading(Vec::new()),
+            );
+            drop(cache);
+            cluster.pubsub.subscribe(Bytes::from(channel));
+        }
+    } else if cluster.records.cache.borrow_mut().remove(name).is_some() {
+        cluster.pubsub.unsubscribe(&channel);
+        core.records_mut().store.delete(name);
+    }
+}
+
+/// Redis confirmed the subscription to a record's channel: read it (then the cache is valid).
+pub fn on_subscribed(core: &Rc<Core>, cluster: &Rc<Cluster>, name: Bytes) {
+    {
+        let mut cache = cluster.records.cache.borrow_mut();
+        match cache.get_mut(&name) {
+            Some(state @ CacheState::Valid) => *state = CacheState::Loading(Vec::new()),
+            Some(CacheState::Loading(_)) => {}
+            None => return,
+        }
+    }
+    let name = Bytes::copy_from_slice(&name);
+    glommio::spawn_local(load(Rc::downgrade(core), name)).detach();
+}
+
+async fn load(weak: Weak<Core>, name: Bytes) {
+    for attempt in 0..50u32 {
+        let Some(core) = weak.upgrade() else {
+            return;
+        };
+        let Some(cluster) = core.cluster() else {
+            return;
+        };
+        if !matches!(
+            cluster.records.cache.borrow().get(&name),
+            Some(CacheState::Loading(_))
+        ) {
+            return;
+        }
+        match read(&cluster, &name).await {
+            Ok(current) => {
+                let buffered = {
+                    let mut cache = cluster.records.cache.borrow_mut();
+                    match cache.get_mut(&name) {
+                        Some(state) => match std::mem::replace(state, CacheState::Valid) {
+                            CacheState::Loading(buffered) => buffered,
+                            CacheState::Valid => Vec::new(),
+                        },
+                        None => return,
+                    }
+                };
+                {
+                    let mut records = core.records_mut();
+                    match &current {
+                        Some((version, data)) => records.store.put(&name, *version, data),
+                        None => {
+                            records.store.delete(&name);
+                        }
+                    }
+                }
+                for payload in buffered {
+                    apply(&core, &cluster, &name, &payload);
+                }
+                return;
+            }
+            Err(error) => {
+                if attempt == 0 {
+                    cluster.count_error("loading a record", &error);
+                }
+            }
+        }
+        drop(cluster);
+        drop(core);
+        glommio::timer::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A publish on a record's channel.
+pub fn on_publish(core: &Rc<Core>, cluster: &Rc<Cluster>, name: Bytes, payload: Bytes) {
+    {
+        let mut cache = cluster.records.cache.borrow_mut();
+        match cache.get_mut(&name) {
+            None => return,
+            Some(CacheState::Loading(buffered)) => {
+                buffered.push(payload);
+                return;
+            }
+            Some(CacheState::Valid) => {}
+        }
+    }
+    apply(core, cluster, &name, &payload);
+}
+
+/// The pub/sub link is gone: no cache can be trusted until it is back and reloaded.
+pub fn on_disconnected(_core: &Rc<Core>, cluster: &Rc<Cluster>) {
+    for state in cluster.records.cache.borrow_mut().values_mut() {
+        *state = CacheState::Loading(Vec::new());
+    }
+}
+
+/// The parts of a record publish: (origin, kind, version, data, message).
+fn split_publish(payload: &Bytes) -> Option<(Bytes, u8, i64, Bytes, Bytes)> {
+    let mut rest = payload.clone();
+    let mut parts = Vec::with_capacity(4);
+    for _ in 0..4 {
+        let at = memchr::memchr(SEPARATOR, &rest)?;
+        parts.push(rest.slice(..at));
+        rest = rest.slice(at + 1..);
+    }
+    let kind = *parts[1].first()?;
+    let version = std::str::from_utf8(&parts[2]).ok()?.parse().ok()?;
+    Some((parts[0].clone(), kind, version, parts[3].clone(), rest))
+}
+
+fn apply(core: &Rc<Core>, cluster: &Rc<Cluster>, name: &Bytes, payload: &Bytes) {
+    let Some((origin, kind, version, data, forward)) = split_publish(payload) else {
+        crate::warn!("cluster: a malformed record publish on {name:?} ignored");
+        return;
+    };
+    let (own_node, origin_session) = cluster.parse_origin(&origin);
+    let exclude = if own_node { origin_session } else { None };
+    let mut effects = Effects::default();
+    match kind {
+        b'U' => {
+            let mut records = core.records_mut();
+            let cached = records.store.get(name).map(|record| record.version);
+            if cached.is_some_and(|cached| version <= cached) {
+                return; // already applied (the read after the subscription included it)
+            }
+            if cached.is_some_and(|cached| version > cached + 1) {
+                crate::debug!("cluster: record {name:?} jumped to version {version}");
+            }
+            records.store.put(name, version, &data);
+            records
+                .subscriptions
+                .fanout_to_subscribers(name, exclude, &forward, &mut effects);
+        }
+        b'D' => {
+            let subscribers_left = {
+                let mut records = core.records_mut();
+                records.store.delete(name);
+                let ack = message(&[b"R", b"A", b"D", name]);
+                records
+                    .subscriptions
+                    .fanout_to_subscribers(name, exclude, &ack, &mut effects);
+                records
+                    .subscriptions
+                    .remove_all_subscribers(name, &mut effects);
+                records.subscriptions.subscriber_count(name)
+            };
+            interest(cluster, core, name, subscribers_left);
+        }
+        _ => return,
+    }
+    core.execute_effects(effects);
+}
+
+/// `{v, d}` of a record from Redis (`None`: it does not exist).
+async fn read(cluster: &Cluster, name: &[u8]) -> Result<Option<(i64, Vec<u8>)>, RedisError> {
+    let key = key(name);
+    let value = cluster.commands.call(&[b"HMGET", &key, b"v", b"d"]).await?;
+    let Value::Array(parts) = value else {
+        return Err(RedisError::Unexpected(
+            "HMGET did not answer an array".into(),
+        ));
+    };
+    let mut parts = parts.into_iter();
+    let (Some(version), Some(data)) = (parts.next(), parts.next()) else {
+        return Err(RedisError::Unexpected(
+            "HMGET answered too few values".into(),
+        ));
+    };
+    match (integer(version), bulk(data)) {
+        (Some(version), Some(data)) => Ok(Some((version, data))),
+        _ => Ok(None),
+    }
+}
+
+/// The record as this node should answer a read: the valid cache, or Redis, or (while Redis is
+/// unreachable) a stale cached copy.
+async fn current(
+    core: &Rc<Core>,
+    cluster: &Cluster,
+    name: &[u8],
+) -> Result<Option<(i64, Vec<u8>)>, RedisError> {
+    if matches!(
+        cluster.records.cache.borrow().get(name),
+        Some(CacheState::Valid)
+    ) {
+        let records = core.records_mut();
+        return Ok(records
+            .store
+            .get(name)
+            .map(|record| (record.version, record.data.to_vec())));
+    }
+    match read(cluster, name).await {
+        Err(RedisError::Down) => {
+            let records = core.records_mut();
+            match records.store.get(name) {
+                Some(record) => Ok(Some((record.version, record.data.to_vec()))),
+                None => Err(RedisError::Down),
+            }
+        }
+        other => other,
+    }
+}
+
+async fn run(core: &Rc<Core>, cluster: &Rc<Cluster>, name: &Bytes, operation: RecordOperation) {
+    let RecordOperation {
+        session,
+        dialect,
+        message: bytes,
+    } = operation;
+    let Some(Parsed::Message(parsed)) = messages(&bytes, dialect).next() else {
+        return;
+    };
+    let mut effects = Effects::default();
+    match parsed.action {
+        b"CR" => {
+            let subscribers = {
+                let mut records = core.records_mut();
+                records
+                    .subscriptions
+                    .subscribe(name.clone(), session, &mut effects);
+                records.subscriptions.subscriber_count(name)
+            };
+            interest(cluster, core, name, subscribers);
+            let cached = if matches!(
+                cluster.records.cache.borrow().get(&name[..]),
+                Some(CacheState::Valid)
+            ) {
+                core.records_mut()
+                    .store
+                    .get(name)
+                    .map(|record| (record.version, record.data.to_vec()))
+            } else {
+                None
+            };
+            let result = match cached {
+                Some(record) => Ok(record),
+                None => read_or_create(cluster, name).await,
+            };
+            match result {
+                Ok((version, data)) => {
+                    let version = version.to_string();
+                    effects.send(
+                        session,
+                        message(&[b"R", b"R", name, version.as_bytes(), &data]),
+                    );
+                }
+                Err(error) => {
+                    cluster.count_error("reading a record", &error);
+                    effects.send(session, message(&[b"R", b"E", b"RECORD_LOAD_ERROR", name]));
+                }
+            }
+        }
+        b"SN" | b"H" | b"HD" => match current(core, cluster, name).await {
+            Ok(record) => {
+                let reply = match (parsed.action, record) {
+                    (b"H", record) => {
+                        let found: &[u8] = if record.is_some() { b"T" } else { b"F" };
+                        message(&[b"R", b"H", name, found])
+                    }
+                    (b"SN", Some((version, data))) => {
+                        message(&[b"R", b"R", name, version.to_string().as_bytes(), &data])
+                    }
+                    (_, Some((version, _))) => {
+                        message(&[b"R", b"HD", name, version.to_string().as_bytes()])
+                    }
+                    (action, None) => message(&[b"R", b"E", action, name, b"RECORD_NOT_FOUND"]),
+                };
+                effects.send(session, reply);
+            }
+            Err(error) => {
+                cluster.count_error("reading a record", &error);
+                effects.send(session, message(&[b"R", b"E", b"RECORD_LOAD_ERROR", name]));
+            }
+        },
+        b"US" => {
+            let subscribers = {
+                let mut records = core.records_mut();
+                records
+                    .subscriptions
+                    .unsubscribe(name, session, false, &mut effects);
+                records.subscriptions.subscriber_count(name)
+            };
+            interest(cluster, core, name, subscribers);
+        }
+        b"D" => {
+            let channel = channel(RECORD_CHANNEL, name);
+            let origin = cluster.origin(Some(session));
+            match cluster
+                .script(
+                    &cluster.records.delete_script,
+                    RECORD_DELETE,
+                    &[&key(name)],
+                    &[&channel, &origin],
+                )
+                .await
+            {
+                Ok(_) => effects.send(session, message(&[b"R", b"A", b"D", name])),
+                Err(error) => {
+                    cluster.count_error("deleting a record", &error);
+                    effects.send(
+                        session,
+                        message(&[b"R", b"E", b"RECORD_DELETE_ERROR", name]),
+                    );
+                }
+            }
+        }
+        b"U" | b"P" | b"CU" => {
+            let reply = write(core, cluster, session, dialect, &parsed).await;
+            if let Some(reply) = reply {
+                effects.send(session, reply);
+            }
+        }
+        _ => {}
+    }
+    core.execute_effects(effects);
+}
+
+async fn read_or_create(cluster: &Cluster, name: &[u8]) -> Result<(i64, Vec<u8>), RedisError> {
+    let value = cluster
+        .script(
+            &cluster.records.read_script,
+            RECORD_READ_OR_CREATE,
+            &[&key(name)],
+            &[],
+        )
+        .await?;
+    let Value::Array(parts) = value else {
+        return Err(RedisError::Unexpected(
+            "the read script did not answer an array".into(),
+        ));
+    };
+    let mut parts = parts.into_iter();
+    match (parts.next().and_then(integer), parts.next().and_then(bulk)) {
+        (Some(version), Some(data)) => Ok((version, data)),
+        _ => Err(RedisError::Unexpected(
+            "the read script answered a malformed record".into(),
+        )),
+    }
+}
+
+/// One write through Redis; returns the reply for the writer, if any.
+async fn write(
+    core: &Rc<Core>,
+    cluster: &Cluster,
+    session: SessionRef,
+    dialect: Dialect,
+    parsed: &crate::protocol::message::Message<'_>,
+) -> Option<Bytes> {
+    let request = match WriteRequest::parse(dialect, parsed) {
+        Ok(request) => request,
+        Err(reply) => return Some(reply),
+    };
+    let name = request.name;
+    if let Change::Whole(json) = request.change {
+        if let Err(error) = core.records_mut().store.validate_json(json, dialect) {
+            return Some(request.error_reply(dialect, parsed, error));
+        }
+    }
+    let record_key = key(name);
+    let record_channel = channel(RECORD_CHANNEL, name);
+    let origin = cluster.origin(Some(session));
+    let (prefix, suffix) = request.forward_parts();
+    let requested = match request.requested {
+        Some(version) => version.to_string(),
+        None => "n".to_string(),
+    };
+    let create: &[u8] = if request.upsert { b"1" } else { b"0" };
+    // A patch is applied here to a base, which the script checks is still current.
+    let mut base: Option<(i64, Vec<u8>)> = None;
+    for _ in 0..PATCH_ATTEMPTS {
+        let (base_version, data) = match request.change {
+            Change::Whole(json) => (-1, json.to_vec()),
+            Change::Patch { path, value } => {
+                let (version, stored) = match base.take() {
+                    Some(base) => base,
+                    None => match current(core, cluster, name).await {
+                        Ok(Some(record)) => record,
+                        Ok(None) if request.upsert => (0, b"{}".to_vec()),
+                        Ok(None) => {
+                            return Some(request.error_reply(dialect, parsed, WriteError::NotFound))
+                        }
+                        Err(error) => {
+                            cluster.count_error("reading a record to patch", &error);
+                            return Some(update_error(&request));
+                        }
+                    },
+                };
+                match core.records_mut().store.patched(&stored, path, value) {
+                    Ok(patched) => (version, patched),
+                    Err(error) => return Some(request.error_reply(dialect, parsed, error)),
+                }
+            }
+        };
+        let base_text = base_version.to_string();
+        let result = cluster
+            .script(
+                &cluster.records.write_script,
+                RECORD_WRITE,
+                &[&record_key],
+                &[
+                    &record_channel,
+                    requested.as_bytes(),
+                    create,
+                    base_text.as_bytes(),
+                    &data,
+                    &origin,
+                    &prefix,
+                    &suffix,
+                ],
+            )
+            .await;
+        let parts = match result {
+            Ok(Value::Array(parts)) => parts,
+            Ok(other) => {
+                crate::warn!("cluster: the write script answered {other:?}");
+                return Some(update_error(&request));
+            }
+            Err(error) => {
+                cluster.count_error("writing a record", &error);
+                return Some(update_error(&request));
+            }
+        };
+        let mut parts = parts.into_iter();
+        let status = parts.next().and_then(integer);
+        let version = parts.next().and_then(integer);
+        let data = parts.next().and_then(bulk);
+        match (status, version, data) {
+            (Some(0), Some(_), _) => {
+                return request.write_ack.then(|| request.write_ack_reply());
+            }
+            (Some(1), Some(version), Some(data)) => {
+                cluster
+                    .counters
+                    .write_conflicts
+                    .set(cluster.counters.write_conflicts.get() + 1);
+                return Some(request.version_exists_reply(dialect, version, &data));
+            }
+            (Some(2), _, _) => {
+                return Some(request.error_reply(dialect, parsed, WriteError::NotFound))
+            }
+            (Some(3), Some(version), Some(data)) => base = Some((version, data)),
+            _ => return Some(update_error(&request)),
+        }
+    }
+    crate::warn!("cluster: a patch of {name:?} kept losing its base: refused");
+    Some(update_error(&request))
+}
+
+/// What a writer gets when Redis could not take the write.
+fn update_error(request: &WriteRequest<'_>) -> Bytes {
+    let version = request.version.to_string();
+    message(&[b"R", b"E", b"RECORD_UPDATE_ERROR", version.as_bytes()])
+}

@@ -1,0 +1,528 @@
+//! Black-box cluster tests: a real `redis-server` on a free loopback port and several
+//! corestream nodes (separate processes) configured with deepstream's own plugin keys.
+//! Clients talk to the nodes over real sockets and assert exact bytes.
+//!
+//! Needs `redis-server` on PATH (scripts/test.sh installs it from apt when missing).
+
+mod common;
+
+use common::{free_port, readable, Client, Server, Wire, WsClient};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A redis-server of our own, stopped by PID when dropped.
+struct Redis {
+    child: Option<Child>,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let dir = std::env::temp_dir().join(format!(
+            "corestream-redis-{}-{}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        std::fs::create_dir_all(&dir).expect("redis dir");
+        let mut redis = Redis {
+            child: None,
+            port: free_port(),
+            dir,
+        };
+        redis.launch();
+        redis
+    }
+
+    /// Starts redis-server with an append-only file that is synced on every write, so an
+    /// acknowledged write survives a kill.
+    fn launch(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("redis-server on PATH (scripts/test.sh installs it)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.command("PING").as_deref() == Some("+PONG") {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("redis-server did not answer PING on port {}", self.port);
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// One inline command; the first line of the reply.
+    fn command(&self, command: &str) -> Option<String> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        stream.write_all(format!("{command}\r\n").as_bytes()).ok()?;
+        let mut reply = Vec::new();
+        let mut byte = [0u8; 1];
+        while stream.read(&mut byte).ok()? == 1 {
+            if byte[0] == b'\n' {
+                break;
+            }
+            reply.push(byte[0]);
+        }
+        Some(String::from_utf8_lossy(&reply).trim_end().to_string())
+    }
+
+    fn config(&self) -> String {
+        format!(
+            "serverName: node\nplugins:\n  message:\n    name: redis\n    options:\n      host: 127.0.0.1\n      \
+             port: {port}\n  cache:\n    name: redis\n    options:\n      host: 127.0.0.1\n      port: {port}\n\
+             clusterKeepAliveInterval: 200\nclusterActiveCheckInterval: 200\nclusterNodeInactiveTimeout: 1500\n",
+            port = self.port
+        )
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn node(redis: &Redis) -> Server {
+    Server::start(&redis.config(), 2)
+}
+
+/// Until `check` holds (polling every 20 ms), or panic with `what` after `limit`.
+fn eventually(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("timed out: {what}");
+}
+
+/// Subscribers of a channel, as Redis counts them.
+fn channel_subscribers(redis: &Redis, channel: &str) -> i64 {
+    let mut stream = TcpStream::connect(("127.0.0.1", redis.port)).expect("redis");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    stream
+        .write_all(format!("PUBSUB NUMSUB {channel}\r\n").as_bytes())
+        .expect("write");
+    let mut reply = String::new();
+    let mut chunk = [0u8; 512];
+    while !reply.ends_with("\r\n") || reply.matches("\r\n").count() < 4 {
+        let read = stream.read(&mut chunk).expect("read");
+        if read == 0 {
+            break;
+        }
+        reply.push_str(&String::from_utf8_lossy(&chunk[..read]));
+    }
+    reply
+        .lines()
+        .last()
+        .and_then(|line| line.trim_start_matches(':').parse().ok())
+        .unwrap_or(-1)
+}
+
+/// Waits until every node follows a channel (its subscription reached Redis).
+fn wait_for_channel(redis: &Redis, channel: &str, nodes: i64) {
+    eventually(
+        Duration::from_secs(5),
+        &format!("{nodes} nodes on {channel}"),
+        || channel_subscribers(redis, channel) == nodes,
+    );
+}
+
+fn metrics(server: &Server) -> String {
+    http_get(server.http_port, "/metrics").1
+}
+
+fn http_get(port: u16, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("http");
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .expect("write");
+    let mut text = String::new();
+    stream.read_to_string(&mut text).expect("read");
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    (status, body)
+}
+
+fn metric(text: &str, line_start: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(line_start))
+        .and_then(|value| value.trim().parse().ok())
+}
+
+#[test]
+fn events_reach_every_node_and_a_node_follows_a_channel_only_while_it_has_subscribers() {
+    let redis = Redis::start();
+    let nodes: Vec<Server> = (0..3).map(|_| node(&redis)).collect();
+    let mut emitter = nodes[0].connect();
+    emitter.login("emitter");
+    let mut near = nodes[0].connect();
+    near.login("near");
+    let mut far1 = nodes[1].connect();
+    far1.login("far1");
+    let mut far2 = nodes[2].connect();
+    far2.login("far2");
+    for client in [&mut near, &mut far1, &mut far2] {
+        client.send("E|S|prices+");
+        client.expect("E|A|S|prices+");
+    }
+    wait_for_channel(&redis, "cs:e:prices", 3);
+
+    emitter.send("E|EVT|prices|O{\"bid\":1}+");
+    for client in [&mut near, &mut far1, &mut far2] {
+        client.expect("E|EVT|prices|O{\"bid\":1}+");
+    }
+    // never echoed to the sender, on its own node or through Redis
+    emitter.expect_silence(Duration::from_millis(200));
+
+    // an emit from another node reaches the emitter's node too (and not its own sender)
+    far2.send("E|EVT|prices|Sfrom-far2+");
+    near.expect("E|EVT|prices|Sfrom-far2+");
+    far1.expect("E|EVT|prices|Sfrom-far2+");
+    far2.expect_silence(Duration::from_millis(200));
+
+    // the last subscriber of node 2 leaves: node 2 stops following the channel
+    far2.send("E|US|prices+");
+    far2.expect("E|A|US|prices+");
+    wait_for_channel(&redis, "cs:e:prices", 2);
+    emitter.send("E|EVT|prices|Sagain+");
+    near.expect("E|EVT|prices|Sagain+");
+    far1.expect("E|EVT|prices|Sagain+");
+    far2.expect_silence(Duration::from_millis(200));
+
+    // a closed connection counts as leaving
+    far1.close();
+    wait_for_channel(&redis, "cs:e:prices", 1);
+
+    let text = metrics(&nodes[0]);
+    assert_eq!(
+        metric(&text, "corestream_redis_links_up{link=\"command\"}"),
+        Some(2)
+    );
+    assert_eq!(
+        metric(&text, "corestream_redis_links_up{link=\"pubsub\"}"),
+        Some(2)
+    );
+    assert!(metric(&text, "corestream_cluster_published_total").unwrap_or(0) >= 2);
+}
+
+/// One writer: upserts with write acks until it got `successes` versions accepted; returns the
+/// versions it was acknowledged for and how many times it was refused.
+fn write_until(mut writer: WsClient, name: &str, who: &str, successes: usize) -> (Vec<i64>, usize) {
+    let mut next = 1i64;
+    let mut accepted = Vec::new();
+    let mut refused = 0;
+    while accepted.len() < successes {
+        writer.send(&format!(
+            "R|CU|{name}|{next}|{{\"by\":\"{who}\",\"n\":{next}}}|{{\"writeSuccess\":true}}+"
+        ));
+        let reply = writer
+            .next_message(Duration::from_secs(5))
+            .expect("a reply to every write");
+        let text = readable(&reply);
+        let fields: Vec<&str> = text.trim_end_matches('+').split('|').collect();
+        match fields.as_slice() {
+            ["R", "WA", _, versions, "L"] => {
+                assert_eq!(*versions, format!("[{next}]"));
+                accepted.push(next);
+                next += 1;
+            }
+            ["R", "E", "VERSION_EXISTS", _, current, _data, "{\"writeSuccess\":true}"] => {
+                refused += 1;
+                next = current.parse::<i64>().expect("a version") + 1;
+            }
+            other => panic!("{who}: unexpected reply {other:?}"),
+        }
+    }
+    (accepted, refused)
+}
+
+#[test]
+fn concurrent_writers_on_different_nodes_never_share_a_version_and_every_node_sees_one_sequence() {
+    let redis = Redis::start();
+    let nodes: Vec<Server> = (0..3).map(|_| node(&redis)).collect();
+    let name = "hot/record";
+    let mut observers: Vec<Client> = nodes
+        .iter()
+        .map(|server| {
+            let mut observer = server.connect();
+            observer.login("observer");
+            observer.send(&format!("R|CR|{name}+"));
+            observer.expect(&format!("R|A|S|{name}+R|R|{name}|0|{{}}+"));
+            observer
+        })
+        .collect();
+    wait_for_channel(&redis, &format!("cs:r:{name}"), 3);
+
+    const EACH: usize = 60;
+    let writers: Vec<std::thread::JoinHandle<(Vec<i64>, usize)>> =
+        [(0usize, "w0"), (1, "w1"), (2, "w2")]
+            .into_iter()
+            .map(|(index, who)| {
+                let mut writer = nodes[index].connect_ws();
+                writer.login(who);
+                std::thread::spawn(move || write_until(writer, name, who, EACH))
+            })
+            .collect();
+    let results: Vec<(Vec<i64>, usize)> = writers
+        .into_iter()
+        .map(|writer| writer.join().expect("writer thread"))
+        .collect();
+    let total = EACH * results.len();
+    let mut owners: BTreeMap<i64, usize> = BTreeMap::new();
+    for (writer, (accepted, _)) in results.iter().enumerate() {
+        for version in accepted {
+            assert!(
+                owners.insert(*version, writer).is_none(),
+                "version {version} was accepted twice"
+            );
+        }
+    }
+    assert_eq!(
+        owners.keys().copied().collect::<Vec<_>>(),
+        (1..=total as i64).collect::<Vec<_>>(),
+        "the accepted versions are not exactly 1..{total}"
+    );
+    let conflicts: usize = results.iter().map(|(_, refused)| refused).sum();
+    assert!(
+        conflicts > 0,
+        "three concurrent writers never collided: not a concurrency test"
+    );
+
+    // every observer, on every node, saw versions 1..total in order, each with its writer's data
+    let mut sequences = Vec::new();
+    for observer in &mut observers {
+        let mut seen = Vec::new();
+        while seen.len() < total {
+            let message = observer
+                .next_message(Duration::from_secs(5))
+                .unwrap_or_else(|| {
+                    panic!("an observer stopped at {} of {total} updates", seen.len())
+                });
+            seen.push(readable(&message));
+        }
+        observer.expect_silence(Duration::from_millis(100));
+        sequences.push(seen);
+    }
+    for (index, message) in sequences[0].iter().enumerate() {
+        let version = index as i64 + 1;
+        let who = format!("w{}", owners[&version]);
+        assert_eq!(
+            message,
+            &format!("R|U|{name}|{version}|{{\"by\":\"{who}\",\"n\":{version}}}+")
+        );
+    }
+    assert_eq!(sequences[1], sequences[0]);
+    assert_eq!(sequences[2], sequences[0]);
+
+    // fresh readers on every node agree on the last version and data
+    let last = total as i64;
+    let expected = format!(
+        "R|R|{name}|{last}|{{\"by\":\"w{}\",\"n\":{last}}}+",
+        owners[&last]
+    );
+    for server in &nodes {
+        let mut reader = server.connect();
+        reader.login("reader");
+        reader.send(&format!("R|SN|{name}+"));
+        reader.expect(&expected);
+        reader.send(&format!("R|H|{name}+"));
+        reader.expect(&format!("R|H|{name}|T+"));
+    }
+}
+
+#[test]
+fn patches_deletes_and_reads_go_through_redis() {
+    let redis = Redis::start();
+    let a = node(&redis);
+    let b = node(&redis);
+    let mut alice = a.connect();
+    alice.login("alice");
+    let mut bob = b.connect();
+    bob.login("bob");
+    alice.send("R|CR|doc+");
+    alice.expect("R|A|S|doc+R|R|doc|0|{}+");
+    bob.send("R|CR|doc+");
+    bob.expect("R|A|S|doc+R|R|doc|0|{}+");
+    wait_for_channel(&redis, "cs:r:doc", 2);
+    alice.send("R|U|doc|1|{\"a\":{\"b\":1}}+");
+    bob.expect("R|U|doc|1|{\"a\":{\"b\":1}}+");
+    bob.send("R|P|doc|2|a.c|N2+");
+    alice.expect("R|P|doc|2|a.c|N2+");
+    // a stale write from alice: VERSION_EXISTS with what Redis holds (bob's patch applied)
+    alice.send("R|U|doc|2|{\"stale\":true}+");
+    alice.expect("R|E|VERSION_EXISTS|doc|2|{\"a\":{\"b\":1,\"c\":2}}+");
+    // a reader on a node without subscribers reads from Redis
+    let c = node(&redis);
+    let mut carol = c.connect();
+    carol.login("carol");
+    carol.send("R|SN|doc+");
+    carol.expect("R|R|doc|2|{\"a\":{\"b\":1,\"c\":2}}+");
+    carol.send("R|H|doc+");
+    carol.expect("R|H|doc|T+");
+    carol.send("R|SN|nothing+");
+    carol.expect("R|E|SN|nothing|RECORD_NOT_FOUND+");
+    carol.send("R|U|nothing|1|{}+");
+    carol.expect("R|E|RECORD_UPDATE_ERROR|1+");
+    // a delete on node c reaches the subscribers of a and b, who are unsubscribed
+    carol.send("R|D|doc+");
+    carol.expect("R|A|D|doc+");
+    alice.expect("R|A|D|doc+");
+    bob.expect("R|A|D|doc+");
+    wait_for_channel(&redis, "cs:r:doc", 0);
+    carol.send("R|H|doc+");
+    carol.expect("R|H|doc|F+");
+    alice.send("R|U|doc|3|{}+");
+    alice.expect("R|E|RECORD_UPDATE_ERROR|3+");
+}
+
+#[test]
+fn presence_spans_the_cluster_and_a_dead_nodes_users_leave() {
+    let redis = Redis::start();
+    let a = node(&redis);
+    let b = node(&redis);
+    let mut watcher = b.connect_ws();
+    watcher.login("watcher");
+    watcher.send("U|S|S+");
+    watcher.expect("U|A|S|U+");
+
+    let mut alice = a.connect_ws();
+    alice.login("alice");
+    watcher.expect("U|PNJ|alice+");
+    watcher.send("U|Q|Q+");
+    watcher.expect("U|Q|alice+");
+    // a second login of the same user elsewhere is not a new join
+    let c = node(&redis);
+    let mut alice_again = c.connect_ws();
+    alice_again.login("alice");
+    let mut bob = c.connect_ws();
+    bob.login("bob");
+    watcher.expect("U|PNJ|bob+");
+    // alice's socket on c closes: she is still on a
+    drop(alice_again);
+    watcher.send("U|Q|Q+");
+    let reply = readable(
+        &watcher
+            .next_message(Duration::from_secs(5))
+            .expect("query reply"),
+    );
+    let users: BTreeSet<&str> = reply.trim_end_matches('+').split('|').skip(2).collect();
+    assert_eq!(users, BTreeSet::from(["alice", "bob"]));
+
+    // node a dies without a word: after clusterNodeInactiveTimeout alice leaves
+    let started = Instant::now();
+    // SAFETY: kill(2) on our own child's PID.
+    unsafe {
+        libc::kill(a.pid() as libc::pid_t, libc::SIGKILL);
+    }
+    watcher.expect("U|PNL|alice+");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(1000),
+        "alice left after {took:?}, before the node could be inactive"
+    );
+    watcher.send("U|Q|Q+");
+    watcher.expect("U|Q|bob+");
+    drop(alice);
+}
+
+#[test]
+fn a_redis_restart_keeps_local_service_and_loses_no_acknowledged_write() {
+    let mut redis = Redis::start();
+    let a = node(&redis);
+    let b = node(&redis);
+    let mut writer = a.connect_ws();
+    writer.login("writer");
+    let mut local = a.connect();
+    local.login("local");
+    local.send("E|S|news+");
+    local.expect("E|A|S|news+");
+    let mut remote = b.connect();
+    remote.login("remote");
+    remote.send("E|S|news+");
+    remote.expect("E|A|S|news+");
+    wait_for_channel(&redis, "cs:e:news", 2);
+
+    writer.send("R|CU|kept|-1|{\"n\":1}|{\"writeSuccess\":true}+");
+    writer.expect("R|WA|kept|[-1]|L+");
+    writer.send("R|CU|kept|2|{\"n\":2}|{\"writeSuccess\":true}+");
+    writer.expect("R|WA|kept|[2]|L+");
+
+    redis.kill();
+    eventually(
+        Duration::from_secs(5),
+        "node a to notice Redis is gone",
+        || metric(&metrics(&a), "corestream_redis_links_up{link=\"command\"}") == Some(0),
+    );
+    let (status, body) = http_get(a.http_port, "/health-check");
+    assert_eq!(status, 200, "the node still serves its clients");
+    assert!(body.contains("degraded"), "health-check body: {body}");
+    // local clients are still served
+    writer.send("E|EVT|news|Swhile-down+");
+    local.expect("E|EVT|news|Swhile-down+");
+    // a write that cannot reach Redis is refused, not acknowledged
+    writer.send("R|CU|kept|3|{\"n\":3}|{\"writeSuccess\":true}+");
+    writer.expect("R|E|RECORD_UPDATE_ERROR|3+");
+
+    redis.launch();
+    eventually(Duration::from_secs(10), "both nodes to reconnect", || {
+        [&a, &b].iter().all(|server| {
+            let text = metrics(server);
+            metric(&text, "corestream_redis_links_up{link=\"command\"}") == Some(2)
+                && metric(&text, "corestream_redis_links_up{link=\"pubsub\"}") == Some(2)
+        })
+    });
+    assert!(metric(&metrics(&a), "corestream_redis_reconnects_total").unwrap_or(0) >= 2);
+    wait_for_channel(&redis, "cs:e:news", 2);
+    // the channel subscriptions are back: cross-node events flow again
+    writer.send("E|EVT|news|Sback+");
+    local.expect("E|EVT|news|Sback+");
+    remote.expect("E|EVT|news|Sback+");
+    // the acknowledged writes survived the restart
+    let mut reader = b.connect();
+    reader.login("reader");
+    reader.send("R|SN|kept+");
+    reader.expect("R|R|kept|2|{\"n\":2}+");
+    writer.send("R|CU|kept|3|{\"n\":3}|{\"writeSuccess\":true}+");
+    writer.expect("R|WA|kept|[3]|L+");
+}
