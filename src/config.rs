@@ -58,7 +58,7 @@ pub enum PasswordHash {
     Sha512,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileAuthConfig {
     pub path: PathBuf,
     /// `None`: passwords are stored in clear text.
@@ -67,12 +67,33 @@ pub struct FileAuthConfig {
     pub key_length: usize,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthConfig {
     /// `auth: {type: none}`: anyone may log in; the username comes from authData.
     Open,
     /// `auth: {type: file}`: deepstream's users file.
     File(FileAuthConfig),
+    /// `auth: {type: proxy-header}` (corestream): the username (and optional JSON client
+    /// data) from request headers set by a trusted proxy (`trustedProxies`).
+    ProxyHeader(ProxyHeaderAuthConfig),
+    /// `auth: {type: http}`: deepstream's webhook (POST of the login to `endpointUrl`).
+    Http(HttpAuthConfig),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyHeaderAuthConfig {
+    /// Lower-case header name of the username (default `x-forwarded-user`).
+    pub header: String,
+    /// Lower-case header name of the optional JSON client data (`x-forwarded-user-data`).
+    pub data_header: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpAuthConfig {
+    /// `http://host:port/path` (plain HTTP; put TLS in a local proxy).
+    pub endpoint_url: String,
+    pub permitted_status_codes: Vec<u16>,
+    pub request_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -113,6 +134,10 @@ pub struct Config {
     pub engineio_echo_path: Option<String>,
     pub engineio_ping_interval: Duration,
     pub engineio_ping_timeout: Duration,
+    /// corestream: the TCP port expects a PROXY protocol (v1 or v2) header on every connection.
+    pub tcp_proxy_protocol: bool,
+    /// corestream: the proxies whose PROXY headers and auth headers are believed.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// The cluster through Redis (`plugins.message` / `plugins.cache` with `name: redis`);
     /// `None`: the embedded single node.
     pub cluster: Option<ClusterConfig>,
@@ -148,6 +173,8 @@ impl Default for Config {
             engineio_ping_interval: Duration::from_millis(25_000),
             engineio_ping_timeout: Duration::from_millis(60_000),
             cluster: None,
+            tcp_proxy_protocol: false,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -283,6 +310,8 @@ impl Config {
                 }
                 "connectionEndpoints" => {}
                 "plugins" => redis = read_plugins(value, &mut warnings)?,
+                "tcpProxyProtocol" => config.tcp_proxy_protocol = boolean(key, value)?,
+                "trustedProxies" => config.trusted_proxies = read_addresses(key, value)?,
                 "clusterKeepAliveInterval" => keep_alive_interval = positive_millis(key, value)?,
                 "clusterActiveCheckInterval" => {
                     active_check_interval = positive_millis(key, value)?
@@ -313,6 +342,18 @@ impl Config {
                 active_check_interval,
                 node_inactive_timeout,
             });
+        }
+        if matches!(config.auth, AuthConfig::ProxyHeader(_)) && config.trusted_proxies.is_empty() {
+            return Err(error(
+                "trustedProxies",
+                "auth type 'proxy-header' needs the addresses of the proxies to trust",
+            ));
+        }
+        if config.tcp_proxy_protocol && config.trusted_proxies.is_empty() {
+            return Err(error(
+                "trustedProxies",
+                "tcpProxyProtocol needs the addresses of the proxies to trust",
+            ));
         }
         if !config.http_enabled && !config.tcp_enabled {
             return Err(error(
@@ -403,6 +444,24 @@ fn read_plugins(
         }
     }
     Ok(targets.into_iter().next().map(|(_, target)| target))
+}
+
+/// A list of IP addresses (`trustedProxies`).
+fn read_addresses(key: &str, value: &Value) -> Result<Vec<std::net::IpAddr>, ConfigError> {
+    let Value::Sequence(items) = value else {
+        return Err(error(
+            key,
+            format!("expected a list of IP addresses, not {}", describe(value)),
+        ));
+    };
+    items
+        .iter()
+        .map(|item| {
+            let text = string(key, item)?;
+            text.parse()
+                .map_err(|_| error(key, format!("'{text}' is not an IP address")))
+        })
+        .collect()
 }
 
 fn get<'a>(map: &'a serde_yaml::Mapping, key: &str) -> Option<&'a Value> {
@@ -525,13 +584,65 @@ fn read_auth(value: &Value, config_dir: &Path) -> Result<AuthConfig, ConfigError
                 key_length,
             }))
         }
-        "http" => Err(error(
-            "auth.type",
-            "'http' (webhook) auth is not supported yet; use 'none' or 'file'",
-        )),
+        "proxy-header" => {
+            let empty = serde_yaml::Mapping::new();
+            let options = match get(auth, "options") {
+                Some(Value::Mapping(options)) => options,
+                Some(_) => return Err(error("auth.options", "expected a mapping")),
+                None => &empty,
+            };
+            let header = |key: &str, default: &str| -> Result<String, ConfigError> {
+                Ok(match get(options, key) {
+                    Some(value) => string(&format!("auth.options.{key}"), value)?,
+                    None => default.to_string(),
+                }
+                .to_ascii_lowercase())
+            };
+            Ok(AuthConfig::ProxyHeader(ProxyHeaderAuthConfig {
+                header: header("header", "X-Forwarded-User")?,
+                data_header: header("dataHeader", "X-Forwarded-User-Data")?,
+            }))
+        }
+        "http" => {
+            let Some(Value::Mapping(options)) = get(auth, "options") else {
+                return Err(error("auth.options", "expected a mapping with endpointUrl"));
+            };
+            let endpoint_url = match get(options, "endpointUrl") {
+                Some(value) => string("auth.options.endpointUrl", value)?,
+                None => return Err(error("auth.options.endpointUrl", "missing")),
+            };
+            if !endpoint_url.starts_with("http://") {
+                return Err(error(
+                    "auth.options.endpointUrl",
+                    "only http:// URLs are supported (terminate TLS in a local proxy)",
+                ));
+            }
+            let permitted_status_codes = match get(options, "permittedStatusCodes") {
+                Some(Value::Sequence(codes)) => codes
+                    .iter()
+                    .map(|code| port("auth.options.permittedStatusCodes", code))
+                    .collect::<Result<Vec<u16>, ConfigError>>()?,
+                Some(other) => {
+                    return Err(error(
+                        "auth.options.permittedStatusCodes",
+                        format!("expected a list of status codes, not {}", describe(other)),
+                    ))
+                }
+                None => vec![200],
+            };
+            let request_timeout = match get(options, "requestTimeout") {
+                Some(value) => positive_millis("auth.options.requestTimeout", value)?,
+                None => Duration::from_millis(2000),
+            };
+            Ok(AuthConfig::Http(HttpAuthConfig {
+                endpoint_url,
+                permitted_status_codes,
+                request_timeout,
+            }))
+        }
         other => Err(error(
             "auth.type",
-            format!("unknown auth type '{other}' (none or file)"),
+            format!("unknown auth type '{other}' (none, file, http or proxy-header)"),
         )),
     }
 }
@@ -745,8 +856,92 @@ mod tests {
         assert_eq!(config.http_address, "127.0.0.1:7000".parse().expect("addr"));
         assert_eq!(config.listen_response_timeout, Duration::from_millis(30));
         assert_eq!(config.log_level, LogLevel::Warn);
-        assert_eq!(warnings.len(), 3, "{warnings:?}");
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
         assert!(warnings.iter().any(|w| w.contains("'typoKey'")));
+        assert_eq!(
+            config.cluster, None,
+            "an empty plugins map is the embedded single node"
+        );
+    }
+
+    #[test]
+    fn deepstreams_redis_plugins_configure_the_cluster() {
+        let text = [
+            "serverName: east",
+            "plugins:",
+            "  message:",
+            "    name: redis",
+            "    options:",
+            "      host: 10.0.0.5",
+            "      port: 6390",
+            "      password: s3cret",
+            "      db: 2",
+            "  cache:",
+            "    path: deepstream.io-cache-redis",
+            "    options: {host: 10.0.0.5, port: 6390}",
+            "  storage:",
+            "    name: rethinkdb",
+            "clusterNodeInactiveTimeout: 3000",
+        ]
+        .join("\n");
+        let (config, warnings) = Config::parse(&text, Path::new(".")).expect("parses");
+        let cluster = config.cluster.expect("a cluster");
+        assert_eq!(
+            cluster.redis,
+            RedisTarget {
+                host: "10.0.0.5".into(),
+                port: 6390,
+                password: Some("s3cret".into()),
+                db: 2
+            }
+        );
+        assert!(cluster.node.starts_with("east-"));
+        assert_eq!(cluster.node_inactive_timeout, Duration::from_millis(3000));
+        assert_eq!(cluster.keep_alive_interval, Duration::from_millis(5000));
+        // the cache names the same host and port, the password aside: one warning for that,
+        // one for the storage plugin
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings.iter().any(|w| w.contains("plugins.storage")));
+    }
+
+    #[test]
+    fn proxy_auth_and_the_proxy_protocol_need_trusted_proxies() {
+        let auth = "auth:\n  type: proxy-header\n  options: {header: X-Remote-User}\n";
+        let error = Config::parse(auth, Path::new(".")).expect_err("refused");
+        assert_eq!(error.key, "trustedProxies");
+        let (config, _) = Config::parse(
+            &format!("{auth}trustedProxies: [127.0.0.2, '::1']\ntcpProxyProtocol: true\n"),
+            Path::new("."),
+        )
+        .expect("parses");
+        assert_eq!(
+            config.auth,
+            AuthConfig::ProxyHeader(ProxyHeaderAuthConfig {
+                header: "x-remote-user".into(),
+                data_header: "x-forwarded-user-data".into()
+            })
+        );
+        assert_eq!(config.trusted_proxies.len(), 2);
+        assert!(config.tcp_proxy_protocol);
+        let error =
+            Config::parse("trustedProxies: [not-an-ip]\n", Path::new(".")).expect_err("bad");
+        assert_eq!(error.key, "trustedProxies");
+    }
+
+    #[test]
+    fn http_auth_reads_deepstreams_options() {
+        let text =
+            "auth:\n  type: http\n  options:\n    endpointUrl: http://127.0.0.1:9999/auth\n    \
+                    permittedStatusCodes: [200, 201]\n    requestTimeout: 500\n";
+        let (config, _) = Config::parse(text, Path::new(".")).expect("parses");
+        assert_eq!(
+            config.auth,
+            AuthConfig::Http(HttpAuthConfig {
+                endpoint_url: "http://127.0.0.1:9999/auth".into(),
+                permitted_status_codes: vec![200, 201],
+                request_timeout: Duration::from_millis(500)
+            })
+        );
     }
 
     #[test]

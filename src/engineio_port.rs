@@ -182,6 +182,7 @@ impl EioRegistry {
         carrier: Carrier,
         b64: bool,
         peer: Option<std::net::SocketAddr>,
+        identity: Option<crate::auth::ProxyIdentity>,
     ) -> (Rc<EioSession>, Packet) {
         let core = &self.core;
         let sid = format!(
@@ -221,7 +222,11 @@ impl EioRegistry {
             config.engineio_ping_interval.as_millis(),
             config.engineio_ping_timeout.as_millis(),
         ));
-        let deepstream = port.map(|port| Session::start(Rc::clone(core), port, Dialect::V1, peer));
+        let deepstream = port.map(|port| {
+            let mut session = Session::start(Rc::clone(core), port, Dialect::V1, peer);
+            session.set_proxy_identity(identity);
+            session
+        });
         core.counters.session_opened(Transport::EngineIo);
         glommio::spawn_local(drive(Rc::clone(self), Rc::clone(&session), deepstream)).detach();
         (session, open)

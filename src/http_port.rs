@@ -214,7 +214,8 @@ async fn serve_http(
             if stream.write_all(handshake.as_bytes()).await.is_err() {
                 return;
             }
-            serve_websocket(core, stream, buffer, mode, peer).await;
+            let identity = crate::auth::proxy::identity(config, peer, |name| request.header(name));
+            serve_websocket(core, stream, buffer, mode, peer, identity).await;
             return;
         }
         let reply = if path_matches(&request.path, &config.health_check_path) {
@@ -411,7 +412,11 @@ async fn serve_engineio(
             let session = match session {
                 Some(session) => session,
                 None => {
-                    let (session, open) = engineio.open(mode, Carrier::WebSocket, b64, peer);
+                    let identity = crate::auth::proxy::identity(&core.config, peer, |name| {
+                        request.header(name)
+                    });
+                    let (session, open) =
+                        engineio.open(mode, Carrier::WebSocket, b64, peer, identity);
                     // The open packet in its own write, after the 101.
                     let mut frame = Vec::new();
                     let mut packet = Vec::new();
@@ -428,7 +433,9 @@ async fn serve_engineio(
             Fate::Close
         }
         (Some("polling"), None) if request.method == "GET" => {
-            let (session, open) = engineio.open(mode, Carrier::Polling, b64, peer);
+            let identity =
+                crate::auth::proxy::identity(&core.config, peer, |name| request.header(name));
+            let (session, open) = engineio.open(mode, Carrier::Polling, b64, peer, identity);
             let (bytes, content_type) =
                 engineio_port::polling_body(&[open], !b64, session.convention);
             let cookie = format!("io={}", session.sid);
@@ -638,17 +645,17 @@ async fn serve_websocket(
     leftover: Vec<u8>,
     mode: Mode,
     peer: Option<SocketAddr>,
+    identity: Option<crate::auth::ProxyIdentity>,
 ) {
     let transport = Transport::WebSocket;
     core.counters.session_opened(transport);
     let port = core.open_session();
     let mut session = match mode {
-        Mode::Deepstream => Some(Session::start(
-            Rc::clone(&core),
-            Rc::clone(&port),
-            Dialect::V2,
-            peer,
-        )),
+        Mode::Deepstream => {
+            let mut session = Session::start(Rc::clone(&core), Rc::clone(&port), Dialect::V2, peer);
+            session.set_proxy_identity(identity);
+            Some(session)
+        }
         Mode::Echo => None,
     };
     let mut decoder = Decoder::new(core.config.max_message_size);

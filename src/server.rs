@@ -14,6 +14,7 @@ use crate::session::Session;
 use crate::shard::{
     Batch, Congestion, Core, CoreStats, PortState, SessionPort, Transport, CHANNEL_BATCHES,
 };
+use crate::transport::proxy_protocol::{self, ProxyHeader};
 use crate::transport::tcp::{Frame, TcpFramer, MAXIMUM_MESSAGE_SIZE_EXCEEDED};
 use crossbeam::channel::{Receiver, Sender, TryRecvError};
 use futures_lite::future::{or, pending, poll_fn};
@@ -374,15 +375,78 @@ fn aborted(port: &SessionPort) -> impl std::future::Future<Output = ()> + '_ {
     })
 }
 
+/// How long a proxy may take to send its PROXY header.
+const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Reads the PROXY protocol header of a connection from a trusted proxy: the client's address
+/// (`None`: a LOCAL connection, keep the socket's) and the bytes that followed the header.
+async fn read_proxy_header(
+    core: &Core,
+    stream: &mut TcpStream,
+    peer: Option<SocketAddr>,
+) -> Result<(Option<SocketAddr>, Vec<u8>), String> {
+    let trusted = peer.is_some_and(|peer| core.config.trusted_proxies.contains(&peer.ip()));
+    if !trusted {
+        return Err("not a trusted proxy (tcpProxyProtocol is on; see trustedProxies)".into());
+    }
+    let deadline = Instant::now() + PROXY_HEADER_TIMEOUT;
+    let mut received = Vec::new();
+    let mut chunk = [0u8; 1024];
+    loop {
+        match proxy_protocol::parse(&received) {
+            Ok(Some((header, length))) => {
+                let source = match header {
+                    ProxyHeader::Proxied { source } => Some(source),
+                    ProxyHeader::Local => None,
+                };
+                return Ok((source, received.split_off(length)));
+            }
+            Ok(None) => {}
+            Err(error) => return Err(error.to_string()),
+        }
+        let read = or(async { Some(stream.read(&mut chunk).await) }, async {
+            glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())).await;
+            None
+        })
+        .await;
+        match read {
+            None => return Err("no PROXY header within 5 s".into()),
+            Some(Ok(0)) | Some(Err(_)) => return Err("closed before its PROXY header".into()),
+            Some(Ok(count)) => received.extend_from_slice(&chunk[..count]),
+        }
+    }
+}
+
 /// Drives one 1.x TCP connection until either side closes it.
 async fn serve_tcp(core: Rc<Core>, mut stream: TcpStream) {
     let _ = stream.set_nodelay(true);
     set_keepalive(&stream);
-    let peer = stream.peer_addr().ok();
+    let mut peer = stream.peer_addr().ok();
+    let mut leftover = Vec::new();
+    if core.config.tcp_proxy_protocol {
+        match read_proxy_header(&core, &mut stream, peer).await {
+            Ok((source, rest)) => {
+                peer = source.or(peer);
+                leftover = rest;
+            }
+            Err(reason) => {
+                crate::warn!(
+                    "{}: {reason}: connection closed",
+                    peer.map(|p| p.to_string()).unwrap_or_default()
+                );
+                return;
+            }
+        }
+    }
     core.counters.session_opened(Transport::Tcp);
     let port = core.open_session();
     let mut session = Session::start(Rc::clone(&core), Rc::clone(&port), Dialect::V1, peer);
     let mut framer = TcpFramer::new(core.config.max_message_size);
+    if !leftover.is_empty() {
+        if let Some(Frame::Unit(unit)) = framer.push(&leftover) {
+            session.handle_unit(unit).await;
+        }
+    }
     let mut chunk = vec![0u8; 16 * 1024];
     let mut writing = Vec::new();
     let mut auth_deadline = core

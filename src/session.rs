@@ -50,6 +50,8 @@ pub struct Session {
     listens: AHashSet<(Topic, Arc<str>)>,
     /// 2.x: the username this session counts for in presence (broadcast at login).
     presence_login: Option<Arc<str>>,
+    /// What a trusted proxy said about the user (proxy-header auth).
+    proxy_identity: Option<crate::auth::ProxyIdentity>,
     scratch: Vec<u8>,
 }
 
@@ -78,10 +80,16 @@ impl Session {
             rpc_names: AHashSet::new(),
             listens: AHashSet::new(),
             presence_login: None,
+            proxy_identity: None,
             scratch: Vec::new(),
         };
         session.reply(&[b"C", b"CH"]);
         session
+    }
+
+    /// The user a trusted proxy authenticated for this connection (proxy-header auth).
+    pub fn set_proxy_identity(&mut self, identity: Option<crate::auth::ProxyIdentity>) {
+        self.proxy_identity = identity;
     }
 
     pub fn state(&self) -> SessionState {
@@ -185,12 +193,16 @@ impl Session {
         };
         let authenticator = Arc::clone(&self.core.auth);
         let dialect = self.dialect;
+        let context = crate::auth::LoginContext {
+            peer: self.peer,
+            proxy: self.proxy_identity.clone(),
+        };
         let outcome = if authenticator.is_expensive() {
             glommio::executor()
-                .spawn_blocking(move || authenticator.authenticate(&auth_data, dialect))
+                .spawn_blocking(move || authenticator.authenticate(&auth_data, dialect, &context))
                 .await
         } else {
-            authenticator.authenticate(&auth_data, dialect)
+            authenticator.authenticate(&auth_data, dialect, &context)
         };
         if self.state != SessionState::AwaitingAuth {
             return;

@@ -1,17 +1,24 @@
 //! Authentication: decides whether an `A|REQ` login is accepted (PROTOCOL.md §3.2).
 //!
-//! Owns the auth handlers: open (anyone; the username comes from authData) and file
-//! (deepstream's users file, clear-text or pbkdf2-hashed passwords). Called by the session
-//! (on its own core) with the parsed authData; never touches a socket.
+//! Owns the auth handlers: open (anyone; the username comes from authData), file
+//! (deepstream's users file, clear-text or pbkdf2-hashed passwords), http (deepstream's
+//! webhook, `webhook`) and proxy-header (the user a trusted proxy authenticated, `proxy`).
+//! Called by the session (on its own core, or on a blocking thread for the expensive ones)
+//! with the parsed authData and where the connection came from; only the webhook touches a
+//! socket, its own short-lived HTTP client connection.
 
 mod file;
+pub mod proxy;
+mod webhook;
 
 pub use file::UsersFile;
+pub use proxy::ProxyIdentity;
 
-use crate::config::AuthConfig;
+use crate::config::{AuthConfig, HttpAuthConfig};
 use crate::protocol::actions::Dialect;
 use serde_json::{Map, Value};
 use std::fmt;
+use std::net::SocketAddr;
 
 /// The result of one login attempt.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,6 +50,17 @@ impl std::error::Error for AuthError {}
 pub enum Authenticator {
     Open,
     File(UsersFile),
+    ProxyHeader,
+    Http(HttpAuthConfig),
+}
+
+/// Where a login comes from.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LoginContext {
+    /// The client's address (after the PROXY protocol, when configured).
+    pub peer: Option<SocketAddr>,
+    /// The user a trusted proxy authenticated (see `proxy`).
+    pub proxy: Option<ProxyIdentity>,
 }
 
 impl Authenticator {
@@ -50,6 +68,8 @@ impl Authenticator {
         match config {
             AuthConfig::Open => Ok(Authenticator::Open),
             AuthConfig::File(file) => Ok(Authenticator::File(UsersFile::load(file)?)),
+            AuthConfig::ProxyHeader(_) => Ok(Authenticator::ProxyHeader),
+            AuthConfig::Http(http) => Ok(Authenticator::Http(http.clone())),
         }
     }
 
@@ -58,17 +78,33 @@ impl Authenticator {
         match self {
             Authenticator::Open => false,
             Authenticator::File(users) => users.is_expensive(),
+            Authenticator::ProxyHeader => false,
+            Authenticator::Http(_) => true,
         }
     }
 
     /// Checks one login. `auth_data` is the JSON object of `A|REQ`.
-    pub fn authenticate(&self, auth_data: &Map<String, Value>, dialect: Dialect) -> AuthOutcome {
+    pub fn authenticate(
+        &self,
+        auth_data: &Map<String, Value>,
+        dialect: Dialect,
+        context: &LoginContext,
+    ) -> AuthOutcome {
         match self {
             Authenticator::Open => AuthOutcome::Accepted {
                 username: open_username(auth_data, dialect),
                 client_data: None,
             },
             Authenticator::File(users) => users.authenticate(auth_data),
+            // Whatever the client sent is ignored: only the proxy's word counts.
+            Authenticator::ProxyHeader => match &context.proxy {
+                Some(identity) => AuthOutcome::Accepted {
+                    username: identity.username.clone(),
+                    client_data: identity.client_data.clone(),
+                },
+                None => AuthOutcome::Rejected { client_data: None },
+            },
+            Authenticator::Http(config) => webhook::authenticate(config, auth_data, context),
         }
     }
 }
@@ -105,21 +141,29 @@ mod tests {
     fn open_auth_takes_the_username_or_the_dialect_default() {
         let auth = Authenticator::Open;
         assert_eq!(
-            auth.authenticate(&object(json!({"username": "alice"})), Dialect::V1),
+            auth.authenticate(
+                &object(json!({"username": "alice"})),
+                Dialect::V1,
+                &LoginContext::default()
+            ),
             AuthOutcome::Accepted {
                 username: "alice".into(),
                 client_data: None
             }
         );
         assert_eq!(
-            auth.authenticate(&object(json!({})), Dialect::V1),
+            auth.authenticate(&object(json!({})), Dialect::V1, &LoginContext::default()),
             AuthOutcome::Accepted {
                 username: "OPEN".into(),
                 client_data: None
             }
         );
         assert_eq!(
-            auth.authenticate(&object(json!({"username": ""})), Dialect::V2),
+            auth.authenticate(
+                &object(json!({"username": ""})),
+                Dialect::V2,
+                &LoginContext::default()
+            ),
             AuthOutcome::Accepted {
                 username: "open".into(),
                 client_data: None

@@ -3,5 +3,6 @@
 
 pub mod engineio;
 pub mod http;
+pub mod proxy_protocol;
 pub mod tcp;
 pub mod websocket;

@@ -207,11 +207,16 @@ pub struct WsClient {
 impl WsClient {
     /// Opens `path` on the HTTP port and completes the upgrade.
     pub fn connect(port: u16, path: &str) -> WsClient {
+        WsClient::connect_with_headers(port, path, "")
+    }
+
+    /// Like `connect`, with extra request header lines (each ending in CRLF).
+    pub fn connect_with_headers(port: u16, path: &str, headers: &str) -> WsClient {
         let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
         stream.set_nodelay(true).expect("nodelay");
         let request = format!(
             "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{headers}\r\n"
         );
         stream.write_all(request.as_bytes()).expect("handshake");
         let mut head = Vec::new();
