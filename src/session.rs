@@ -10,7 +10,7 @@
 use crate::auth::AuthOutcome;
 use crate::features::listen::compile_pattern;
 use crate::features::presence::counts_for_presence;
-use crate::features::rpc::ProviderAction;
+use crate::features::rpc::provider_action;
 use crate::protocol::actions::{Dialect, Topic};
 use crate::protocol::message::{messages, write_message, Message, Parsed, MESSAGE_SEPARATOR};
 use crate::protocol::value::{typed_from_json, typed_string};
@@ -504,14 +504,10 @@ impl Session {
                 self.reply(&[code, b"E", b"INVALID_RPC_CORRELATION_ID", &text]);
             }
             b"A" | b"RES" | b"E" | b"REJ" => {
-                let (action, name_index) = match message.action {
-                    b"A" if self.dialect == Dialect::V2 && message.data_at(0) == Some(b"REQ") => {
-                        (ProviderAction::Ack, 1)
-                    }
-                    b"A" => (ProviderAction::Ack, 0),
-                    b"RES" => (ProviderAction::Response, 0),
-                    b"E" => (ProviderAction::Error, 1),
-                    _ => (ProviderAction::Reject, 0),
+                let Some((action, name_index)) =
+                    provider_action(message.action, message.data_at(0), self.dialect)
+                else {
+                    return;
                 };
                 let (Some(name), Some(correlation)) = (field(name_index), field(name_index + 1))
                 else {

@@ -526,3 +526,112 @@ fn a_redis_restart_keeps_local_service_and_loses_no_acknowledged_write() {
     writer.send("R|CU|kept|3|{\"n\":3}|{\"writeSuccess\":true}+");
     writer.expect("R|WA|kept|[3]|L+");
 }
+
+fn node_with(redis: &Redis, extra: &str) -> Server {
+    Server::start(&format!("{}{extra}", redis.config()), 2)
+}
+
+#[test]
+fn rpc_requests_reach_providers_on_other_nodes_with_reject_reroute_and_timeouts() {
+    let redis = Redis::start();
+    let timeouts = "rpcAckTimeout: 300\nrpcTimeout: 1000\n";
+    let a = node_with(&redis, timeouts);
+    let b = node_with(&redis, timeouts);
+    let c = node_with(&redis, timeouts);
+    let mut requester = a.connect();
+    requester.login("requester");
+    let mut provider_b = b.connect();
+    provider_b.login("provider-b");
+    provider_b.send("P|S|add+");
+    provider_b.expect("P|A|S|add+");
+    eventually(
+        Duration::from_secs(5),
+        "node b registered as a provider",
+        || redis.command("SCARD cs:rpc:add").as_deref() == Some(":1"),
+    );
+
+    // a 1.x requester on node a, the provider on node b
+    requester.send("P|REQ|add|c1|O{\"a\":1,\"b\":2}+");
+    provider_b.expect("P|REQ|add|c1|O{\"a\":1,\"b\":2}+");
+    provider_b.send("P|A|add|c1+");
+    requester.expect("P|A|add|c1+");
+    provider_b.send("P|RES|add|c1|N3+");
+    requester.expect("P|RES|add|c1|N3+");
+
+    // a 2.x requester gets the 2.x ack; a provider error crosses as it was sent
+    let mut requester_v2 = a.connect_ws();
+    requester_v2.login("requester-v2");
+    requester_v2.send("P|REQ|add|c2|O{}+");
+    provider_b.expect("P|REQ|add|c2|O{}+");
+    provider_b.send("P|A|add|c2+");
+    requester_v2.expect("P|A|REQ|add|c2+");
+    provider_b.send("P|E|bad numbers|add|c2+");
+    requester_v2.expect("P|E|bad numbers|add|c2+");
+
+    // a second provider on node c: a reject on one node reroutes to the other
+    let mut provider_c = c.connect();
+    provider_c.login("provider-c");
+    provider_c.send("P|S|add+");
+    provider_c.expect("P|A|S|add+");
+    eventually(
+        Duration::from_secs(5),
+        "node c registered as a provider",
+        || redis.command("SCARD cs:rpc:add").as_deref() == Some(":2"),
+    );
+    requester.send("P|REQ|add|c3|N1+");
+    let (first, second) = match provider_b.next_message(Duration::from_millis(500)) {
+        Some(message) => {
+            assert_eq!(readable(&message), "P|REQ|add|c3|N1+");
+            (&mut provider_b, &mut provider_c)
+        }
+        None => {
+            provider_c.expect("P|REQ|add|c3|N1+");
+            (&mut provider_c, &mut provider_b)
+        }
+    };
+    first.send("P|REJ|add|c3+");
+    second.expect("P|REQ|add|c3|N1+");
+    second.send("P|REJ|add|c3+");
+    requester.expect("P|E|NO_RPC_PROVIDER|add|c3+");
+
+    // a provider that never acks: ACK_TIMEOUT for the requester on the other node
+    provider_c.send("P|US|add+");
+    provider_c.expect("P|A|US|add+");
+    eventually(Duration::from_secs(5), "node c unregistered", || {
+        redis.command("SCARD cs:rpc:add").as_deref() == Some(":1")
+    });
+    requester.send("P|REQ|add|c4|N1+");
+    provider_b.expect("P|REQ|add|c4|N1+");
+    requester.expect("P|E|ACK_TIMEOUT|add|c4+");
+
+    // no provider anywhere
+    requester.send("P|REQ|nobody|c5|N1+");
+    requester.expect("P|E|NO_RPC_PROVIDER|nobody|c5+");
+
+    // the provider's node dies with a call in flight: once the node is declared dead the call
+    // fails at once rather than waiting for the response timeout... or the timeout comes first
+    requester.send("P|REQ|add|c6|N1+");
+    provider_b.expect("P|REQ|add|c6|N1+");
+    provider_b.send("P|A|add|c6+");
+    requester.expect("P|A|add|c6+");
+    // SAFETY: kill(2) on our own child's PID.
+    unsafe {
+        libc::kill(b.pid() as libc::pid_t, libc::SIGKILL);
+    }
+    let reply = readable(
+        &requester
+            .next_message(Duration::from_secs(3))
+            .expect("an error"),
+    );
+    assert!(
+        reply == "P|E|NO_RPC_PROVIDER|add|c6+" || reply == "P|E|RESPONSE_TIMEOUT|add|c6+",
+        "{reply}"
+    );
+    eventually(
+        Duration::from_secs(5),
+        "the dead node's providers removed from Redis",
+        || redis.command("SCARD cs:rpc:add").as_deref() == Some(":0"),
+    );
+    requester.send("P|REQ|add|c7|N1+");
+    requester.expect("P|E|NO_RPC_PROVIDER|add|c7+");
+}

@@ -32,6 +32,7 @@
 pub mod link;
 pub mod records;
 pub mod resp;
+pub mod rpc;
 
 use crate::shard::{Core, CoreMessage, SessionRef};
 use ahash::{AHashMap, AHashSet};
@@ -127,6 +128,12 @@ pub struct Cluster {
     presence: RefCell<ClusterPresence>,
     heartbeat_script: redis::Script,
     nodes_script: redis::Script,
+    forget_node_script: redis::Script,
+    /// RPC names this core's node provides (owner core), announced again after a reconnect.
+    pub(crate) rpc_names: RefCell<AHashSet<Bytes>>,
+    /// Other nodes seen by this core's RPC path: a stand-in `SessionRef`'s slot indexes it.
+    remote_nodes: RefCell<Vec<Arc<str>>>,
+    remote_node_slots: RefCell<AHashMap<Arc<str>, u32>>,
 }
 
 impl Cluster {
@@ -149,6 +156,10 @@ impl Cluster {
             presence: RefCell::new(ClusterPresence::default()),
             heartbeat_script: redis::Script::new(HEARTBEAT),
             nodes_script: redis::Script::new(NODES),
+            forget_node_script: redis::Script::new(rpc::FORGET_NODE),
+            rpc_names: RefCell::new(AHashSet::new()),
+            remote_nodes: RefCell::new(Vec::new()),
+            remote_node_slots: RefCell::new(AHashMap::new()),
         })
     }
 
@@ -158,7 +169,14 @@ impl Cluster {
             return;
         };
         let weak = Rc::downgrade(core);
-        let on_command_link = Rc::new(|_up: bool| {});
+        let weak_for_commands = Rc::downgrade(core);
+        let on_command_link = Rc::new(move |up: bool| {
+            if up {
+                if let Some(cluster) = weak_for_commands.upgrade().and_then(|core| core.cluster()) {
+                    rpc::announce_again(&cluster);
+                }
+            }
+        });
         glommio::spawn_local(Rc::clone(&cluster.commands).run(on_command_link)).detach();
         let on_event: Rc<dyn Fn(PubSubEvent)> = Rc::new(move |event| {
             if let Some(core) = weak.upgrade() {
@@ -170,6 +188,10 @@ impl Cluster {
             cluster
                 .pubsub
                 .subscribe(Bytes::from_static(PRESENCE_CHANNEL));
+            cluster.pubsub.subscribe(Bytes::from(channel(
+                rpc::NODE_CHANNEL,
+                cluster.node.as_bytes(),
+            )));
             glommio::spawn_local(run_liveness(Rc::downgrade(core))).detach();
         }
         glommio::spawn_local(Rc::clone(&cluster.pubsub).run(on_event)).detach();
@@ -228,7 +250,42 @@ impl Cluster {
         (true, session)
     }
 
-    fn publish(&self, channel: &[u8], payload: &[u8]) {
+    /// The stand-in `SessionRef` of another node (see `rpc`).
+    pub fn remote_ref(&self, node: &Arc<str>) -> SessionRef {
+        let mut slots = self.remote_node_slots.borrow_mut();
+        let slot = match slots.get(node) {
+            Some(slot) => *slot,
+            None => {
+                let mut nodes = self.remote_nodes.borrow_mut();
+                nodes.push(Arc::clone(node));
+                let slot = (nodes.len() - 1) as u32;
+                slots.insert(Arc::clone(node), slot);
+                slot
+            }
+        };
+        SessionRef {
+            core: SessionRef::REMOTE_CORE,
+            slot,
+            generation: 0,
+        }
+    }
+
+    pub fn known_remote_ref(&self, node: &str) -> Option<SessionRef> {
+        self.remote_node_slots
+            .borrow()
+            .get(node)
+            .map(|slot| SessionRef {
+                core: SessionRef::REMOTE_CORE,
+                slot: *slot,
+                generation: 0,
+            })
+    }
+
+    pub fn remote_node(&self, slot: u32) -> Option<Arc<str>> {
+        self.remote_nodes.borrow().get(slot as usize).cloned()
+    }
+
+    pub(crate) fn publish(&self, channel: &[u8], payload: &[u8]) {
         if self.commands.send(&[b"PUBLISH", channel, payload]) {
             self.counters
                 .published
@@ -367,6 +424,8 @@ fn on_pubsub(core: &Rc<Core>, event: PubSubEvent) {
                 records::on_publish(core, &cluster, channel.slice_ref(name), payload);
             } else if &channel[..] == PRESENCE_CHANNEL {
                 on_presence_message(core, &cluster, payload);
+            } else if channel.starts_with(rpc::NODE_CHANNEL) {
+                rpc::on_node_message(core, payload);
             }
         }
         PubSubEvent::Subscribed(channel) => {
@@ -416,6 +475,7 @@ fn apply_presence_message(core: &Rc<Core>, cluster: &Rc<Cluster>, payload: &[u8]
         // `N␞<node>␞`: another node found `node` dead and removed it.
         cluster.presence.borrow_mut().missing_since.remove(&node);
         set_remote_users(core, cluster, &node, None);
+        node_gone(core, &node);
         return;
     }
     let username: Arc<str> = Arc::from(username);
@@ -503,6 +563,13 @@ fn set_remote_users(
     for (username, joined) in notes {
         broadcast_remote_presence(core, username, joined);
     }
+}
+
+/// Every core forgets the node's RPC stand-ins (its calls in flight are rerouted or fail).
+fn node_gone(core: &Rc<Core>, node: &Arc<str>) {
+    core.broadcast(|| CoreMessage::NodeGone {
+        node: Arc::clone(node),
+    });
 }
 
 /// `[now, node, stamp, ...]` from the NODES script: (now, [(node, stamp)]).
@@ -694,6 +761,19 @@ async fn remove_dead_nodes(core: &Rc<Core>, cluster: &Rc<Cluster>) {
             let node: Arc<str> = Arc::from(node.as_str());
             cluster.presence.borrow_mut().missing_since.remove(&node);
             set_remote_users(core, cluster, &node, None);
+            node_gone(core, &node);
+            let names = rpc::names_key(&node);
+            let forgotten = cluster
+                .script(
+                    &cluster.forget_node_script,
+                    rpc::FORGET_NODE,
+                    &[names.as_bytes()],
+                    &[node.as_bytes(), b"cs:rpc:"],
+                )
+                .await;
+            if let Err(error) = forgotten {
+                cluster.count_error("removing a dead node's RPC providers", &error);
+            }
         } else {
             alive.insert(node);
         }
@@ -718,6 +798,7 @@ async fn remove_dead_nodes(core: &Rc<Core>, cluster: &Rc<Cluster>) {
             crate::warn!("cluster: node {node} is gone from the node list: removing its users");
             cluster.presence.borrow_mut().missing_since.remove(&node);
             set_remote_users(core, cluster, &node, None);
+            node_gone(core, &node);
         }
     }
     let remote = alive.iter().filter(|node| **node != &*cluster.node).count();

@@ -70,7 +70,54 @@ pub struct RpcFeature {
     generation: u64,
 }
 
+/// What a provider's message says: the action and where the RPC name is among its data
+/// fields (the correlation id follows it). `first` is the first data field.
+pub fn provider_action(
+    action: &[u8],
+    first: Option<&[u8]>,
+    dialect: Dialect,
+) -> Option<(ProviderAction, usize)> {
+    Some(match action {
+        b"A" if dialect == Dialect::V2 && first == Some(b"REQ") => (ProviderAction::Ack, 1),
+        b"A" => (ProviderAction::Ack, 0),
+        b"RES" => (ProviderAction::Response, 0),
+        b"E" => (ProviderAction::Error, 1),
+        b"REJ" => (ProviderAction::Reject, 0),
+        _ => return None,
+    })
+}
+
 impl RpcFeature {
+    /// Does a session of this node provide `name`? (Other nodes' providers are stand-ins
+    /// whose `core` is `SessionRef::REMOTE_CORE`.)
+    pub fn has_local_provider(&self, name: &[u8]) -> bool {
+        self.providers
+            .get(name)
+            .is_some_and(|providers| providers.iter().any(|provider| !provider.is_remote()))
+    }
+
+    /// Every name with providers or calls.
+    pub fn names(&self) -> Vec<Bytes> {
+        let mut names: Vec<Bytes> = self.providers.keys().cloned().collect();
+        names.extend(self.calls.keys().map(|(name, _)| name.clone()));
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// Replaces the other nodes' stand-in providers of `name`.
+    pub fn set_remote_providers(&mut self, name: &Bytes, remote: Vec<SessionRef>) {
+        let providers = self
+            .providers
+            .entry(Bytes::copy_from_slice(name))
+            .or_default();
+        providers.retain(|provider| !provider.is_remote());
+        providers.extend(remote);
+        if providers.is_empty() {
+            self.providers.remove(name);
+        }
+    }
+
     /// (names with providers, providers, calls in flight)
     pub fn size(&self) -> (usize, usize, usize) {
         (

@@ -63,6 +63,16 @@ pub struct SessionRef {
     pub generation: u32,
 }
 
+impl SessionRef {
+    /// The `core` of a stand-in for another node of the cluster (an RPC provider or requester
+    /// there); its `slot` indexes the core's table of node ids (`cluster::Cluster::remote_ref`).
+    pub const REMOTE_CORE: u16 = u16::MAX;
+
+    pub fn is_remote(&self) -> bool {
+        self.core == Self::REMOTE_CORE
+    }
+}
+
 /// Messages between cores (see the module doc for the discipline).
 #[derive(Debug)]
 pub enum CoreMessage {
@@ -132,6 +142,17 @@ pub enum CoreMessage {
         dialect: Dialect,
         message: Bytes,
     },
+    /// An RPC message from another node (`kind` b'Q': a request for a local provider; b'A':
+    /// a reply from a provider there), for the owner core of its name.
+    RpcFromNode {
+        node: Arc<str>,
+        kind: u8,
+        message: Bytes,
+    },
+    /// Another node is gone: forget its stand-ins (its RPC providers and requesters).
+    NodeGone {
+        node: Arc<str>,
+    },
     /// A counted login (`joined`) or logout, broadcast to every core's presence replica.
     Presence {
         username: Arc<str>,
@@ -198,6 +219,8 @@ impl CoreMessage {
             CoreMessage::Presence { username, .. }
             | CoreMessage::PresenceRequest { username, .. } => username.len(),
             CoreMessage::RpcProvide { name, .. } => name.len(),
+            CoreMessage::RpcFromNode { message, .. } => message.len(),
+            CoreMessage::NodeGone { node } => node.len(),
             CoreMessage::RpcRequest {
                 name,
                 correlation,
@@ -504,6 +527,11 @@ impl Core {
     /// The record feature of this core (for the cluster's record path).
     pub(crate) fn records_mut(&self) -> RefMut<'_, RecordFeature> {
         self.records.borrow_mut()
+    }
+
+    /// The RPC feature of this core (for the cluster's RPC path).
+    pub(crate) fn rpc_mut(&self) -> RefMut<'_, RpcFeature> {
+        self.rpc.borrow_mut()
     }
 
     /// Carries out effects produced outside `handle` (the cluster's asynchronous paths).
@@ -898,10 +926,38 @@ impl Core {
                 provide,
             } => {
                 let mut rpc = self.rpc.borrow_mut();
+                let before = rpc.has_local_provider(&name);
                 if provide {
-                    rpc.provide(name, session, &mut effects);
+                    rpc.provide(name.clone(), session, &mut effects);
                 } else {
                     rpc.unprovide(&name, session, false, &mut effects);
+                }
+                let after = rpc.has_local_provider(&name);
+                drop(rpc);
+                if before != after {
+                    if let Some(cluster) = self.cluster.get() {
+                        crate::cluster::rpc::local_providers_changed(cluster, &name, after);
+                    }
+                }
+            }
+            CoreMessage::RpcFromNode {
+                node,
+                kind,
+                message,
+            } => {
+                if let Some(cluster) = self.cluster.get() {
+                    crate::cluster::rpc::from_node(self, cluster, &node, kind, message);
+                }
+                return;
+            }
+            CoreMessage::NodeGone { node } => {
+                if let Some(cluster) = self.cluster.get() {
+                    if let Some(stand_in) = cluster.known_remote_ref(&node) {
+                        let names = self.rpc.borrow().names();
+                        self.rpc
+                            .borrow_mut()
+                            .session_closed(stand_in, &names, &mut effects);
+                    }
                 }
             }
             CoreMessage::RpcRequest {
@@ -910,14 +966,31 @@ impl Core {
                 session,
                 dialect,
                 message,
-            } => self.rpc.borrow_mut().request(
-                name,
-                correlation,
-                session,
-                dialect,
-                message,
-                &mut effects,
-            ),
+            } => {
+                if let Some(cluster) = self.cluster.get() {
+                    if !self.rpc.borrow().has_local_provider(&name) {
+                        // No provider here: ask Redis which nodes provide it, then route.
+                        crate::cluster::rpc::request_elsewhere(
+                            self,
+                            cluster,
+                            name,
+                            correlation,
+                            session,
+                            dialect,
+                            message,
+                        );
+                        return;
+                    }
+                }
+                self.rpc.borrow_mut().request(
+                    name,
+                    correlation,
+                    session,
+                    dialect,
+                    message,
+                    &mut effects,
+                )
+            }
             CoreMessage::RpcFromProvider {
                 action,
                 name,
@@ -960,7 +1033,11 @@ impl Core {
         for effect in effects.list {
             match effect {
                 Effect::Send { to, bytes } => {
-                    if usize::from(to.core) == self.id {
+                    if to.is_remote() {
+                        if let Some(cluster) = self.cluster.get() {
+                            crate::cluster::rpc::forward(cluster, to, bytes);
+                        }
+                    } else if usize::from(to.core) == self.id {
                         self.deliver_local(to, &bytes);
                     } else {
                         self.queue_for(usize::from(to.core), CoreMessage::Send { to, bytes });

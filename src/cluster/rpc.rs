@@ -1,0 +1,242 @@
+//! RPC across nodes: a request on node A reaches a provider on node B.
+//!
+//! Called by `shard::Core` on the owner core of an RPC name. Redis holds, per name, the set of
+//! nodes with providers (`cs:rpc:<name>`, kept by each node's owner core as its first provider
+//! comes and its last goes; `cs:rpcnames:<node>` indexes them for clean-up). A node with a
+//! local provider serves a request locally; one without asks Redis which nodes provide the
+//! name and adds one stand-in provider per node to the RPC feature (`SessionRef::REMOTE_CORE`),
+//! so the feature's own routing, reject/reroute, deadlines and errors apply unchanged.
+//!
+//! What the feature sends to a stand-in travels on the target node's channel
+//! `cs:node:<node>` as `<kind>␞<from node>␞<message>` (kind `Q`: a request, `A`: a provider's
+//! reply), handled there by core 0 and routed to the name's owner core, where the calling node
+//! is a stand-in requester. The node serving a remote request uses only its own providers and
+//! answers `REJ` when none is left, so the calling node reroutes to another node. Acks between
+//! nodes are in the 1.x form; the calling node rewrites them for a 2.x requester as it would a
+//! local provider's.
+
+use super::{bulk, channel, Cluster, SEPARATOR};
+use crate::features::rpc::provider_action;
+use crate::features::Effects;
+use crate::protocol::actions::Dialect;
+use crate::protocol::message::{build_message, messages, Parsed};
+use crate::shard::{Core, CoreMessage, SessionRef};
+use bytes::Bytes;
+use redis::Value;
+use std::rc::Rc;
+use std::sync::Arc;
+
+pub const NODE_CHANNEL: &[u8] = b"cs:node:";
+const PROVIDERS_KEY: &[u8] = b"cs:rpc:";
+const NAMES_KEY: &str = "cs:rpcnames:";
+
+/// Removes a dead node from the provider set of every name it provided.
+/// KEYS: `cs:rpcnames:<node>`. ARGV: node, `cs:rpc:`.
+pub const FORGET_NODE: &str = r"
+local names = redis.call('SMEMBERS', KEYS[1])
+for i = 1, #names do redis.call('SREM', ARGV[2] .. names[i], ARGV[1]) end
+redis.call('DEL', KEYS[1])
+return #names
+";
+
+pub fn names_key(node: &str) -> String {
+    format!("{NAMES_KEY}{node}")
+}
+
+/// The first local provider of `name` came (`true`) or the last went.
+pub fn local_providers_changed(cluster: &Cluster, name: &Bytes, provided: bool) {
+    let providers = channel(PROVIDERS_KEY, name);
+    let names = names_key(&cluster.node);
+    let command: &[u8] = if provided { b"SADD" } else { b"SREM" };
+    cluster
+        .commands
+        .send(&[command, &providers, cluster.node.as_bytes()]);
+    cluster.commands.send(&[command, names.as_bytes(), name]);
+    let mut local = cluster.rpc_names.borrow_mut();
+    if provided {
+        local.insert(Bytes::copy_from_slice(name));
+    } else {
+        local.remove(name);
+    }
+}
+
+/// After a reconnect: this core's provided names again (Redis may have lost them).
+pub fn announce_again(cluster: &Cluster) {
+    let names: Vec<Bytes> = cluster.rpc_names.borrow().iter().cloned().collect();
+    let key = names_key(&cluster.node);
+    for name in names {
+        let providers = channel(PROVIDERS_KEY, &name);
+        cluster
+            .commands
+            .send(&[b"SADD", &providers, cluster.node.as_bytes()]);
+        cluster.commands.send(&[b"SADD", key.as_bytes(), &name]);
+    }
+}
+
+/// A request for a name without a local provider: find the nodes that provide it, then let
+/// the RPC feature route it (to one of them, or NO_RPC_PROVIDER).
+pub fn request_elsewhere(
+    core: &Rc<Core>,
+    cluster: &Rc<Cluster>,
+    name: Bytes,
+    correlation: Bytes,
+    requester: SessionRef,
+    dialect: Dialect,
+    message: Bytes,
+) {
+    let core = Rc::clone(core);
+    let cluster = Rc::clone(cluster);
+    glommio::spawn_local(async move {
+        let key = channel(PROVIDERS_KEY, &name);
+        let nodes = match cluster.commands.call(&[b"SMEMBERS", &key]).await {
+            Ok(Value::Array(members)) | Ok(Value::Set(members)) => members
+                .into_iter()
+                .filter_map(bulk)
+                .filter_map(|node| String::from_utf8(node).ok())
+                .filter(|node| *node != *cluster.node)
+                .collect(),
+            Ok(_) => Vec::new(),
+            Err(error) => {
+                cluster.count_error("looking up RPC providers", &error);
+                Vec::new()
+            }
+        };
+        let stand_ins: Vec<SessionRef> = nodes
+            .iter()
+            .map(|node| cluster.remote_ref(&Arc::from(node.as_str())))
+            .collect();
+        let mut effects = Effects::default();
+        {
+            let mut rpc = core.rpc_mut();
+            rpc.set_remote_providers(&name, stand_ins);
+            rpc.request(name, correlation, requester, dialect, message, &mut effects);
+        }
+        core.execute_effects(effects);
+    })
+    .detach();
+}
+
+/// Sends what the RPC feature addressed to a stand-in to its node.
+pub fn forward(cluster: &Cluster, to: SessionRef, bytes: Bytes) {
+    let Some(node) = cluster.remote_node(to.slot) else {
+        return;
+    };
+    let Some(Parsed::Message(message)) = messages(&bytes, Dialect::V1).next() else {
+        return;
+    };
+    let kind: &[u8] = if message.action == b"REQ" { b"Q" } else { b"A" };
+    let mut rewritten = None;
+    if message.action == b"E" {
+        // Only errors about a call (`P|E|<error>|<name>|<cid>`) cross; the feature's complaints
+        // about unknown calls (three fields) stay home, so two nodes never bounce them.
+        if message.data_count() < 3 {
+            return;
+        }
+        if message.data_at(0) == Some(b"NO_RPC_PROVIDER") {
+            // None left on this node: the calling node may still try another.
+            let (Some(name), Some(correlation)) = (message.data_at(1), message.data_at(2)) else {
+                return;
+            };
+            rewritten = Some(build_message(&[b"P", b"REJ", name, correlation]));
+        }
+    }
+    let body: &[u8] = rewritten.as_deref().unwrap_or(&bytes);
+    let mut payload = kind.to_vec();
+    payload.push(SEPARATOR);
+    payload.extend_from_slice(cluster.node.as_bytes());
+    payload.push(SEPARATOR);
+    payload.extend_from_slice(body);
+    cluster.publish(&channel(NODE_CHANNEL, node.as_bytes()), &payload);
+}
+
+/// Core 0: a message on this node's channel; route it to the owner core of its name.
+pub fn on_node_message(core: &Rc<Core>, payload: Bytes) {
+    let mut parts = payload.splitn(3, |byte| *byte == SEPARATOR);
+    let (Some(kind), Some(from), Some(_)) = (parts.next(), parts.next(), parts.next()) else {
+        return;
+    };
+    let offset = kind.len() + 1 + from.len() + 1;
+    let (Some(&kind), Ok(from)) = (kind.first(), std::str::from_utf8(from)) else {
+        return;
+    };
+    let message = payload.slice(offset.min(payload.len())..);
+    let name = match messages(&message, Dialect::V1).next() {
+        Some(Parsed::Message(parsed)) => {
+            let index = match kind {
+                b'Q' => 0,
+                _ => match provider_action(parsed.action, parsed.data_at(0), Dialect::V1) {
+                    Some((_, index)) => index,
+                    None => return,
+                },
+            };
+            match parsed.data_at(index) {
+                Some(name) => Bytes::copy_from_slice(name),
+                None => return,
+            }
+        }
+        _ => return,
+    };
+    let node: Arc<str> = Arc::from(from);
+    core.route(
+        core.owner(&name),
+        CoreMessage::RpcFromNode {
+            node,
+            kind,
+            message,
+        },
+    );
+}
+
+/// On the owner core: a request from another node, or a reply from a provider there.
+pub fn from_node(core: &Rc<Core>, cluster: &Cluster, node: &Arc<str>, kind: u8, message: Bytes) {
+    let stand_in = cluster.remote_ref(node);
+    let Some(Parsed::Message(parsed)) = messages(&message, Dialect::V1).next() else {
+        return;
+    };
+    let mut effects = Effects::default();
+    {
+        let mut rpc = core.rpc_mut();
+        match kind {
+            b'Q' => {
+                let (Some(name), Some(correlation)) = (parsed.data_at(0), parsed.data_at(1)) else {
+                    return;
+                };
+                let name = Bytes::copy_from_slice(name);
+                // Serve with this node's providers only (never pass a request on again).
+                rpc.set_remote_providers(&name, Vec::new());
+                rpc.request(
+                    name,
+                    Bytes::copy_from_slice(correlation),
+                    stand_in,
+                    Dialect::V1,
+                    message.clone(),
+                    &mut effects,
+                );
+            }
+            _ => {
+                let Some((action, index)) =
+                    provider_action(parsed.action, parsed.data_at(0), Dialect::V1)
+                else {
+                    return;
+                };
+                let (Some(name), Some(correlation)) =
+                    (parsed.data_at(index), parsed.data_at(index + 1))
+                else {
+                    return;
+                };
+                let data1 = parsed.data_at(1).unwrap_or(b"undefined");
+                rpc.from_provider(
+                    action,
+                    Bytes::copy_from_slice(name),
+                    Bytes::copy_from_slice(correlation),
+                    stand_in,
+                    Dialect::V1,
+                    message.clone(),
+                    Bytes::copy_from_slice(data1),
+                    &mut effects,
+                );
+            }
+        }
+    }
+    core.execute_effects(effects);
+}
