@@ -534,7 +534,8 @@ fn node_with(redis: &Redis, extra: &str) -> Server {
 #[test]
 fn rpc_requests_reach_providers_on_other_nodes_with_reject_reroute_and_timeouts() {
     let redis = Redis::start();
-    let timeouts = "rpcAckTimeout: 300\nrpcTimeout: 1000\n";
+    // the ack timeout leaves the test time to find which node got a request
+    let timeouts = "rpcAckTimeout: 1000\nrpcTimeout: 2000\n";
     let a = node_with(&redis, timeouts);
     let b = node_with(&redis, timeouts);
     let c = node_with(&redis, timeouts);
@@ -579,7 +580,7 @@ fn rpc_requests_reach_providers_on_other_nodes_with_reject_reroute_and_timeouts(
         || redis.command("SCARD cs:rpc:add").as_deref() == Some(":2"),
     );
     requester.send("P|REQ|add|c3|N1+");
-    let (first, second) = match provider_b.next_message(Duration::from_millis(500)) {
+    let (first, second) = match provider_b.next_message(Duration::from_millis(300)) {
         Some(message) => {
             assert_eq!(readable(&message), "P|REQ|add|c3|N1+");
             (&mut provider_b, &mut provider_c)
