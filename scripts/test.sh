@@ -2,8 +2,9 @@
 # Runs every test of corestream: unit tests, the black-box tests over real sockets against
 # the real binary, the real deepstream.io-client-js 1.1.1 (TCP) and 2.3.4 (WebSocket) suites
 # from npm, each twice: against the real deepstream.io server of that version (the reference:
-# 1.1.1 on Node 20, 2.4.1 on Node 8 from npm) and against corestream on two cores; and a short
-# run of every fuzz target.
+# 1.1.1 on Node 20, 2.4.1 on Node 8 from npm) and against corestream on two cores; the cluster
+# tests with a real redis-server; the tests behind a real nginx; the WebSocket and engine.io
+# conformance suites; and a short run of every fuzz target.
 # Installs what the tests need when missing (see scripts/ensure-tools.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +30,9 @@ bash scripts/node-tests-v2.sh deepstream
 
 echo "== deepstream.io-client-js 2.3.4 against corestream (2 cores)"
 bash scripts/node-tests-v2.sh corestream
+
+echo "== real nginx in front of corestream nodes (nginx/ configs, PROXY protocol, proxy auth)"
+bash scripts/nginx-tests.sh
 
 echo "== Autobahn WebSocket cases 1-10 against corestream's echo endpoint"
 bash scripts/conformance/autobahn-corestream.sh

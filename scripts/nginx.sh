@@ -1,0 +1,306 @@
+#!/usr/bin/env bash
+# Starts a local nginx in front of local corestream nodes, built from the shipped configs
+# nginx/corestream-http.conf and nginx/corestream-stream.conf (rewritten, not copied by hand:
+# the `#@tag` lines of those files are filled in, so tests exercise the shipped files).
+#
+#   scripts/nginx.sh --dir DIR --http-port P --http-upstream 127.0.0.1:A,127.0.0.1:B \
+#                    [--tcp-port Q --tcp-upstream 127.0.0.1:C,127.0.0.1:D] \
+#                    [--host 127.0.0.1] [--proxy-protocol on|off] [--proxy-bind ADDR] \
+#                    [--basic-auth user:password]... [--auth-request URL] [--workers N]
+#   scripts/nginx.sh --dir DIR --stop
+#
+#   --dir DIR            everything of this nginx lives here: nginx.conf, the two generated
+#                        includes, htpasswd, temp paths, error.log, nginx.pid (created if missing)
+#   --http-port P        the http server (WebSocket, engine.io, /health-check, /metrics), with
+#   --http-upstream L    the nodes' HTTP ports, comma-separated host:port
+#   --tcp-port Q         the stream server (1.x TCP), with
+#   --tcp-upstream L     the nodes' TCP ports (omit both for no stream block)
+#   --host ADDR          the address nginx listens on (default 127.0.0.1)
+#   --proxy-protocol     send the PROXY protocol header to the TCP nodes (default on; the nodes
+#                        then need tcpProxyProtocol: true)
+#   --proxy-bind ADDR    connect to the nodes from ADDR (e.g. 127.0.0.2, for trustedProxies)
+#   --basic-auth U:P     auth variant (B): basic auth with these users (repeat for more);
+#                        X-Forwarded-User carries the user
+#   --auth-request URL   auth variant (C): ask the auth service at URL (http://host:port/path)
+#   (neither)            auth variant (A): no auth in nginx, the user headers are removed
+#   --workers N          worker_processes (default 1)
+#
+# nginx runs in the foreground of a background process (`daemon off`), its master's PID is
+# printed on stdout and is in DIR/nginx.pid. Stop it with `kill -TERM PID` or
+# `scripts/nginx.sh --dir DIR --stop`. Works as root (workers then run as www-data or nobody)
+# and as any other user: nothing outside DIR is written.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
+
+die() {
+  echo "nginx.sh: $*" >&2
+  exit 2
+}
+
+DIR= HTTP_PORT= HTTP_UPSTREAM= TCP_PORT= TCP_UPSTREAM= HOST=127.0.0.1 PROXY_PROTOCOL=on
+PROXY_BIND= AUTH_REQUEST= WORKERS=1 STOP=0
+BASIC_AUTH=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --dir) DIR=${2:?}; shift 2 ;;
+    --http-port) HTTP_PORT=${2:?}; shift 2 ;;
+    --http-upstream) HTTP_UPSTREAM=${2:?}; shift 2 ;;
+    --tcp-port) TCP_PORT=${2:?}; shift 2 ;;
+    --tcp-upstream) TCP_UPSTREAM=${2:?}; shift 2 ;;
+    --host) HOST=${2:?}; shift 2 ;;
+    --proxy-protocol) PROXY_PROTOCOL=${2:?}; shift 2 ;;
+    --proxy-bind) PROXY_BIND=${2:?}; shift 2 ;;
+    --basic-auth) BASIC_AUTH+=("${2:?}"); shift 2 ;;
+    --auth-request) AUTH_REQUEST=${2:?}; shift 2 ;;
+    --workers) WORKERS=${2:?}; shift 2 ;;
+    --stop) STOP=1; shift ;;
+    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) die "unknown argument: $1 (see --help)" ;;
+  esac
+done
+[ -n "$DIR" ] || die "--dir is required"
+
+# --stop: TERM the master (it stops its workers), then make sure nothing of it is left.
+if [ "$STOP" = 1 ]; then
+  [ -s "$DIR/nginx.pid" ] || exit 0
+  pid=$(cat "$DIR/nginx.pid")
+  workers=$(ps -o pid= --ppid "$pid" 2>/dev/null || true)
+  kill -TERM "$pid" 2>/dev/null || exit 0
+  # gone, or a zombie waiting for whoever adopted it (this script's nginx outlives its parent)
+  for _ in $(seq 100); do
+    state=$(ps -o stat= -p "$pid" 2>/dev/null || true)
+    if [ -z "$state" ] || [[ "$state" == Z* ]]; then
+      rm -f "$DIR/nginx.pid"
+      exit 0
+    fi
+    sleep 0.05
+  done
+  echo "nginx.sh: nginx (PID $pid) did not stop in 5 s: killing it and its workers" >&2
+  for p in $pid $workers; do
+    kill -KILL "$p" 2>/dev/null || true
+  done
+  rm -f "$DIR/nginx.pid"
+  exit 0
+fi
+
+[ -n "$HTTP_PORT" ] || [ -n "$TCP_PORT" ] || die "give --http-port and/or --tcp-port"
+[ -z "$HTTP_PORT" ] || [ -n "$HTTP_UPSTREAM" ] || die "--http-port needs --http-upstream"
+[ -z "$TCP_PORT" ] || [ -n "$TCP_UPSTREAM" ] || die "--tcp-port needs --tcp-upstream"
+case "$PROXY_PROTOCOL" in on | off) ;; *) die "--proxy-protocol on|off" ;; esac
+[ "${#BASIC_AUTH[@]}" -eq 0 ] || [ -z "$AUTH_REQUEST" ] || die "--basic-auth and --auth-request exclude each other"
+for list in "$HTTP_UPSTREAM" "$TCP_UPSTREAM"; do
+  [ -z "$list" ] || [[ "$list" =~ ^[^,:[:space:]]+:[0-9]+(,[^,:[:space:]]+:[0-9]+)*$ ]] ||
+    die "an upstream list is host:port[,host:port...]: $list"
+done
+[ -x "$NGINX" ] || die "nginx not found (apt-get install nginx libnginx-mod-stream)"
+
+mkdir -p "$DIR/tmp"
+DIR=$(cd "$DIR" && pwd)
+if [ -s "$DIR/nginx.pid" ] && kill -0 "$(cat "$DIR/nginx.pid")" 2>/dev/null; then
+  die "an nginx already runs from $DIR (PID $(cat "$DIR/nginx.pid")); --stop it first"
+fi
+
+# As root, the master binds and reads the config; the workers drop to an unprivileged user,
+# which must reach DIR (temp paths, htpasswd).
+USER_LINE=
+if [ "$(id -u)" = 0 ]; then
+  worker_user=nobody
+  if id www-data >/dev/null 2>&1; then worker_user=www-data; fi
+  worker_group=$(id -gn "$worker_user")
+  USER_LINE="user $worker_user $worker_group;"
+  chmod 0755 "$DIR"
+fi
+
+# rewrite SRC DEST ENABLE_TAGS DISABLE_TAGS NODES LISTEN: fills in the tagged lines of a
+# shipped config (see the header of nginx/corestream-http.conf).
+#   #@nodes   the first such `server` line is repeated once per node (keeping its
+#             parameters), the others are dropped
+#   #@listen  the first such `listen` line gets LISTEN as its address, the others are dropped
+#   #@TAG     uncommented if TAG is in ENABLE_TAGS, commented out if in DISABLE_TAGS
+#   values:   auth_basic_user_file, proxy_bind and the auth service's proxy_pass get ours
+rewrite() {
+  local src=$1 dest=$2
+  awk -v enable="$3" -v disable="$4" -v nodes="$5" -v listen="$6" \
+    -v htpasswd="$DIR/htpasswd" -v bind="$PROXY_BIND" -v authurl="$AUTH_REQUEST" '
+    function has(list, t) { return index(" " list " ", " " t " ") > 0 }
+    # "    # server a:1 x=y; #@nodes" -> indent, and the directive without "#", tag or ";"
+    function parse(line) {
+      match(line, /^[[:space:]]*/); indent = substr(line, 1, RLENGTH)
+      d = substr(line, RLENGTH + 1)
+      sub(/^#[[:space:]]?/, "", d)
+      sub(/[[:space:]]*#@[a-z-]+[[:space:]]*$/, "", d)
+      sub(/;[[:space:]]*$/, "", d)
+      return d
+    }
+    # directive NAME with its first argument replaced by ARG, parameters kept
+    function with_arg(d, arg,   n, w, i, out) {
+      n = split(d, w, /[[:space:]]+/)
+      out = w[1] " " arg
+      for (i = 3; i <= n; i++) out = out " " w[i]
+      return out ";"
+    }
+    {
+      tag = ""
+      if (match($0, /#@[a-z-]+[[:space:]]*$/)) {
+        tag = substr($0, RSTART + 2); sub(/[[:space:]]+$/, "", tag)
+      }
+      if (tag == "nodes") {
+        if (seen["nodes"]++) next
+        d = parse($0); cnt = split(nodes, list, ",")
+        for (i = 1; i <= cnt; i++) print indent with_arg(d, list[i])
+        next
+      }
+      if (tag == "listen") {
+        if (seen["listen"]++) next
+        d = parse($0); print indent with_arg(d, listen)
+        next
+      }
+      line = $0
+      if (tag != "" && has(enable, tag)) {
+        seen[tag]++
+        match(line, /^[[:space:]]*/); indent = substr(line, 1, RLENGTH); rest = substr(line, RLENGTH + 1)
+        sub(/^#[[:space:]]?/, "", rest); line = indent rest
+      } else if (tag != "" && has(disable, tag)) {
+        seen[tag]++
+        match(line, /^[[:space:]]*/); indent = substr(line, 1, RLENGTH); rest = substr(line, RLENGTH + 1)
+        if (rest !~ /^#/) line = indent "# " rest
+      }
+      if (tag != "" && has(enable, tag)) {
+        if (tag == "auth-basic") sub(/auth_basic_user_file[[:space:]]+[^;]*;/, "auth_basic_user_file " htpasswd ";", line)
+        if (tag == "proxy-bind") sub(/proxy_bind[[:space:]]+[^;]*;/, "proxy_bind " bind ";", line)
+        if (tag == "auth-request") sub(/proxy_pass[[:space:]]+[^;]*;/, "proxy_pass " authurl ";", line)
+      }
+      print line
+    }
+    END {
+      need = "nodes listen " enable " " disable
+      n = split(need, t, " ")
+      for (i = 1; i <= n; i++) if (t[i] != "" && !seen[t[i]]) {
+        print "no #@" t[i] " line found" > "/dev/stderr"; exit 3
+      }
+    }' "$src" >"$dest" || die "could not rewrite $src (were its #@tags changed?)"
+}
+
+if [ -n "$HTTP_PORT" ]; then
+  if [ "${#BASIC_AUTH[@]}" -gt 0 ]; then
+    enable="auth-basic" disable="auth-none auth-request"
+    : >"$DIR/htpasswd"
+    for entry in "${BASIC_AUTH[@]}"; do
+      user=${entry%%:*} password=${entry#*:}
+      [ -n "$user" ] && [ "$user" != "$entry" ] || die "--basic-auth user:password"
+      printf '%s:%s\n' "$user" "$(openssl passwd -apr1 "$password")" >>"$DIR/htpasswd"
+    done
+    chmod 0644 "$DIR/htpasswd"
+  elif [ -n "$AUTH_REQUEST" ]; then
+    enable="auth-request" disable="auth-none auth-basic"
+  else
+    enable="auth-none" disable="auth-basic auth-request"
+  fi
+  if [ -n "$PROXY_BIND" ]; then enable="$enable proxy-bind"; fi
+  rewrite "$ROOT/nginx/corestream-http.conf" "$DIR/corestream-http.conf" "$enable" "$disable" \
+    "$HTTP_UPSTREAM" "$HOST:$HTTP_PORT"
+fi
+if [ -n "$TCP_PORT" ]; then
+  if [ "$PROXY_PROTOCOL" = on ]; then
+    enable=proxy-protocol disable=
+  else
+    enable= disable=proxy-protocol
+  fi
+  if [ -n "$PROXY_BIND" ]; then enable="$enable proxy-bind"; fi
+  rewrite "$ROOT/nginx/corestream-stream.conf" "$DIR/corestream-stream.conf" "$enable" "$disable" \
+    "$TCP_UPSTREAM" "$HOST:$TCP_PORT"
+fi
+
+# the stream module: loaded when this nginx has it as a dynamic module (Debian)
+LOAD_STREAM=
+if [ -n "$TCP_PORT" ]; then
+  version=$("$NGINX" -V 2>&1)
+  if [[ "$version" == *"--with-stream=dynamic"* ]]; then
+    modules=$(sed -n 's/.*--modules-path=\([^ ]*\).*/\1/p' <<<"$version")
+    so=${modules:-/usr/lib/nginx/modules}/ngx_stream_module.so
+    [ -f "$so" ] || die "nginx needs its stream module: $so is missing (apt-get install libnginx-mod-stream)"
+    LOAD_STREAM="load_module $so;"
+  elif [[ "$version" != *"--with-stream"* ]]; then
+    die "this nginx has no stream module"
+  fi
+fi
+
+{
+  echo "# generated by scripts/nginx.sh $(date -u +%Y-%m-%dT%H:%M:%SZ); the includes are rewritten"
+  echo "# from nginx/corestream-http.conf and nginx/corestream-stream.conf"
+  [ -z "$USER_LINE" ] || echo "$USER_LINE"
+  [ -z "$LOAD_STREAM" ] || echo "$LOAD_STREAM"
+  cat <<EOF
+worker_processes $WORKERS;
+daemon off;
+pid $DIR/nginx.pid;
+error_log $DIR/error.log warn;
+worker_shutdown_timeout 2s;
+
+events {
+    worker_connections 1024;
+}
+EOF
+  if [ -n "$HTTP_PORT" ]; then
+    cat <<EOF
+
+http {
+    # temp paths in DIR: never /var/lib/nginx, so any user can run this
+    client_body_temp_path $DIR/tmp/client_body;
+    proxy_temp_path       $DIR/tmp/proxy;
+    fastcgi_temp_path     $DIR/tmp/fastcgi;
+    uwsgi_temp_path       $DIR/tmp/uwsgi;
+    scgi_temp_path        $DIR/tmp/scgi;
+    access_log off;
+
+    include $DIR/corestream-http.conf;
+}
+EOF
+  fi
+  if [ -n "$TCP_PORT" ]; then
+    cat <<EOF
+
+stream {
+    include $DIR/corestream-stream.conf;
+}
+EOF
+  fi
+} >"$DIR/nginx.conf"
+
+NGINX_ARGS=(-p "$DIR/" -c "$DIR/nginx.conf" -e "$DIR/error.log")
+if ! "$NGINX" "${NGINX_ARGS[@]}" -t -q 2>"$DIR/nginx-t.err"; then
+  echo "nginx.sh: nginx -t failed for $DIR/nginx.conf:" >&2
+  cat "$DIR/nginx-t.err" >&2
+  exit 1
+fi
+
+# the workers (as $worker_user) must reach the temp paths and read the htpasswd file
+if [ -n "$USER_LINE" ] && command -v runuser >/dev/null &&
+  ! runuser -u "$worker_user" -- test -x "$DIR/tmp" -a \( ! -e "$DIR/htpasswd" -o -r "$DIR/htpasswd" \); then
+  die "nginx's workers (user $worker_user) cannot reach $DIR: make the folders above it traversable (chmod o+x)"
+fi
+
+rm -f "$DIR/nginx.pid"
+"$NGINX" "${NGINX_ARGS[@]}" </dev/null >"$DIR/nginx.out" 2>&1 &
+pid=$!
+
+# Ready once nginx wrote its pid file: it does so after opening every listening socket (a
+# client connecting before the worker runs waits in the listen backlog). Connecting to find
+# out would make the stream server open a connection to a node for nothing.
+for _ in $(seq 100); do
+  if ! kill -0 "$pid" 2>/dev/null; then
+    echo "nginx.sh: nginx exited during startup:" >&2
+    cat "$DIR/nginx.out" "$DIR/error.log" >&2 2>/dev/null || true
+    exit 1
+  fi
+  if [ "$(cat "$DIR/nginx.pid" 2>/dev/null)" = "$pid" ]; then
+    echo "$pid"
+    exit 0
+  fi
+  sleep 0.05
+done
+echo "nginx.sh: nginx (PID $pid) did not start in time" >&2
+kill -TERM "$pid" 2>/dev/null || true
+exit 1
