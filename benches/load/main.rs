@@ -374,10 +374,17 @@ fn summarize(histogram: &Histogram<u64>) -> Latency {
 
 /// Event A→B, one message in flight.
 fn event_latency(port: u16, count: usize) -> Latency {
-    let mut subscriber = RawClient::login(port, "latency-b");
+    event_latency_between(port, port, count)
+}
+
+/// Event A→B with A and B on the given ports (two nodes of a cluster, or nginx and a node).
+fn event_latency_between(publisher_port: u16, subscriber_port: u16, count: usize) -> Latency {
+    let mut subscriber = RawClient::login(subscriber_port, "latency-b");
     subscriber.send(&wire("E|S|latency+"));
     subscriber.expect_prefix("E|A|S|latency+");
-    let mut publisher = RawClient::login(port, "latency-a");
+    // (in a cluster, the subscriber's node follows the channel once Redis confirmed it)
+    std::thread::sleep(Duration::from_millis(100));
+    let mut publisher = RawClient::login(publisher_port, "latency-a");
     let message = wire("E|EVT|latency|Sabcdefghijklmnopqrstuvwxyz0123456789+");
     let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
     let warmup = count / 10;
@@ -591,11 +598,16 @@ impl RawClient {
 
 /// Record patch → subscriber, one in flight.
 fn record_patch_latency(port: u16, count: usize) -> Latency {
+    record_patch_latency_between(port, port, count)
+}
+
+fn record_patch_latency_between(writer_port: u16, subscriber_port: u16, count: usize) -> Latency {
     let name = format!("patch/{}", fastrand::u32(..));
-    let mut subscriber = RawClient::login(port, "patch-b");
+    let mut subscriber = RawClient::login(subscriber_port, "patch-b");
     subscriber.send(&wire(&format!("R|CR|{name}+")));
     subscriber.read_until(&wire("R|R|"));
-    let mut writer = RawClient::login(port, "patch-a");
+    std::thread::sleep(Duration::from_millis(100));
+    let mut writer = RawClient::login(writer_port, "patch-a");
     writer.send(&wire(&format!("R|CR|{name}+")));
     writer.read_until(&wire("R|R|"));
     let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
@@ -1262,6 +1274,10 @@ fn polling_throughput(http_port: u16, tcp_port: u16, sessions: usize, duration: 
 
 fn main() {
     let arguments: Vec<String> = std::env::args().skip(1).collect();
+    if arguments.iter().any(|a| a == "--cluster") {
+        cluster::run(arguments.iter().any(|a| a == "--quick"));
+        return;
+    }
     if let Some(kind @ ("echo-server" | "glommio-echo-server")) =
         arguments.first().map(String::as_str)
     {
@@ -1539,5 +1555,340 @@ fn main() {
             ),
             None => println!("| {sessions} | {ours:.0} | - | - |"),
         }
+    }
+}
+
+// ----- cluster and nginx -------------------------------------------------------------------
+
+mod cluster {
+    //! `corestream-bench --cluster`: what Redis and nginx add. Two corestream nodes (one core
+    //! each) through a real redis-server against one embedded node; and a real nginx (the
+    //! shipped configs, via scripts/nginx.sh) in front of corestream and in front of the
+    //! minimal echo server, so nginx's own cost is measured next to corestream's.
+
+    use super::*;
+
+    struct Redis {
+        child: Child,
+        port: u16,
+        dir: PathBuf,
+    }
+
+    impl Drop for Redis {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn start_redis() -> Redis {
+        let port = free_port();
+        let dir =
+            std::env::temp_dir().join(format!("corestream-bench-redis-{}", fastrand::u64(..)));
+        std::fs::create_dir_all(&dir).expect("redis dir");
+        let child = server_command("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .args(["--appendonly", "no"])
+            .arg("--dir")
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server (apt install redis-server)");
+        wait_for_port(port);
+        Redis { child, port, dir }
+    }
+
+    /// A field of Redis's INFO (e.g. `total_commands_processed`).
+    fn redis_info(port: u16, field: &str) -> u64 {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("redis");
+        stream.write_all(b"INFO stats\r\n").expect("write");
+        let mut text = String::new();
+        let mut chunk = [0u8; 16384];
+        while !text.contains("\r\n\r\n") && !text.ends_with("\r\n") || text.len() < 64 {
+            let read = stream.read(&mut chunk).expect("read");
+            if read == 0 {
+                break;
+            }
+            text.push_str(&String::from_utf8_lossy(&chunk[..read]));
+            if text.contains(field) && text[text.find(field).unwrap_or(0)..].contains("\r\n") {
+                break;
+            }
+        }
+        text.lines()
+            .find_map(|line| line.strip_prefix(&format!("{field}:")))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    fn start_node(extra: &str) -> Peer {
+        let dir = std::env::temp_dir().join(format!("corestream-bench-{}", fastrand::u64(..)));
+        let tcp_port = free_port();
+        let http_port = free_port();
+        let config = write_config(
+            &dir,
+            http_port,
+            tcp_port,
+            &format!(
+                "webServerEnabled: true\nconnectionEndpoints:\n  websocket:\n    options:\n      \
+                 heartbeatInterval: 600000\n{extra}"
+            ),
+        );
+        let binary = root().join("target/release/corestream");
+        let child = server_command(&binary)
+            .args(["start", "--config"])
+            .arg(&config)
+            .args(["--cores", "1"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("target/release/corestream (cargo build --release)");
+        wait_for_port(tcp_port);
+        wait_for_port(http_port);
+        Peer {
+            name: "corestream",
+            child,
+            port: tcp_port,
+            http_port,
+            _dir: Some(dir),
+        }
+    }
+
+    fn cluster_config(redis: &Redis) -> String {
+        format!(
+            "plugins:\n  message:\n    name: redis\n    options: {{host: 127.0.0.1, port: {}}}\n",
+            redis.port
+        )
+    }
+
+    /// `count` events pipelined from a publisher on one port to a subscriber on another;
+    /// events per second until the last arrived.
+    fn pipelined_events(publisher_port: u16, subscriber_port: u16, count: usize) -> f64 {
+        let mut subscriber = RawClient::login(subscriber_port, "throughput-b");
+        subscriber.send(&wire("E|S|throughput+"));
+        subscriber.expect_prefix("E|A|S|throughput+");
+        std::thread::sleep(Duration::from_millis(100));
+        let reader = std::thread::spawn(move || {
+            let mut received = 0;
+            let mut chunk = vec![0u8; 256 * 1024];
+            while received < count {
+                let read = subscriber.stream.read(&mut chunk).expect("read");
+                assert!(read > 0, "closed");
+                received += chunk[..read].iter().filter(|byte| **byte == 0x1e).count();
+            }
+            Instant::now()
+        });
+        let mut publisher = RawClient::login(publisher_port, "throughput-a");
+        let message = wire("E|EVT|throughput|Sabcdefghijklmnopqrstuvwxyz0123456789+");
+        let started = Instant::now();
+        let mut batch = Vec::with_capacity(64 * 1024);
+        for _ in 0..count {
+            batch.extend_from_slice(&message);
+            if batch.len() >= 32 * 1024 {
+                publisher.send(&batch);
+                batch.clear();
+            }
+        }
+        publisher.send(&batch);
+        let done = reader.join().expect("reader");
+        count as f64 / (done - started).as_secs_f64()
+    }
+
+    /// `count` record writes, each waiting for its write ack (2.x CU over WebSocket would need
+    /// a WS client; a 1.x write has no ack, so: pipelined writes, then a snapshot).
+    fn record_writes(port: u16, count: usize) -> f64 {
+        super::hot_record_writes(port, count)
+    }
+
+    fn print_latency(name: &str, latency: &Latency) {
+        println!(
+            "| {name} | {:.1} | {:.1} | {:.1} | {:.1} |",
+            latency.p50, latency.p99, latency.p999, latency.max
+        );
+    }
+
+    struct Nginx {
+        dir: PathBuf,
+    }
+
+    impl Drop for Nginx {
+        fn drop(&mut self) {
+            let _ = Command::new("bash")
+                .arg(root().join("scripts/nginx.sh"))
+                .arg("--dir")
+                .arg(&self.dir)
+                .arg("--stop")
+                .stdout(Stdio::null())
+                .status();
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    /// nginx from the shipped configs: http in front of `http_upstream`, stream in front of
+    /// `tcp_upstream`; returns (nginx, http port, tcp port).
+    fn start_nginx(
+        http_upstream: u16,
+        tcp_upstream: u16,
+        proxy_protocol: bool,
+    ) -> (Nginx, u16, u16) {
+        let dir =
+            std::env::temp_dir().join(format!("corestream-bench-nginx-{}", fastrand::u64(..)));
+        let http_port = free_port();
+        let tcp_port = free_port();
+        let status = Command::new("bash")
+            .arg(root().join("scripts/nginx.sh"))
+            .arg("--dir")
+            .arg(&dir)
+            .args(["--http-port", &http_port.to_string()])
+            .args(["--http-upstream", &format!("127.0.0.1:{http_upstream}")])
+            .args(["--tcp-port", &tcp_port.to_string()])
+            .args(["--tcp-upstream", &format!("127.0.0.1:{tcp_upstream}")])
+            .args([
+                "--proxy-protocol",
+                if proxy_protocol { "on" } else { "off" },
+            ])
+            .stdout(Stdio::null())
+            .status()
+            .expect("scripts/nginx.sh");
+        assert!(status.success(), "nginx did not start");
+        wait_for_port(http_port);
+        wait_for_port(tcp_port);
+        (Nginx { dir }, http_port, tcp_port)
+    }
+
+    pub fn run(quick: bool) {
+        pin_current_thread_to(SERVER_CPU);
+        let count = if quick { 2_000 } else { 20_000 };
+        let throughput_count = if quick { 50_000 } else { 500_000 };
+        let write_count = if quick { 2_000 } else { 20_000 };
+        println!(
+            "corestream-bench --cluster: servers, Redis and nginx on CPU {SERVER_CPU}, one core per \
+             corestream node; latency: {count} messages, one in flight\n"
+        );
+
+        // ---- through Redis ----
+        let embedded = start_node("");
+        let redis = start_redis();
+        let node_a = start_node(&cluster_config(&redis));
+        let node_b = start_node(&cluster_config(&redis));
+        std::thread::sleep(Duration::from_millis(500));
+
+        let redis_floor = {
+            // PING round trips: what one hop to Redis and back costs on this machine
+            let mut stream = TcpStream::connect(("127.0.0.1", redis.port)).expect("redis");
+            stream.set_nodelay(true).expect("nodelay");
+            let mut histogram =
+                Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
+            let mut reply = [0u8; 64];
+            for round in 0..count + count / 10 {
+                let started = Instant::now();
+                stream.write_all(b"PING\r\n").expect("write");
+                let _ = stream.read(&mut reply).expect("read");
+                if round >= count / 10 {
+                    histogram
+                        .record((started.elapsed().as_nanos() as u64).max(1))
+                        .expect("record");
+                }
+            }
+            summarize(&histogram)
+        };
+        let single = event_latency(embedded.port, count);
+        let same_node = event_latency_between(node_a.port, node_a.port, count);
+        let cross = event_latency_between(node_a.port, node_b.port, count);
+        let single_patch = record_patch_latency(embedded.port, count / 2);
+        let same_node_patch = record_patch_latency_between(node_a.port, node_a.port, count / 2);
+        let cross_patch = record_patch_latency_between(node_a.port, node_b.port, count / 2);
+        println!("## Event and record latency through Redis (µs)");
+        println!("| measurement | p50 | p99 | p99.9 | max |");
+        println!("|---|---|---|---|---|");
+        print_latency(
+            "Redis PING round trip (floor of one Redis hop)",
+            &redis_floor,
+        );
+        print_latency("event, embedded single node", &single);
+        print_latency("event, cluster, both clients on node A", &same_node);
+        print_latency("event, cluster, node A → node B", &cross);
+        print_latency("record patch, embedded single node", &single_patch);
+        print_latency("record patch, cluster, both on node A", &same_node_patch);
+        print_latency("record patch, cluster, node A → node B", &cross_patch);
+        println!(
+            "\ncross-node event p50 = {:.2}× a Redis PING round trip; record patch p50 = {:.2}×",
+            cross.p50 / redis_floor.p50,
+            cross_patch.p50 / redis_floor.p50
+        );
+
+        let single_rate = pipelined_events(embedded.port, embedded.port, throughput_count);
+        let cross_rate = pipelined_events(node_a.port, node_b.port, throughput_count);
+        let before = redis_info(redis.port, "total_commands_processed");
+        let write_rate = record_writes(node_a.port, write_count);
+        let after = redis_info(redis.port, "total_commands_processed");
+        let embedded_write_rate = record_writes(embedded.port, write_count);
+        println!("\n## Throughput (per second)");
+        println!("| measurement | rate |");
+        println!("|---|---|");
+        println!("| events, embedded single node (pipelined, 1 subscriber) | {single_rate:.0} |");
+        println!(
+            "| events, node A → node B through Redis (pipelined, 1 subscriber) | {cross_rate:.0} |"
+        );
+        println!("| writes to one hot record, embedded single node | {embedded_write_rate:.0} |");
+        println!("| writes to one hot record, cluster (each a compare-and-set in Redis) | {write_rate:.0} |");
+        println!(
+            "\nper whole-record write: 1 round trip to Redis (one EVALSHA, pipelined); Redis counts {:.2} \
+             commands (INFO total_commands_processed: the EVALSHA and the HMGET, HSET and PUBLISH \
+             inside it, plus heartbeats)",
+            (after - before) as f64 / write_count as f64
+        );
+        drop(node_a);
+        drop(node_b);
+        drop(redis);
+
+        // ---- behind nginx ----
+        // (a node expecting the PROXY protocol takes no direct TCP clients: a second one for those)
+        let node = start_node("tcpProxyProtocol: true\ntrustedProxies: [127.0.0.1]\n");
+        let direct_node = start_node("");
+        let echo = start_echo("echo-server");
+        let (nginx, nginx_http, nginx_tcp) = start_nginx(node.http_port, node.port, true);
+        let (echo_nginx, _, echo_nginx_tcp) = start_nginx(node.http_port, echo.port, false);
+        let echo_direct = echo_latency(echo.port, count);
+        let echo_proxied = echo_latency(echo_nginx_tcp, count);
+        let direct_tcp = event_latency(direct_node.port, count);
+        let proxied_tcp = event_latency(nginx_tcp, count);
+        let direct_ws = ws_event_latency(node.http_port, count);
+        let proxied_ws = ws_event_latency(nginx_http, count);
+        println!("\n## The nginx hop (µs), one message in flight");
+        println!("| measurement | p50 | p99 | p99.9 | max |");
+        println!("|---|---|---|---|---|");
+        print_latency("echo server, direct (round trip)", &echo_direct);
+        print_latency(
+            "echo server behind nginx stream (round trip)",
+            &echo_proxied,
+        );
+        print_latency("corestream TCP event A→B, direct", &direct_tcp);
+        print_latency(
+            "corestream TCP event A→B, both through nginx stream",
+            &proxied_tcp,
+        );
+        print_latency("corestream WebSocket event A→B, direct", &direct_ws);
+        print_latency(
+            "corestream WebSocket event A→B, both through nginx http",
+            &proxied_ws,
+        );
+        let echo_added = echo_proxied.p50 - echo_direct.p50;
+        let tcp_added = proxied_tcp.p50 - direct_tcp.p50;
+        let ws_added = proxied_ws.p50 - direct_ws.p50;
+        println!(
+            "\nadded by nginx at p50: echo {echo_added:.1} µs; corestream TCP {tcp_added:.1} µs \
+             ({:.2}× the echo's); corestream WebSocket {ws_added:.1} µs ({:.2}× the echo's)",
+            tcp_added / echo_added,
+            ws_added / echo_added
+        );
+        drop(nginx);
+        drop(echo_nginx);
     }
 }
