@@ -1765,7 +1765,7 @@ mod cluster {
     pub fn run(quick: bool) {
         pin_current_thread_to(SERVER_CPU);
         let count = if quick { 2_000 } else { 20_000 };
-        let throughput_count = if quick { 50_000 } else { 500_000 };
+        let throughput_count = if quick { 50_000 } else { 100_000 };
         let write_count = if quick { 2_000 } else { 20_000 };
         println!(
             "corestream-bench --cluster: servers, Redis and nginx on CPU {SERVER_CPU}, one core per \
