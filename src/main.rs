@@ -32,13 +32,21 @@ OPTIONS:
 
 CONFIG KEYS (deepstream's): serverName, logLevel, port, host, tcpPort, tcpHost, urlPath,
     webServerEnabled, tcpServerEnabled, auth (type none | file with path, hash, iterations,
-    keyLength), permission (type none | config with an allow-everything rules file),
-    rpcAckTimeout, rpcTimeout, listenResponseTimeout, unauthenticatedClientTimeout,
-    maxAuthAttempts, maxMessageSize, logInvalidAuthData, connectionEndpoints.websocket.options.*
+    keyLength | http with endpointUrl, permittedStatusCodes, requestTimeout), permission (type
+    none | config with an allow-everything rules file), rpcAckTimeout, rpcTimeout,
+    listenResponseTimeout, unauthenticatedClientTimeout, maxAuthAttempts, maxMessageSize,
+    logInvalidAuthData, connectionEndpoints.websocket.options.*, heartbeatInterval,
+    plugins.message / plugins.cache (name redis, options host, port, password, db: join the
+    cluster through that Redis), clusterKeepAliveInterval, clusterActiveCheckInterval,
+    clusterNodeInactiveTimeout.
 corestream's own keys: maxOutboundBufferSize (bytes a session may have unsent before it is
     disconnected as a slow consumer, default 8388608), ioMemory (io_uring memory per core in
     bytes, default 524288), spinBeforePark (ms an idle core spins before sleeping, default 0),
-    cores.
+    cores, healthCheckPath, tcpProxyProtocol (expect a PROXY protocol v1/v2 header on the TCP
+    port), trustedProxies (IP addresses whose PROXY headers and user headers are believed),
+    auth type proxy-header (options header, dataHeader: the user a trusted proxy
+    authenticated), websocketEchoPath, engineioEchoPath, engineioPingInterval,
+    engineioPingTimeout.
 Other deepstream keys are accepted with a warning saying they have no effect yet.
 
 EXIT STATUS: 0 after a clean stop, 1 if the server cannot start (port in use, users file
