@@ -244,6 +244,26 @@ fn events_reach_every_node_and_a_node_follows_a_channel_only_while_it_has_subscr
         Some(2)
     );
     assert!(metric(&text, "corestream_cluster_published_total").unwrap_or(0) >= 2);
+
+    // every client gone (records and RPC too): each node is back to its two own channels
+    // (presence and its node channel), nothing left over from the names it followed
+    let mut record_client = nodes[1].connect();
+    record_client.login("records");
+    record_client.send("R|CR|left-over+");
+    record_client.expect("R|A|S|left-over+R|R|left-over|0|{}+");
+    wait_for_channel(&redis, "cs:r:left-over", 1);
+    for client in [emitter, near, far2, record_client] {
+        client.close();
+    }
+    for server in &nodes {
+        eventually(
+            Duration::from_secs(5),
+            "a node's channels back to its own two",
+            || metric(&metrics(server), "corestream_cluster_channels") == Some(2),
+        );
+    }
+    wait_for_channel(&redis, "cs:e:prices", 0);
+    wait_for_channel(&redis, "cs:r:left-over", 0);
 }
 
 /// One writer: upserts with write acks until it got `successes` versions accepted; returns the
