@@ -306,6 +306,16 @@ async fn run_core(setup: CoreSetup) {
             Err(TryRecvError::Empty) => glommio::timer::sleep(Duration::from_millis(20)).await,
         }
     }
+    if id == 0 {
+        if let Some(cluster) = core.cluster() {
+            // Leave the cluster now rather than after clusterNodeInactiveTimeout.
+            let leave = cluster.leave();
+            futures_lite::future::or(leave, async {
+                glommio::timer::sleep(Duration::from_millis(500)).await;
+            })
+            .await;
+        }
+    }
     crate::debug!("core {id} stopping");
 }
 

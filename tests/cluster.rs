@@ -484,6 +484,21 @@ fn presence_spans_the_cluster_and_a_dead_nodes_users_leave() {
     watcher.send("U|Q|Q+");
     watcher.expect("U|Q|bob+");
     drop(alice);
+
+    // node c stops cleanly (SIGTERM): it leaves at once, without waiting for the timeout
+    let started = Instant::now();
+    drop(c);
+    watcher.expect("U|PNL|bob+");
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(1000),
+        "a clean stop took {took:?} to reach the other nodes"
+    );
+    eventually(
+        Duration::from_secs(2),
+        "node c gone from the node list",
+        || redis.command("HLEN cs:nodes").as_deref() == Some(":1"),
+    );
 }
 
 #[test]

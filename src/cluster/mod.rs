@@ -320,6 +320,34 @@ impl Cluster {
         }
     }
 
+    /// A clean stop (core 0): remove this node, its users and its RPC providers from Redis and
+    /// tell the other nodes, so they do not wait for `clusterNodeInactiveTimeout`.
+    pub async fn leave(&self) {
+        if !self.commands.is_up() {
+            return;
+        }
+        let users = format!("{USERS_KEY}{}", self.node);
+        let names = rpc::names_key(&self.node);
+        self.commands
+            .send(&[b"HDEL", NODES_KEY, self.node.as_bytes()]);
+        self.commands.send(&[b"DEL", users.as_bytes()]);
+        let forgotten = self
+            .script(
+                &self.forget_node_script,
+                rpc::FORGET_NODE,
+                &[names.as_bytes()],
+                &[self.node.as_bytes(), b"cs:rpc:"],
+            )
+            .await;
+        if let Err(error) = forgotten {
+            self.count_error("leaving the cluster", &error);
+        }
+        self.publish(PRESENCE_CHANNEL, &presence_payload(b"N", &self.node, ""));
+        // The publish is queued behind the script's reply: wait for one more round trip.
+        let _ = self.commands.call(&[b"PING"]).await;
+        crate::info!("cluster: node {} left the cluster", self.node);
+    }
+
     fn count_error(&self, what: &str, error: &RedisError) {
         self.counters
             .redis_errors
