@@ -172,8 +172,14 @@ impl Cluster {
         let weak_for_commands = Rc::downgrade(core);
         let on_command_link = Rc::new(move |up: bool| {
             if up {
-                if let Some(cluster) = weak_for_commands.upgrade().and_then(|core| core.cluster()) {
-                    rpc::announce_again(&cluster);
+                if let Some(core) = weak_for_commands.upgrade() {
+                    if let Some(cluster) = core.cluster() {
+                        // What this node registered may have been lost with the connection.
+                        rpc::announce_again(&cluster);
+                        if core.id == 0 {
+                            republish_own_users(&cluster);
+                        }
+                    }
                 }
             }
         });

@@ -72,6 +72,9 @@ redis.call('PUBLISH', ARGV[1], ARGV[2] .. '\30D\30' .. '0\30\30')
 return existed
 ";
 
+/// Most publishes kept for a record while it loads.
+const MAX_BUFFERED: usize = 10_000;
+
 /// Attempts at a patch whose base went stale under it before giving up.
 const PATCH_ATTEMPTS: usize = 16;
 
@@ -193,7 +196,10 @@ pub fn on_subscribed(core: &Rc<Core>, cluster: &Rc<Cluster>, name: Bytes) {
 }
 
 async fn load(weak: Weak<Core>, name: Bytes) {
-    for attempt in 0..50u32 {
+    // Until it loads or nobody here wants the record any more: the command link may be down
+    // while the pub/sub link is up, and the publishes keep arriving (buffered, bounded).
+    let mut delay = Duration::from_millis(100);
+    for attempt in 0u64.. {
         let Some(core) = weak.upgrade() else {
             return;
         };
@@ -240,7 +246,8 @@ async fn load(weak: Weak<Core>, name: Bytes) {
         }
         drop(cluster);
         drop(core);
-        glommio::timer::sleep(Duration::from_millis(100)).await;
+        glommio::timer::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(1));
     }
 }
 
@@ -251,6 +258,15 @@ pub fn on_publish(core: &Rc<Core>, cluster: &Rc<Cluster>, name: Bytes, payload: 
         match cache.get_mut(&name) {
             None => return,
             Some(CacheState::Loading(buffered)) => {
+                if buffered.len() >= MAX_BUFFERED {
+                    // Redis cannot be read for a long while: the load will read a state newer
+                    // than all of these; this node's subscribers miss the versions in between.
+                    crate::warn!(
+                        "cluster: {MAX_BUFFERED} changes of record {name:?} arrived while it \
+                         could not be loaded: dropped"
+                    );
+                    buffered.clear();
+                }
                 buffered.push(payload);
                 return;
             }
