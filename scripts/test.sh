@@ -31,6 +31,9 @@ bash scripts/node-tests-v2.sh deepstream
 echo "== deepstream.io-client-js 2.3.4 against corestream (2 cores)"
 bash scripts/node-tests-v2.sh corestream
 
+echo "== deepstream.io-client-js 1.1.1 and 2.3.4 across three corestream nodes through a real Redis"
+bash scripts/cluster-tests.sh
+
 echo "== real nginx in front of corestream nodes (nginx/ configs, PROXY protocol, proxy auth)"
 bash scripts/nginx-tests.sh
 

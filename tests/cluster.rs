@@ -537,7 +537,7 @@ fn a_redis_restart_keeps_local_service_and_loses_no_acknowledged_write() {
     local.expect("E|EVT|news|Swhile-down+");
     // a write that cannot reach Redis is refused, not acknowledged
     writer.send("R|CU|kept|3|{\"n\":3}|{\"writeSuccess\":true}+");
-    writer.expect("R|E|RECORD_UPDATE_ERROR|3+");
+    writer.expect("R|E|RECORD_UPDATE_ERROR|3+R|WA|kept|[3]|SRedis could not take the write+");
 
     redis.launch();
     eventually(Duration::from_secs(10), "both nodes to reconnect", || {

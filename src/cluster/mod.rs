@@ -131,6 +131,8 @@ pub struct Cluster {
     forget_node_script: redis::Script,
     /// RPC names this core's node provides (owner core), announced again after a reconnect.
     pub(crate) rpc_names: RefCell<AHashSet<Bytes>>,
+    /// When the other nodes' providers of each name were last looked up (owner core).
+    pub(crate) rpc_looked_up: RefCell<AHashMap<Bytes, std::time::Instant>>,
     /// Other nodes seen by this core's RPC path: a stand-in `SessionRef`'s slot indexes it.
     remote_nodes: RefCell<Vec<Arc<str>>>,
     remote_node_slots: RefCell<AHashMap<Arc<str>, u32>>,
@@ -158,6 +160,7 @@ impl Cluster {
             nodes_script: redis::Script::new(NODES),
             forget_node_script: redis::Script::new(rpc::FORGET_NODE),
             rpc_names: RefCell::new(AHashSet::new()),
+            rpc_looked_up: RefCell::new(AHashMap::new()),
             remote_nodes: RefCell::new(Vec::new()),
             remote_node_slots: RefCell::new(AHashMap::new()),
         })
@@ -725,14 +728,20 @@ fn republish_own_users(cluster: &Cluster) {
 
 /// Core 0: stamps this node alive and removes nodes that stopped stamping.
 async fn run_liveness(weak: Weak<Core>) {
-    let (keep_alive, check) = match weak.upgrade().and_then(|core| core.cluster()) {
+    let (keep_alive, check, timeout) = match weak.upgrade().and_then(|core| core.cluster()) {
         Some(cluster) => (
             cluster.config.keep_alive_interval,
             cluster.config.active_check_interval,
+            cluster.config.node_inactive_timeout,
         ),
         None => return,
     };
-    let mut next_stamp = std::time::Instant::now();
+    let now = std::time::Instant::now;
+    let mut next_stamp = now();
+    let mut next_check = now();
+    let mut checks = 0u64;
+    // Since when the command link has been up (None: down).
+    let mut up_since: Option<std::time::Instant> = None;
     loop {
         let Some(core) = weak.upgrade() else {
             return;
@@ -740,8 +749,15 @@ async fn run_liveness(weak: Weak<Core>) {
         let Some(cluster) = core.cluster() else {
             return;
         };
-        if std::time::Instant::now() >= next_stamp && cluster.commands.is_up() {
-            next_stamp = std::time::Instant::now() + keep_alive;
+        if !cluster.commands.is_up() {
+            up_since = None;
+        } else if up_since.is_none() {
+            // Just (re)connected: stamp at once, before anyone could take us for dead.
+            up_since = Some(now());
+            next_stamp = now();
+        }
+        if now() >= next_stamp && cluster.commands.is_up() {
+            next_stamp = now() + keep_alive;
             match cluster
                 .script(
                     &cluster.heartbeat_script,
@@ -752,22 +768,93 @@ async fn run_liveness(weak: Weak<Core>) {
                 .await
             {
                 // The node was missing from `cs:nodes` (first stamp, Redis lost it, or another
-                // node declared us dead): announce our users again.
-                Ok(Value::Int(1)) => republish_own_users(&cluster),
+                // node declared us dead): announce our users and providers again.
+                Ok(Value::Int(1)) => {
+                    republish_own_users(&cluster);
+                    core.broadcast(|| CoreMessage::ClusterAnnounce);
+                }
                 Ok(_) => {}
                 Err(error) => cluster.count_error("the node heartbeat", &error),
             }
         }
-        if cluster.commands.is_up() && cluster.presence.borrow().loading.is_none() {
-            remove_dead_nodes(&core, &cluster).await;
+        // Judge the others only after they had a whole inactive timeout to stamp since we (and
+        // so, after a Redis outage, probably they) reconnected.
+        let settled = up_since.is_some_and(|since| since.elapsed() >= timeout);
+        if now() >= next_check
+            && settled
+            && cluster.commands.is_up()
+            && cluster.presence.borrow().loading.is_none()
+        {
+            next_check = now() + check;
+            checks += 1;
+            remove_dead_nodes(&core, &cluster, checks % 10 == 1).await;
         }
         drop(cluster);
         drop(core);
-        glommio::timer::sleep(check.min(keep_alive)).await;
+        glommio::timer::sleep(Duration::from_millis(50).min(check).min(keep_alive)).await;
     }
 }
 
-async fn remove_dead_nodes(core: &Rc<Core>, cluster: &Rc<Cluster>) {
+/// Removes `node` (found dead) from Redis and from this node's view, and tells the others.
+async fn remove_node(core: &Rc<Core>, cluster: &Rc<Cluster>, node: &str) {
+    let users = format!("{USERS_KEY}{node}");
+    cluster
+        .commands
+        .send(&[b"HDEL", NODES_KEY, node.as_bytes()]);
+    cluster.commands.send(&[b"DEL", users.as_bytes()]);
+    // Tell the other nodes at once (they would otherwise wait for the node list).
+    cluster.publish(PRESENCE_CHANNEL, &presence_payload(b"N", node, ""));
+    let node: Arc<str> = Arc::from(node);
+    cluster.presence.borrow_mut().missing_since.remove(&node);
+    set_remote_users(core, cluster, &node, None);
+    node_gone(core, &node);
+    let names = rpc::names_key(&node);
+    let forgotten = cluster
+        .script(
+            &cluster.forget_node_script,
+            rpc::FORGET_NODE,
+            &[names.as_bytes()],
+            &[node.as_bytes(), b"cs:rpc:"],
+        )
+        .await;
+    if let Err(error) = forgotten {
+        cluster.count_error("removing a dead node's RPC providers", &error);
+    }
+}
+
+/// Nodes that left registrations in Redis (`cs:users:<node>`, `cs:rpcnames:<node>`): one page
+/// of a SCAN each, enough to find nodes that died before their first heartbeat.
+async fn nodes_with_registrations(cluster: &Cluster) -> Vec<String> {
+    let mut nodes = Vec::new();
+    for (pattern, prefix) in [("cs:users:*", USERS_KEY), ("cs:rpcnames:*", "cs:rpcnames:")] {
+        let reply = cluster
+            .commands
+            .call(&[
+                b"SCAN",
+                b"0",
+                b"MATCH",
+                pattern.as_bytes(),
+                b"COUNT",
+                b"1000",
+            ])
+            .await;
+        let Ok(Value::Array(parts)) = reply else {
+            continue;
+        };
+        if let Some(Value::Array(keys)) = parts.into_iter().nth(1) {
+            for key in keys.into_iter().filter_map(bulk) {
+                if let Some(node) = String::from_utf8_lossy(&key).strip_prefix(prefix) {
+                    if !nodes.iter().any(|known: &String| known == node) {
+                        nodes.push(node.to_string());
+                    }
+                }
+            }
+        }
+    }
+    nodes
+}
+
+async fn remove_dead_nodes(core: &Rc<Core>, cluster: &Rc<Cluster>, sweep: bool) {
     let Ok(value) = cluster
         .script(&cluster.nodes_script, NODES, &[NODES_KEY], &[])
         .await
@@ -778,63 +865,58 @@ async fn remove_dead_nodes(core: &Rc<Core>, cluster: &Rc<Cluster>) {
         return;
     };
     let timeout = cluster.config.node_inactive_timeout.as_millis() as i64;
-    let mut alive: AHashSet<&str> = AHashSet::new();
+    let mut alive: AHashSet<String> = AHashSet::new();
     for (node, stamp) in &nodes {
         if now - stamp > timeout && node != &*cluster.node {
             crate::warn!(
                 "cluster: node {node} sent no heartbeat for {} ms: removing it, its users and providers",
                 now - stamp
             );
-            let users = format!("{USERS_KEY}{node}");
-            cluster
-                .commands
-                .send(&[b"HDEL", NODES_KEY, node.as_bytes()]);
-            cluster.commands.send(&[b"DEL", users.as_bytes()]);
-            // Tell the other nodes at once (they would otherwise wait for the node list).
-            cluster.publish(PRESENCE_CHANNEL, &presence_payload(b"N", node, ""));
-            let node: Arc<str> = Arc::from(node.as_str());
-            cluster.presence.borrow_mut().missing_since.remove(&node);
-            set_remote_users(core, cluster, &node, None);
-            node_gone(core, &node);
-            let names = rpc::names_key(&node);
-            let forgotten = cluster
-                .script(
-                    &cluster.forget_node_script,
-                    rpc::FORGET_NODE,
-                    &[names.as_bytes()],
-                    &[node.as_bytes(), b"cs:rpc:"],
-                )
-                .await;
-            if let Err(error) = forgotten {
-                cluster.count_error("removing a dead node's RPC providers", &error);
-            }
+            remove_node(core, cluster, node).await;
         } else {
-            alive.insert(node);
+            alive.insert(node.clone());
         }
     }
-    // A node we heard from but that is not in `cs:nodes`: removed by another node's check, or
-    // not stamped yet (its first login can be published before its first heartbeat). Give it
-    // the inactive timeout before dropping its users.
-    let known: Vec<Arc<str>> = cluster.presence.borrow().remote.keys().cloned().collect();
+    // Nodes we know of that are not in `cs:nodes`: removed by another node's check, not stamped
+    // yet (a first login can be published before the first heartbeat), or dead before their
+    // first heartbeat. Give each the inactive timeout before removing what it left.
+    let mut known: Vec<String> = cluster
+        .presence
+        .borrow()
+        .remote
+        .keys()
+        .map(|node| node.to_string())
+        .collect();
+    if sweep {
+        for node in nodes_with_registrations(cluster).await {
+            if !known.contains(&node) {
+                known.push(node);
+            }
+        }
+    }
     let limit = cluster.config.node_inactive_timeout;
     for node in known {
-        if alive.contains(&*node) {
-            cluster.presence.borrow_mut().missing_since.remove(&node);
+        if node == *cluster.node {
+            continue;
+        }
+        let key: Arc<str> = Arc::from(node.as_str());
+        if alive.contains(&node) {
+            cluster.presence.borrow_mut().missing_since.remove(&key);
             continue;
         }
         let since = *cluster
             .presence
             .borrow_mut()
             .missing_since
-            .entry(Arc::clone(&node))
+            .entry(Arc::clone(&key))
             .or_insert_with(std::time::Instant::now);
         if since.elapsed() > limit {
-            crate::warn!("cluster: node {node} is gone from the node list: removing its users");
-            cluster.presence.borrow_mut().missing_since.remove(&node);
-            set_remote_users(core, cluster, &node, None);
-            node_gone(core, &node);
+            crate::warn!(
+                "cluster: node {node} is not in the node list: removing its users and providers"
+            );
+            remove_node(core, cluster, &node).await;
         }
     }
-    let remote = alive.iter().filter(|node| **node != &*cluster.node).count();
+    let remote = alive.iter().filter(|node| **node != *cluster.node).count();
     cluster.counters.remote_nodes.set(remote as u64);
 }

@@ -57,11 +57,13 @@ redis.call('PUBLISH', ARGV[1], ARGV[6] .. '\30U\30' .. nextv .. '\30' .. ARGV[5]
 return {0, nextv}
 ";
 
-/// `CR`: the record, created as version 0 `{}` when missing. Returns {version, data}.
+/// `CR`: the record, created as version 0 `{}` when missing (and the creation published, so
+/// the nodes that cached it as missing know). ARGV: channel, origin. Returns {version, data}.
 const RECORD_READ_OR_CREATE: &str = r"
 local cur = redis.call('HMGET', KEYS[1], 'v', 'd')
 if cur[1] then return {cur[1], cur[2]} end
 redis.call('HSET', KEYS[1], 'v', '0', 'd', '{}')
+redis.call('PUBLISH', ARGV[1], ARGV[2] .. '\30C\30' .. '0\30{}\30')
 return {'0', '{}'}
 ";
 
@@ -93,6 +95,8 @@ enum CacheState {
 pub(crate) struct ClusterRecords {
     queues: RefCell<AHashMap<Bytes, VecDeque<RecordOperation>>>,
     cache: RefCell<AHashMap<Bytes, CacheState>>,
+    /// Tasks waiting for a record's cache to become valid.
+    waiters: RefCell<AHashMap<Bytes, Vec<std::task::Waker>>>,
     write_script: redis::Script,
     read_script: redis::Script,
     delete_script: redis::Script,
@@ -103,6 +107,7 @@ impl Default for ClusterRecords {
         ClusterRecords {
             queues: RefCell::new(AHashMap::new()),
             cache: RefCell::new(AHashMap::new()),
+            waiters: RefCell::new(AHashMap::new()),
             write_script: redis::Script::new(RECORD_WRITE),
             read_script: redis::Script::new(RECORD_READ_OR_CREATE),
             delete_script: redis::Script::new(RECORD_DELETE),
@@ -178,6 +183,74 @@ pub fn interest(cluster: &Cluster, core: &Core, name: &Bytes, subscribers: usize
     } else if cluster.records.cache.borrow_mut().remove(name).is_some() {
         cluster.pubsub.unsubscribe(&channel);
         core.records_mut().store.delete(name);
+        wake_waiters(cluster, name);
+    }
+}
+
+/// How long `CR` waits for a record's cache before answering from Redis directly.
+const FOLLOW_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Follows `name` (subscribes to its channel) and waits until its cache is valid. False when
+/// Redis is unreachable or the load takes longer than `FOLLOW_TIMEOUT`.
+async fn follow_until_valid(core: &Rc<Core>, cluster: &Rc<Cluster>, name: &Bytes) -> bool {
+    let deadline = std::time::Instant::now() + FOLLOW_TIMEOUT;
+    loop {
+        if !(cluster.pubsub.is_up() && cluster.commands.is_up()) {
+            return false;
+        }
+        let state = match cluster.records.cache.borrow().get(name) {
+            Some(CacheState::Valid) => Some(true),
+            Some(CacheState::Loading(_)) => Some(false),
+            None => None,
+        };
+        match state {
+            Some(true) => return true,
+            Some(false) => {}
+            // Not followed (or dropped by a last unsubscribe meanwhile): follow it now; the
+            // subscriber count is settled when this `CR` subscribes.
+            None => interest(cluster, core, name, 1),
+        }
+        let waited = futures_lite::future::or(
+            async {
+                std::future::poll_fn(|context| {
+                    let valid = matches!(
+                        cluster.records.cache.borrow().get(name),
+                        Some(CacheState::Valid)
+                    );
+                    if valid {
+                        return std::task::Poll::Ready(true);
+                    }
+                    cluster
+                        .records
+                        .waiters
+                        .borrow_mut()
+                        .entry(name.clone())
+                        .or_default()
+                        .push(context.waker().clone());
+                    std::task::Poll::Pending
+                })
+                .await
+            },
+            async {
+                glommio::timer::sleep(Duration::from_millis(50)).await;
+                false
+            },
+        )
+        .await;
+        if waited {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+    }
+}
+
+fn wake_waiters(cluster: &Cluster, name: &Bytes) {
+    if let Some(waiters) = cluster.records.waiters.borrow_mut().remove(name) {
+        for waker in waiters {
+            waker.wake();
+        }
     }
 }
 
@@ -236,6 +309,7 @@ async fn load(weak: Weak<Core>, name: Bytes) {
                 for payload in buffered {
                     apply(&core, &cluster, &name, &payload);
                 }
+                wake_waiters(&cluster, &name);
                 return;
             }
             Err(error) => {
@@ -320,6 +394,14 @@ fn apply(core: &Rc<Core>, cluster: &Rc<Cluster>, name: &Bytes, payload: &Bytes) 
                 .subscriptions
                 .fanout_to_subscribers(name, exclude, &forward, &mut effects);
         }
+        b'C' => {
+            // created elsewhere: only matters to a cache that holds it as missing
+            let mut records = core.records_mut();
+            if records.store.get(name).is_none() {
+                records.store.put(name, version, &data);
+            }
+            return;
+        }
         b'D' => {
             let subscribers_left = {
                 let mut records = core.records_mut();
@@ -402,31 +484,44 @@ async fn run(core: &Rc<Core>, cluster: &Rc<Cluster>, name: &Bytes, operation: Re
     let mut effects = Effects::default();
     match parsed.action {
         b"CR" => {
-            let subscribers = {
-                let mut records = core.records_mut();
-                records
-                    .subscriptions
-                    .subscribe(name.clone(), session, &mut effects);
-                records.subscriptions.subscriber_count(name)
+            // Follow the record (its channel, then its cache) before answering: the answer and
+            // every change after it then reach this subscriber in order, none missed.
+            let answer = match follow_until_valid(core, cluster, name).await {
+                true => {
+                    let cached = core
+                        .records_mut()
+                        .store
+                        .get(name)
+                        .map(|record| (record.version, record.data.to_vec()));
+                    match cached {
+                        Some(record) => Ok(record),
+                        // Absent: create it (the script announces the creation to every node).
+                        None => read_or_create(cluster, name, session).await.map(|created| {
+                            let mut records = core.records_mut();
+                            match records.store.get(name) {
+                                // a change arrived meanwhile: it is newer than the creation
+                                Some(record) => (record.version, record.data.to_vec()),
+                                None => {
+                                    records.store.put(name, created.0, &created.1);
+                                    created
+                                }
+                            }
+                        }),
+                    }
+                }
+                // Redis is unreachable (or too slow): answer from Redis or not at all.
+                false => read_or_create(cluster, name, session).await,
             };
-            interest(cluster, core, name, subscribers);
-            let cached = if matches!(
-                cluster.records.cache.borrow().get(&name[..]),
-                Some(CacheState::Valid)
-            ) {
-                core.records_mut()
-                    .store
-                    .get(name)
-                    .map(|record| (record.version, record.data.to_vec()))
-            } else {
-                None
-            };
-            let result = match cached {
-                Some(record) => Ok(record),
-                None => read_or_create(cluster, name).await,
-            };
-            match result {
+            match answer {
                 Ok((version, data)) => {
+                    let subscribers = {
+                        let mut records = core.records_mut();
+                        records
+                            .subscriptions
+                            .subscribe(name.clone(), session, &mut effects);
+                        records.subscriptions.subscriber_count(name)
+                    };
+                    interest(cluster, core, name, subscribers);
                     let version = version.to_string();
                     effects.send(
                         session,
@@ -435,6 +530,8 @@ async fn run(core: &Rc<Core>, cluster: &Rc<Cluster>, name: &Bytes, operation: Re
                 }
                 Err(error) => {
                     cluster.count_error("reading a record", &error);
+                    let subscribers = core.records_mut().subscriptions.subscriber_count(name);
+                    interest(cluster, core, name, subscribers);
                     effects.send(session, message(&[b"R", b"E", b"RECORD_LOAD_ERROR", name]));
                 }
             }
@@ -504,13 +601,19 @@ async fn run(core: &Rc<Core>, cluster: &Rc<Cluster>, name: &Bytes, operation: Re
     core.execute_effects(effects);
 }
 
-async fn read_or_create(cluster: &Cluster, name: &[u8]) -> Result<(i64, Vec<u8>), RedisError> {
+async fn read_or_create(
+    cluster: &Cluster,
+    name: &[u8],
+    session: SessionRef,
+) -> Result<(i64, Vec<u8>), RedisError> {
+    let record_channel = channel(RECORD_CHANNEL, name);
+    let origin = cluster.origin(Some(session));
     let value = cluster
         .script(
             &cluster.records.read_script,
             RECORD_READ_OR_CREATE,
             &[&key(name)],
-            &[],
+            &[&record_channel, &origin],
         )
         .await?;
     let Value::Array(parts) = value else {
@@ -635,8 +738,21 @@ async fn write(
     Some(update_error(&request))
 }
 
-/// What a writer gets when Redis could not take the write.
+/// What a writer gets when Redis could not take the write: `RECORD_UPDATE_ERROR`, and when it
+/// asked for a write ack, the ack with the error (as deepstream 2.4.1 reports a failed storage
+/// write), so its callback is called.
 fn update_error(request: &WriteRequest<'_>) -> Bytes {
     let version = request.version.to_string();
-    message(&[b"R", b"E", b"RECORD_UPDATE_ERROR", version.as_bytes()])
+    let mut reply = build_message(&[b"R", b"E", b"RECORD_UPDATE_ERROR", version.as_bytes()]);
+    if request.write_ack {
+        let versions = format!("[{version}]");
+        reply.extend_from_slice(&build_message(&[
+            b"R",
+            b"WA",
+            request.name,
+            versions.as_bytes(),
+            b"SRedis could not take the write",
+        ]));
+    }
+    Bytes::from(reply)
 }

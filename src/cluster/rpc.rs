@@ -73,6 +73,36 @@ pub fn announce_again(cluster: &Cluster) {
     }
 }
 
+/// How long a looked-up list of the other nodes' providers of a name is used before a request
+/// refreshes it (deepstream's `rpcProviderCacheTime` plays this part).
+const REMOTE_PROVIDERS_FRESH: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The other nodes that provide `name`, as stand-ins (empty when Redis cannot say).
+async fn remote_providers(cluster: &Cluster, name: &[u8]) -> Vec<SessionRef> {
+    let key = channel(PROVIDERS_KEY, name);
+    let nodes: Vec<String> = match cluster.commands.call(&[b"SMEMBERS", &key]).await {
+        Ok(Value::Array(members)) | Ok(Value::Set(members)) => members
+            .into_iter()
+            .filter_map(bulk)
+            .filter_map(|node| String::from_utf8(node).ok())
+            .filter(|node| *node != *cluster.node)
+            .collect(),
+        Ok(_) => Vec::new(),
+        Err(error) => {
+            cluster.count_error("looking up RPC providers", &error);
+            Vec::new()
+        }
+    };
+    cluster
+        .rpc_looked_up
+        .borrow_mut()
+        .insert(Bytes::copy_from_slice(name), std::time::Instant::now());
+    nodes
+        .iter()
+        .map(|node| cluster.remote_ref(&Arc::from(node.as_str())))
+        .collect()
+}
+
 /// A request for a name without a local provider: find the nodes that provide it, then let
 /// the RPC feature route it (to one of them, or NO_RPC_PROVIDER).
 pub fn request_elsewhere(
@@ -87,24 +117,7 @@ pub fn request_elsewhere(
     let core = Rc::clone(core);
     let cluster = Rc::clone(cluster);
     glommio::spawn_local(async move {
-        let key = channel(PROVIDERS_KEY, &name);
-        let nodes = match cluster.commands.call(&[b"SMEMBERS", &key]).await {
-            Ok(Value::Array(members)) | Ok(Value::Set(members)) => members
-                .into_iter()
-                .filter_map(bulk)
-                .filter_map(|node| String::from_utf8(node).ok())
-                .filter(|node| *node != *cluster.node)
-                .collect(),
-            Ok(_) => Vec::new(),
-            Err(error) => {
-                cluster.count_error("looking up RPC providers", &error);
-                Vec::new()
-            }
-        };
-        let stand_ins: Vec<SessionRef> = nodes
-            .iter()
-            .map(|node| cluster.remote_ref(&Arc::from(node.as_str())))
-            .collect();
+        let stand_ins = remote_providers(&cluster, &name).await;
         let mut effects = Effects::default();
         {
             let mut rpc = core.rpc_mut();
@@ -112,6 +125,32 @@ pub fn request_elsewhere(
             rpc.request(name, correlation, requester, dialect, message, &mut effects);
         }
         core.execute_effects(effects);
+    })
+    .detach();
+}
+
+/// A request served by a local provider: refresh, in the background, which other nodes provide
+/// the name, so a reject can fall back to them (once a second per name at most).
+pub fn refresh_remote_providers(core: &Rc<Core>, cluster: &Rc<Cluster>, name: &Bytes) {
+    let fresh = cluster
+        .rpc_looked_up
+        .borrow()
+        .get(name)
+        .is_some_and(|at| at.elapsed() < REMOTE_PROVIDERS_FRESH);
+    if fresh {
+        return;
+    }
+    // Counted as looked up from now: one refresh in flight per name.
+    cluster
+        .rpc_looked_up
+        .borrow_mut()
+        .insert(Bytes::copy_from_slice(name), std::time::Instant::now());
+    let core = Rc::clone(core);
+    let cluster = Rc::clone(cluster);
+    let name = name.clone();
+    glommio::spawn_local(async move {
+        let stand_ins = remote_providers(&cluster, &name).await;
+        core.rpc_mut().set_remote_providers(&name, stand_ins);
     })
     .detach();
 }
@@ -202,8 +241,7 @@ pub fn from_node(core: &Rc<Core>, cluster: &Cluster, node: &Arc<str>, kind: u8, 
                     return;
                 };
                 let name = Bytes::copy_from_slice(name);
-                // Serve with this node's providers only (never pass a request on again).
-                rpc.set_remote_providers(&name, Vec::new());
+                // (served by this node's providers only: see `RpcFeature::pick`)
                 rpc.request(
                     name,
                     Bytes::copy_from_slice(correlation),

@@ -200,7 +200,7 @@ impl RpcFeature {
             );
             return;
         }
-        let Some(provider) = self.pick(&name, &[]) else {
+        let Some(provider) = self.pick(&name, &[], requester) else {
             effects.send(
                 requester,
                 message(&[CODE, b"E", b"NO_RPC_PROVIDER", &name, &correlation]),
@@ -227,14 +227,27 @@ impl RpcFeature {
         );
     }
 
-    fn pick(&self, name: &[u8], tried: &[SessionRef]) -> Option<SessionRef> {
-        let candidates: Vec<SessionRef> = self
+    /// A random provider not tried yet: one of this node's while there are any, then one of
+    /// the other nodes' stand-ins (as deepstream prefers local providers, then remote ones).
+    /// A request from another node is served by this node's providers only.
+    fn pick(&self, name: &[u8], tried: &[SessionRef], requester: SessionRef) -> Option<SessionRef> {
+        let untried: Vec<SessionRef> = self
             .providers
             .get(name)?
             .iter()
             .filter(|provider| !tried.contains(provider))
             .copied()
             .collect();
+        let local: Vec<SessionRef> = untried
+            .iter()
+            .filter(|provider| !provider.is_remote())
+            .copied()
+            .collect();
+        let candidates = if !local.is_empty() || requester.is_remote() {
+            local
+        } else {
+            untried
+        };
         if candidates.is_empty() {
             return None;
         }
@@ -316,7 +329,7 @@ impl RpcFeature {
             return;
         };
         call.tried.push(call.provider);
-        match self.pick(&key.0, &call.tried) {
+        match self.pick(&key.0, &call.tried, call.requester) {
             Some(provider) => {
                 self.generation += 1;
                 call.provider = provider;

@@ -153,6 +153,9 @@ pub enum CoreMessage {
     NodeGone {
         node: Arc<str>,
     },
+    /// This node was taken for dead (or Redis lost its state): register again what this core
+    /// registered in Redis (its RPC providers).
+    ClusterAnnounce,
     /// A counted login (`joined`) or logout, broadcast to every core's presence replica.
     Presence {
         username: Arc<str>,
@@ -221,6 +224,7 @@ impl CoreMessage {
             CoreMessage::RpcProvide { name, .. } => name.len(),
             CoreMessage::RpcFromNode { message, .. } => message.len(),
             CoreMessage::NodeGone { node } => node.len(),
+            CoreMessage::ClusterAnnounce => 0,
             CoreMessage::RpcRequest {
                 name,
                 correlation,
@@ -950,6 +954,12 @@ impl Core {
                 }
                 return;
             }
+            CoreMessage::ClusterAnnounce => {
+                if let Some(cluster) = self.cluster.get() {
+                    crate::cluster::rpc::announce_again(cluster);
+                }
+                return;
+            }
             CoreMessage::NodeGone { node } => {
                 if let Some(cluster) = self.cluster.get() {
                     if let Some(stand_in) = cluster.known_remote_ref(&node) {
@@ -968,8 +978,13 @@ impl Core {
                 message,
             } => {
                 if let Some(cluster) = self.cluster.get() {
-                    if !self.rpc.borrow().has_local_provider(&name) {
-                        // No provider here: ask Redis which nodes provide it, then route.
+                    let looked_up = cluster.rpc_looked_up.borrow().contains_key(&name);
+                    if looked_up && self.rpc.borrow().has_local_provider(&name) {
+                        // Served here; keep the other nodes' providers known for a reject.
+                        crate::cluster::rpc::refresh_remote_providers(self, cluster, &name);
+                    } else {
+                        // No provider here, or the first request of the name here: ask Redis
+                        // which nodes provide it (for a reject to fall back to), then route.
                         crate::cluster::rpc::request_elsewhere(
                             self,
                             cluster,
