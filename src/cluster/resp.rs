@@ -52,6 +52,10 @@ pub fn frame_length(buffer: &[u8]) -> Result<Option<usize>, RespError> {
         let Some(line_end) = memchr(b'\n', &buffer[position..]) else {
             return Ok(None);
         };
+        // A line is the type byte, its text, then CRLF: a newline first is no line at all.
+        if line_end == 0 {
+            return Err(RespError::UnknownType(kind));
+        }
         let line = &buffer[position + 1..position + line_end];
         let line = line.strip_suffix(b"\r").ok_or(RespError::BadLength)?;
         let after_line = position + line_end + 1;
@@ -154,6 +158,12 @@ mod tests {
     #[test]
     fn garbage_is_an_error_not_a_panic() {
         assert_eq!(frame_length(b"?x\r\n"), Err(RespError::UnknownType(b'?')));
+        // found by the fuzzer: a bare newline where a reply starts
+        assert_eq!(frame_length(b"\n"), Err(RespError::UnknownType(b'\n')));
+        assert_eq!(
+            frame_length(b"*1\r\n\n"),
+            Err(RespError::UnknownType(b'\n'))
+        );
         assert_eq!(frame_length(b"$abc\r\n"), Err(RespError::BadLength));
         assert_eq!(frame_length(b"$-5\r\n"), Err(RespError::BadLength));
         let deep = "*1\r\n".repeat(100);
