@@ -63,13 +63,18 @@ fn generator_cpu() -> usize {
 
 /// A command whose process (and every thread it starts) runs on the server CPU.
 fn server_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    command_on(program, SERVER_CPU)
+}
+
+/// A command whose process (and every thread it starts) runs on `cpu`.
+fn command_on(program: impl AsRef<std::ffi::OsStr>, cpu: usize) -> Command {
     use std::os::unix::process::CommandExt;
     let mut command = Command::new(program);
     // SAFETY: the closure only calls sched_setaffinity (async-signal-safe) in the child
     // between fork and exec.
     unsafe {
-        command.pre_exec(|| {
-            pin_current_thread_to(SERVER_CPU);
+        command.pre_exec(move || {
+            pin_current_thread_to(cpu);
             Ok(())
         });
     }
@@ -1731,17 +1736,18 @@ mod cluster {
     }
 
     /// nginx from the shipped configs: http in front of `http_upstream`, stream in front of
-    /// `tcp_upstream`; returns (nginx, http port, tcp port).
+    /// `tcp_upstream`, its processes on `cpu`; returns (nginx, http port, tcp port).
     fn start_nginx(
         http_upstream: u16,
         tcp_upstream: u16,
         proxy_protocol: bool,
+        cpu: usize,
     ) -> (Nginx, u16, u16) {
         let dir =
             std::env::temp_dir().join(format!("corestream-bench-nginx-{}", fastrand::u64(..)));
         let http_port = free_port();
         let tcp_port = free_port();
-        let status = Command::new("bash")
+        let status = command_on("bash", cpu)
             .arg(root().join("scripts/nginx.sh"))
             .arg("--dir")
             .arg(&dir)
@@ -1763,6 +1769,8 @@ mod cluster {
     }
 
     pub fn run(quick: bool) {
+        // (asked before pinning: a pinned thread sees one CPU)
+        let other_cpu = generator_cpu();
         pin_current_thread_to(SERVER_CPU);
         let count = if quick { 2_000 } else { 20_000 };
         let throughput_count = if quick { 50_000 } else { 100_000 };
@@ -1853,42 +1861,50 @@ mod cluster {
         let node = start_node("tcpProxyProtocol: true\ntrustedProxies: [127.0.0.1]\n");
         let direct_node = start_node("");
         let echo = start_echo("echo-server");
-        let (nginx, nginx_http, nginx_tcp) = start_nginx(node.http_port, node.port, true);
-        let (echo_nginx, _, echo_nginx_tcp) = start_nginx(node.http_port, echo.port, false);
-        let echo_direct = echo_latency(echo.port, count);
-        let echo_proxied = echo_latency(echo_nginx_tcp, count);
         let direct_tcp = event_latency(direct_node.port, count);
-        let proxied_tcp = event_latency(nginx_tcp, count);
         let direct_ws = ws_event_latency(node.http_port, count);
-        let proxied_ws = ws_event_latency(nginx_http, count);
-        println!("\n## The nginx hop (µs), one message in flight");
-        println!("| measurement | p50 | p99 | p99.9 | max |");
-        println!("|---|---|---|---|---|");
-        print_latency("echo server, direct (round trip)", &echo_direct);
-        print_latency(
-            "echo server behind nginx stream (round trip)",
-            &echo_proxied,
-        );
-        print_latency("corestream TCP event A→B, direct", &direct_tcp);
-        print_latency(
-            "corestream TCP event A→B, both through nginx stream",
-            &proxied_tcp,
-        );
-        print_latency("corestream WebSocket event A→B, direct", &direct_ws);
-        print_latency(
-            "corestream WebSocket event A→B, both through nginx http",
-            &proxied_ws,
-        );
-        let echo_added = echo_proxied.p50 - echo_direct.p50;
-        let tcp_added = proxied_tcp.p50 - direct_tcp.p50;
-        let ws_added = proxied_ws.p50 - direct_ws.p50;
-        println!(
-            "\nadded by nginx at p50: echo {echo_added:.1} µs; corestream TCP {tcp_added:.1} µs \
-             ({:.2}× the echo's); corestream WebSocket {ws_added:.1} µs ({:.2}× the echo's)",
-            tcp_added / echo_added,
-            ws_added / echo_added
-        );
-        drop(nginx);
-        drop(echo_nginx);
+        let echo_direct = echo_latency(echo.port, count);
+        // nginx on the servers' CPU (everything shares one CPU), then on the other CPU (as it
+        // would run beside the servers in production)
+        for (where_, cpu) in [
+            ("on the servers' CPU", SERVER_CPU),
+            ("on its own CPU", other_cpu),
+        ] {
+            let (nginx, nginx_http, nginx_tcp) = start_nginx(node.http_port, node.port, true, cpu);
+            let (echo_nginx, _, echo_nginx_tcp) =
+                start_nginx(node.http_port, echo.port, false, cpu);
+            let echo_proxied = echo_latency(echo_nginx_tcp, count);
+            let proxied_tcp = event_latency(nginx_tcp, count);
+            let proxied_ws = ws_event_latency(nginx_http, count);
+            println!("\n## The nginx hop (µs), one message in flight; nginx {where_} (CPU {cpu})");
+            println!("| measurement | p50 | p99 | p99.9 | max |");
+            println!("|---|---|---|---|---|");
+            print_latency("echo server, direct (round trip)", &echo_direct);
+            print_latency(
+                "echo server behind nginx stream (round trip)",
+                &echo_proxied,
+            );
+            print_latency("corestream TCP event A→B, direct", &direct_tcp);
+            print_latency(
+                "corestream TCP event A→B, both through nginx stream",
+                &proxied_tcp,
+            );
+            print_latency("corestream WebSocket event A→B, direct", &direct_ws);
+            print_latency(
+                "corestream WebSocket event A→B, both through nginx http",
+                &proxied_ws,
+            );
+            let echo_added = echo_proxied.p50 - echo_direct.p50;
+            let tcp_added = proxied_tcp.p50 - direct_tcp.p50;
+            let ws_added = proxied_ws.p50 - direct_ws.p50;
+            println!(
+                "\nadded by nginx at p50: echo {echo_added:.1} µs; corestream TCP {tcp_added:.1} µs \
+                 ({:.2}× the echo's); corestream WebSocket {ws_added:.1} µs ({:.2}× the echo's)",
+                tcp_added / echo_added,
+                ws_added / echo_added
+            );
+            drop(nginx);
+            drop(echo_nginx);
+        }
     }
 }
