@@ -407,17 +407,24 @@ fn patches_deletes_and_reads_go_through_redis() {
     wait_for_channel(&redis, "cs:r:doc", 2);
     alice.send("R|U|doc|1|{\"a\":{\"b\":1}}+");
     bob.expect("R|U|doc|1|{\"a\":{\"b\":1}}+");
-    bob.send("R|P|doc|2|a.c|N2+");
-    alice.expect("R|P|doc|2|a.c|N2+");
+    // a 2.x write with a write config reaches the other node's subscribers as it was sent
+    let mut dora = b.connect_ws();
+    dora.login("dora");
+    dora.send("R|U|doc|2|{\"a\":{\"b\":1}}|{\"writeSuccess\":true}+");
+    dora.expect("R|WA|doc|[2]|L+");
+    alice.expect("R|U|doc|2|{\"a\":{\"b\":1}}|{\"writeSuccess\":true}+");
+    bob.expect("R|U|doc|2|{\"a\":{\"b\":1}}|{\"writeSuccess\":true}+");
+    bob.send("R|P|doc|3|a.c|N2+");
+    alice.expect("R|P|doc|3|a.c|N2+");
     // a stale write from alice: VERSION_EXISTS with what Redis holds (bob's patch applied)
-    alice.send("R|U|doc|2|{\"stale\":true}+");
-    alice.expect("R|E|VERSION_EXISTS|doc|2|{\"a\":{\"b\":1,\"c\":2}}+");
+    alice.send("R|U|doc|3|{\"stale\":true}+");
+    alice.expect("R|E|VERSION_EXISTS|doc|3|{\"a\":{\"b\":1,\"c\":2}}+");
     // a reader on a node without subscribers reads from Redis
     let c = node(&redis);
     let mut carol = c.connect();
     carol.login("carol");
     carol.send("R|SN|doc+");
-    carol.expect("R|R|doc|2|{\"a\":{\"b\":1,\"c\":2}}+");
+    carol.expect("R|R|doc|3|{\"a\":{\"b\":1,\"c\":2}}+");
     carol.send("R|H|doc+");
     carol.expect("R|H|doc|T+");
     carol.send("R|SN|nothing+");
@@ -432,8 +439,8 @@ fn patches_deletes_and_reads_go_through_redis() {
     wait_for_channel(&redis, "cs:r:doc", 0);
     carol.send("R|H|doc+");
     carol.expect("R|H|doc|F+");
-    alice.send("R|U|doc|3|{}+");
-    alice.expect("R|E|RECORD_UPDATE_ERROR|3+");
+    alice.send("R|U|doc|4|{}+");
+    alice.expect("R|E|RECORD_UPDATE_ERROR|4+");
 }
 
 #[test]

@@ -651,7 +651,19 @@ async fn write(
     let record_key = key(name);
     let record_channel = channel(RECORD_CHANNEL, name);
     let origin = cluster.origin(Some(session));
-    let (prefix, suffix) = request.forward_parts();
+    // What subscribers get: the message as it arrived with Redis's version in place of the one
+    // sent (the same bytes when they agree, 2.x write config included, as on one node); an
+    // upsert becomes a plain U or P.
+    let (prefix, suffix) = match (request.upsert, parsed.data_at(1)) {
+        (false, Some(version)) => {
+            let start = (version.as_ptr() as usize).saturating_sub(parsed.raw.as_ptr() as usize);
+            let end = (start + version.len()).min(parsed.raw.len());
+            let mut suffix = parsed.raw[end..].to_vec();
+            suffix.push(0x1e);
+            (parsed.raw[..start.min(end)].to_vec(), suffix)
+        }
+        _ => request.forward_parts(),
+    };
     let requested = match request.requested {
         Some(version) => version.to_string(),
         None => "n".to_string(),
