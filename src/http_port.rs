@@ -842,6 +842,14 @@ async fn linger(stream: &mut TcpStream, chunk: &mut [u8]) {
     or(drain, glommio::timer::sleep(Duration::from_secs(1))).await;
 }
 
+/// (name, Prometheus type, help, the value of one core), summed over cores.
+type SummedMetric = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&CoreStats) -> u64,
+);
+
 /// Prometheus text format, summed over cores.
 fn prometheus(stats: &[CoreStats]) -> String {
     let sum = |value: &dyn Fn(&CoreStats) -> u64| -> u64 { stats.iter().map(value).sum() };
@@ -1014,48 +1022,53 @@ fn prometheus(stats: &[CoreStats]) -> String {
                 ),
             ],
         );
-        metric(
-            "redis_reconnects_total",
-            "counter",
-            "Redis reconnections after a lost connection.",
-            vec![(String::new(), sum(&|core| core.cluster.reconnects))],
-        );
-        metric(
-            "redis_commands_total",
-            "counter",
-            "Commands sent to Redis.",
-            vec![(String::new(), sum(&|core| core.cluster.redis_commands))],
-        );
-        metric(
-            "redis_errors_total",
-            "counter",
-            "Redis commands that failed or could not be sent (Redis unreachable).",
-            vec![(String::new(), sum(&|core| core.cluster.redis_errors))],
-        );
-        metric(
-            "cluster_channels",
-            "gauge",
-            "Redis channels subscribed (names with local subscribers).",
-            vec![(String::new(), sum(&|core| core.cluster.channels))],
-        );
-        metric(
-            "cluster_published_total",
-            "counter",
-            "Messages published to the other nodes.",
-            vec![(String::new(), sum(&|core| core.cluster.published))],
-        );
-        metric(
-            "cluster_received_total",
-            "counter",
-            "Messages received from Redis channels.",
-            vec![(String::new(), sum(&|core| core.cluster.received))],
-        );
-        metric(
-            "cluster_write_conflicts_total",
-            "counter",
-            "Record writes refused by the compare-and-set in Redis (VERSION_EXISTS).",
-            vec![(String::new(), sum(&|core| core.cluster.write_conflicts))],
-        );
+        let summed: [SummedMetric; 7] = [
+            (
+                "redis_reconnects_total",
+                "counter",
+                "Redis reconnections after a lost connection.",
+                |core| core.cluster.reconnects,
+            ),
+            (
+                "redis_commands_total",
+                "counter",
+                "Commands sent to Redis.",
+                |core| core.cluster.redis_commands,
+            ),
+            (
+                "redis_errors_total",
+                "counter",
+                "Redis commands that failed or could not be sent (Redis unreachable).",
+                |core| core.cluster.redis_errors,
+            ),
+            (
+                "cluster_channels",
+                "gauge",
+                "Redis channels subscribed (names with local subscribers).",
+                |core| core.cluster.channels,
+            ),
+            (
+                "cluster_published_total",
+                "counter",
+                "Messages published to the other nodes.",
+                |core| core.cluster.published,
+            ),
+            (
+                "cluster_received_total",
+                "counter",
+                "Messages received from Redis channels.",
+                |core| core.cluster.received,
+            ),
+            (
+                "cluster_write_conflicts_total",
+                "counter",
+                "Record writes refused by the compare-and-set in Redis (VERSION_EXISTS).",
+                |core| core.cluster.write_conflicts,
+            ),
+        ];
+        for (name, kind, help, value) in summed {
+            metric(name, kind, help, vec![(String::new(), sum(&value))]);
+        }
         metric(
             "cluster_remote_nodes",
             "gauge",

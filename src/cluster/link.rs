@@ -69,6 +69,29 @@ pub struct LinkCounters {
     pub commands: Cell<u64>,
 }
 
+/// A link is up: counted, logged.
+fn connected(
+    label: &str,
+    target: &RedisTarget,
+    up: &Cell<bool>,
+    counters: &LinkCounters,
+    detail: &str,
+) {
+    counters.connects.set(counters.connects.get() + 1);
+    crate::info!(
+        "{label}: connected to Redis at {}{detail}",
+        target.address()
+    );
+    up.set(true);
+}
+
+/// A link is down: counted, logged (it reconnects with backoff).
+fn lost(label: &str, up: &Cell<bool>, counters: &LinkCounters, reason: &str) {
+    up.set(false);
+    counters.disconnects.set(counters.disconnects.get() + 1);
+    crate::warn!("{label}: lost the Redis connection ({reason}); reconnecting");
+}
+
 /// The reconnect delay of a link: 50 ms doubling to 2 s, reset by a connect.
 struct Backoff {
     delay: Duration,
@@ -224,24 +247,11 @@ impl CommandLink {
             match connect(&self.target).await {
                 Ok(stream) => {
                     backoff = Backoff::default();
-                    self.counters.connects.set(self.counters.connects.get() + 1);
-                    crate::info!(
-                        "{}: connected to Redis at {}",
-                        self.label,
-                        self.target.address()
-                    );
-                    self.up.set(true);
+                    connected(&self.label, &self.target, &self.up, &self.counters, "");
                     on_change(true);
                     let reason = self.serve(stream).await;
-                    self.up.set(false);
+                    lost(&self.label, &self.up, &self.counters, &reason);
                     self.fail_waiting();
-                    self.counters
-                        .disconnects
-                        .set(self.counters.disconnects.get() + 1);
-                    crate::warn!(
-                        "{}: lost the Redis connection ({reason}); reconnecting",
-                        self.label
-                    );
                     on_change(false);
                 }
                 Err(error) => backoff.failed(&self.label, &self.target, &error),
@@ -262,53 +272,68 @@ impl CommandLink {
 
     async fn serve(&self, stream: TcpStream) -> String {
         let (mut reader, mut writer) = futures_lite::io::split(stream);
-        let reading = async {
-            let mut input = Vec::with_capacity(64 * 1024);
-            let mut chunk = vec![0u8; 64 * 1024];
-            loop {
-                match reader.read(&mut chunk).await {
-                    Ok(0) => return "closed by Redis".to_string(),
-                    Err(error) => return error.to_string(),
-                    Ok(count) => {
-                        input.extend_from_slice(&chunk[..count]);
-                        if let Err(error) = self.take_replies(&mut input) {
-                            return error.to_string();
-                        }
-                    }
-                }
-            }
-        };
+        let reading = read_replies(&mut reader, |value| self.take_reply(value));
         or(reading, self.outbox.write_forever(&mut writer)).await
     }
 
-    fn take_replies(&self, input: &mut Vec<u8>) -> Result<(), RespError> {
+    /// Hands one reply to the command that waits for it (replies come in command order).
+    fn take_reply(&self, value: Value) -> Result<(), RespError> {
+        let waiter = self.waiting.borrow_mut().pop_front();
+        match waiter {
+            Some(Waiting::Reply(slot)) => {
+                let result = match value {
+                    Value::ServerError(error) => Err(RedisError::Server(server_error(&error))),
+                    other => Ok(other),
+                };
+                resolve(&slot, result);
+            }
+            Some(Waiting::Ignore) => {
+                if let Value::ServerError(error) = value {
+                    crate::warn!(
+                        "{}: Redis refused a command: {}",
+                        self.label,
+                        server_error(&error)
+                    );
+                }
+            }
+            None => return Err(RespError::Parse("a reply nobody asked for".into())),
+        }
+        Ok(())
+    }
+}
+
+/// Reads whole replies from a link's socket and hands each to `on_reply`, until the socket
+/// fails, Redis closes it, a reply cannot be framed, or `on_reply` refuses one; returns why.
+async fn read_replies(
+    reader: &mut (impl futures_lite::AsyncRead + Unpin),
+    mut on_reply: impl FnMut(Value) -> Result<(), RespError>,
+) -> String {
+    let mut input = Vec::with_capacity(64 * 1024);
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let count = match reader.read(&mut chunk).await {
+            Ok(0) => return "closed by Redis".to_string(),
+            Err(error) => return error.to_string(),
+            Ok(count) => count,
+        };
+        input.extend_from_slice(&chunk[..count]);
         let mut consumed = 0;
-        while let Some(length) = frame_length(&input[consumed..])? {
-            let value = parse(&input[consumed..consumed + length])?;
+        loop {
+            let length = match frame_length(&input[consumed..]) {
+                Ok(Some(length)) => length,
+                Ok(None) => break,
+                Err(error) => return error.to_string(),
+            };
+            let value = match parse(&input[consumed..consumed + length]) {
+                Ok(value) => value,
+                Err(error) => return error.to_string(),
+            };
             consumed += length;
-            let waiter = self.waiting.borrow_mut().pop_front();
-            match waiter {
-                Some(Waiting::Reply(slot)) => {
-                    let result = match value {
-                        Value::ServerError(error) => Err(RedisError::Server(server_error(&error))),
-                        other => Ok(other),
-                    };
-                    resolve(&slot, result);
-                }
-                Some(Waiting::Ignore) => {
-                    if let Value::ServerError(error) = value {
-                        crate::warn!(
-                            "{}: Redis refused a command: {}",
-                            self.label,
-                            server_error(&error)
-                        );
-                    }
-                }
-                None => return Err(RespError::Parse("a reply nobody asked for".into())),
+            if let Err(error) = on_reply(value) {
+                return error.to_string();
             }
         }
         input.drain(..consumed);
-        Ok(())
     }
 }
 
@@ -393,7 +418,6 @@ impl PubSubLink {
             match connect(&self.target).await {
                 Ok(stream) => {
                     backoff = Backoff::default();
-                    self.counters.connects.set(self.counters.connects.get() + 1);
                     self.outbox.bytes.borrow_mut().clear();
                     // Every wanted channel again, in commands of at most 1000 channels.
                     let wanted: Vec<Bytes> = self.wanted.borrow().iter().cloned().collect();
@@ -402,23 +426,11 @@ impl PubSubLink {
                         arguments.extend(group.iter().map(|channel| &channel[..]));
                         self.outbox.push(&arguments);
                     }
-                    crate::info!(
-                        "{}: connected to Redis at {} ({} channels)",
-                        self.label,
-                        self.target.address(),
-                        wanted.len()
-                    );
-                    self.up.set(true);
+                    let detail = format!(" ({} channels)", wanted.len());
+                    connected(&self.label, &self.target, &self.up, &self.counters, &detail);
                     on_event(PubSubEvent::Connected);
                     let reason = self.serve(stream, &on_event).await;
-                    self.up.set(false);
-                    self.counters
-                        .disconnects
-                        .set(self.counters.disconnects.get() + 1);
-                    crate::warn!(
-                        "{}: lost the Redis connection ({reason}); reconnecting",
-                        self.label
-                    );
+                    lost(&self.label, &self.up, &self.counters, &reason);
                     on_event(PubSubEvent::Disconnected);
                 }
                 Err(error) => backoff.failed(&self.label, &self.target, &error),
@@ -429,36 +441,12 @@ impl PubSubLink {
 
     async fn serve(&self, stream: TcpStream, on_event: &Rc<dyn Fn(PubSubEvent)>) -> String {
         let (mut reader, mut writer) = futures_lite::io::split(stream);
-        let reading = async {
-            let mut input = Vec::with_capacity(64 * 1024);
-            let mut chunk = vec![0u8; 64 * 1024];
-            loop {
-                match reader.read(&mut chunk).await {
-                    Ok(0) => return "closed by Redis".to_string(),
-                    Err(error) => return error.to_string(),
-                    Ok(count) => {
-                        input.extend_from_slice(&chunk[..count]);
-                        let mut consumed = 0;
-                        loop {
-                            let length = match frame_length(&input[consumed..]) {
-                                Ok(Some(length)) => length,
-                                Ok(None) => break,
-                                Err(error) => return error.to_string(),
-                            };
-                            let value = match parse(&input[consumed..consumed + length]) {
-                                Ok(value) => value,
-                                Err(error) => return error.to_string(),
-                            };
-                            consumed += length;
-                            if let Some(event) = pubsub_event(value) {
-                                on_event(event);
-                            }
-                        }
-                        input.drain(..consumed);
-                    }
-                }
+        let reading = read_replies(&mut reader, |value| {
+            if let Some(event) = pubsub_event(value) {
+                on_event(event);
             }
-        };
+            Ok(())
+        });
         or(reading, self.outbox.write_forever(&mut writer)).await
     }
 }

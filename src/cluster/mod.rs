@@ -315,8 +315,8 @@ impl Cluster {
         arguments: &[&[u8]],
     ) -> Result<Value, RedisError> {
         let count = keys.len().to_string();
-        let hash = script.get_hash().to_string();
-        let mut command: Vec<&[u8]> = vec![b"EVALSHA", hash.as_bytes(), count.as_bytes()];
+        let mut command: Vec<&[u8]> =
+            vec![b"EVALSHA", script.get_hash().as_bytes(), count.as_bytes()];
         command.extend_from_slice(keys);
         command.extend_from_slice(arguments);
         match self.commands.call(&command).await {

@@ -443,6 +443,14 @@ async fn read(cluster: &Cluster, name: &[u8]) -> Result<Option<(i64, Vec<u8>)>, 
     }
 }
 
+/// This core's copy of a record, `(version, data)`.
+fn cached(core: &Core, name: &[u8]) -> Option<(i64, Vec<u8>)> {
+    core.records_mut()
+        .store
+        .get(name)
+        .map(|record| (record.version, record.data.to_vec()))
+}
+
 /// The record as this node should answer a read: the valid cache, or Redis, or (while Redis is
 /// unreachable) a stale cached copy.
 async fn current(
@@ -454,20 +462,10 @@ async fn current(
         cluster.records.cache.borrow().get(name),
         Some(CacheState::Valid)
     ) {
-        let records = core.records_mut();
-        return Ok(records
-            .store
-            .get(name)
-            .map(|record| (record.version, record.data.to_vec())));
+        return Ok(cached(core, name));
     }
     match read(cluster, name).await {
-        Err(RedisError::Down) => {
-            let records = core.records_mut();
-            match records.store.get(name) {
-                Some(record) => Ok(Some((record.version, record.data.to_vec()))),
-                None => Err(RedisError::Down),
-            }
-        }
+        Err(RedisError::Down) => cached(core, name).map(Some).ok_or(RedisError::Down),
         other => other,
     }
 }
@@ -487,28 +485,17 @@ async fn run(core: &Rc<Core>, cluster: &Rc<Cluster>, name: &Bytes, operation: Re
             // Follow the record (its channel, then its cache) before answering: the answer and
             // every change after it then reach this subscriber in order, none missed.
             let answer = match follow_until_valid(core, cluster, name).await {
-                true => {
-                    let cached = core
-                        .records_mut()
-                        .store
-                        .get(name)
-                        .map(|record| (record.version, record.data.to_vec()));
-                    match cached {
-                        Some(record) => Ok(record),
-                        // Absent: create it (the script announces the creation to every node).
-                        None => read_or_create(cluster, name, session).await.map(|created| {
-                            let mut records = core.records_mut();
-                            match records.store.get(name) {
-                                // a change arrived meanwhile: it is newer than the creation
-                                Some(record) => (record.version, record.data.to_vec()),
-                                None => {
-                                    records.store.put(name, created.0, &created.1);
-                                    created
-                                }
-                            }
-                        }),
-                    }
-                }
+                true => match cached(core, name) {
+                    Some(record) => Ok(record),
+                    // Absent: create it (the script announces the creation to every node).
+                    None => read_or_create(cluster, name, session).await.map(|created| {
+                        // a change that arrived meanwhile is newer than the creation
+                        cached(core, name).unwrap_or_else(|| {
+                            core.records_mut().store.put(name, created.0, &created.1);
+                            created
+                        })
+                    }),
+                },
                 // Redis is unreachable (or too slow): answer from Redis or not at all.
                 false => read_or_create(cluster, name, session).await,
             };

@@ -11,15 +11,15 @@
 //! `cs:node:<node>` as `<kind>␞<from node>␞<message>` (kind `Q`: a request, `A`: a provider's
 //! reply), handled there by core 0 and routed to the name's owner core, where the calling node
 //! is a stand-in requester. The node serving a remote request uses only its own providers and
-//! answers `REJ` when none is left, so the calling node reroutes to another node. Acks between
-//! nodes are in the 1.x form; the calling node rewrites them for a 2.x requester as it would a
-//! local provider's.
+//! answers `REJ` when none is left (both in `RpcFeature`), so the calling node reroutes to
+//! another node. Acks between nodes are in the 1.x form; the calling node rewrites them for a
+//! 2.x requester as it would a local provider's.
 
 use super::{bulk, channel, Cluster, SEPARATOR};
 use crate::features::rpc::provider_action;
 use crate::features::Effects;
 use crate::protocol::actions::Dialect;
-use crate::protocol::message::{build_message, messages, Parsed};
+use crate::protocol::message::{messages, Parsed};
 use crate::shard::{Core, CoreMessage, SessionRef};
 use bytes::Bytes;
 use redis::Value;
@@ -164,27 +164,16 @@ pub fn forward(cluster: &Cluster, to: SessionRef, bytes: Bytes) {
         return;
     };
     let kind: &[u8] = if message.action == b"REQ" { b"Q" } else { b"A" };
-    let mut rewritten = None;
-    if message.action == b"E" {
-        // Only errors about a call (`P|E|<error>|<name>|<cid>`) cross; the feature's complaints
-        // about unknown calls (three fields) stay home, so two nodes never bounce them.
-        if message.data_count() < 3 {
-            return;
-        }
-        if message.data_at(0) == Some(b"NO_RPC_PROVIDER") {
-            // None left on this node: the calling node may still try another.
-            let (Some(name), Some(correlation)) = (message.data_at(1), message.data_at(2)) else {
-                return;
-            };
-            rewritten = Some(build_message(&[b"P", b"REJ", name, correlation]));
-        }
+    // Only errors about a call (`P|E|<error>|<name>|<cid>`) cross; the feature's complaints
+    // about unknown calls (three fields) stay home, so two nodes never bounce them.
+    if message.action == b"E" && message.data_count() < 3 {
+        return;
     }
-    let body: &[u8] = rewritten.as_deref().unwrap_or(&bytes);
     let mut payload = kind.to_vec();
     payload.push(SEPARATOR);
     payload.extend_from_slice(cluster.node.as_bytes());
     payload.push(SEPARATOR);
-    payload.extend_from_slice(body);
+    payload.extend_from_slice(&bytes);
     cluster.publish(&channel(NODE_CHANNEL, node.as_bytes()), &payload);
 }
 

@@ -201,10 +201,7 @@ impl RpcFeature {
             return;
         }
         let Some(provider) = self.pick(&name, &[], requester) else {
-            effects.send(
-                requester,
-                message(&[CODE, b"E", b"NO_RPC_PROVIDER", &name, &correlation]),
-            );
+            effects.send(requester, no_provider(requester, &name, &correlation));
             return;
         };
         self.generation += 1;
@@ -338,10 +335,7 @@ impl RpcFeature {
                 self.dispatch(key, &call, effects);
                 self.calls.insert(key.clone(), call);
             }
-            None => effects.send(
-                call.requester,
-                message(&[CODE, b"E", b"NO_RPC_PROVIDER", &key.0, &key.1]),
-            ),
+            None => effects.send(call.requester, no_provider(call.requester, &key.0, &key.1)),
         }
     }
 
@@ -388,6 +382,16 @@ impl RpcFeature {
         for key in stranded {
             self.reroute(&key, effects);
         }
+    }
+}
+
+/// No provider (left): `NO_RPC_PROVIDER` for a requester of this node; for another node's
+/// request, a reject, so that node may still try a provider elsewhere.
+fn no_provider(requester: SessionRef, name: &[u8], correlation: &[u8]) -> Bytes {
+    if requester.is_remote() {
+        message(&[CODE, b"REJ", name, correlation])
+    } else {
+        message(&[CODE, b"E", b"NO_RPC_PROVIDER", name, correlation])
     }
 }
 
