@@ -228,27 +228,28 @@ impl RpcFeature {
     /// the other nodes' stand-ins (as deepstream prefers local providers, then remote ones).
     /// A request from another node is served by this node's providers only.
     fn pick(&self, name: &[u8], tried: &[SessionRef], requester: SessionRef) -> Option<SessionRef> {
-        let untried: Vec<SessionRef> = self
-            .providers
-            .get(name)?
+        let providers = self.providers.get(name)?;
+        let untried = |provider: &&SessionRef| !tried.contains(provider);
+        let local = providers
             .iter()
-            .filter(|provider| !tried.contains(provider))
-            .copied()
-            .collect();
-        let local: Vec<SessionRef> = untried
-            .iter()
+            .filter(untried)
             .filter(|provider| !provider.is_remote())
-            .copied()
-            .collect();
-        let candidates = if !local.is_empty() || requester.is_remote() {
-            local
-        } else {
-            untried
+            .count();
+        // (no local one left: every untried provider is another node's stand-in)
+        let (count, remote_too) = match local {
+            0 if requester.is_remote() => return None,
+            0 => (providers.iter().filter(untried).count(), true),
+            local => (local, false),
         };
-        if candidates.is_empty() {
+        if count == 0 {
             return None;
         }
-        Some(candidates[fastrand::usize(..candidates.len())])
+        providers
+            .iter()
+            .filter(untried)
+            .filter(|provider| remote_too || !provider.is_remote())
+            .nth(fastrand::usize(..count))
+            .copied()
     }
 
     fn dispatch(&self, key: &(Bytes, Bytes), call: &Call, effects: &mut Effects) {
