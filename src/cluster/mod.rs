@@ -20,6 +20,9 @@
 //!   carries `J`/`L` when a username's count on a node goes 0 → 1 / 1 → 0. Remote users count
 //!   as one login in every core's presence replica, so PNJ/PNL fire on the first login / last
 //!   logout anywhere.
+//! - Listening (`listen`): one node, chosen through Redis, leads listening for the cluster; the
+//!   others report their listeners and which names they have subscribers for, and pass on
+//!   what the leader tells their listeners and subscribers (`SP`, `SR`, `SH`).
 //! - Liveness (core 0): every `clusterKeepAliveInterval` a node stamps its id in the hash
 //!   `cs:nodes` with Redis's clock; every `clusterActiveCheckInterval` it removes the nodes whose
 //!   stamp is older than `clusterNodeInactiveTimeout`, with their users.
@@ -30,6 +33,7 @@
 //! caches reloaded. Nothing is acknowledged before Redis accepted it.
 
 pub mod link;
+pub mod listen;
 pub mod records;
 pub mod resp;
 pub mod rpc;
@@ -59,7 +63,7 @@ pub const EVENT_CHANNEL: &[u8] = b"cs:e:";
 pub const RECORD_CHANNEL: &[u8] = b"cs:r:";
 pub const RECORD_KEY: &[u8] = b"cs:rec:";
 const PRESENCE_CHANNEL: &[u8] = b"cs:presence";
-const NODES_KEY: &[u8] = b"cs:nodes";
+pub(crate) const NODES_KEY: &[u8] = b"cs:nodes";
 const USERS_KEY: &str = "cs:users:";
 /// Separates the parts of a published payload (the protocol's record separator: it cannot
 /// occur inside a message's fields or inside valid JSON).
@@ -129,6 +133,10 @@ pub struct Cluster {
     heartbeat_script: redis::Script,
     nodes_script: redis::Script,
     forget_node_script: redis::Script,
+    pub(crate) listen_claim_script: redis::Script,
+    /// Listening across nodes: the leader as this core knows it, and the other nodes'
+    /// listeners when this node leads (`listen`).
+    pub(crate) listen: RefCell<listen::ClusterListen>,
     /// RPC names this core's node provides (owner core), announced again after a reconnect.
     pub(crate) rpc_names: RefCell<AHashSet<Bytes>>,
     /// When the other nodes' providers of each name were last looked up (owner core).
@@ -159,6 +167,8 @@ impl Cluster {
             heartbeat_script: redis::Script::new(HEARTBEAT),
             nodes_script: redis::Script::new(NODES),
             forget_node_script: redis::Script::new(rpc::FORGET_NODE),
+            listen_claim_script: redis::Script::new(listen::CLAIM),
+            listen: RefCell::new(listen::ClusterListen::default()),
             rpc_names: RefCell::new(AHashSet::new()),
             rpc_looked_up: RefCell::new(AHashMap::new()),
             remote_nodes: RefCell::new(Vec::new()),
@@ -181,6 +191,8 @@ impl Cluster {
                         rpc::announce_again(&cluster);
                         if core.id == 0 {
                             republish_own_users(&cluster);
+                            // Reports to the listen leader may have been lost: report again.
+                            cluster.listen.borrow_mut().claim_soon();
                         }
                     }
                 }
@@ -197,6 +209,9 @@ impl Cluster {
             cluster
                 .pubsub
                 .subscribe(Bytes::from_static(PRESENCE_CHANNEL));
+            cluster
+                .pubsub
+                .subscribe(Bytes::from_static(listen::LEADER_CHANNEL));
             cluster.pubsub.subscribe(Bytes::from(channel(
                 rpc::NODE_CHANNEL,
                 cluster.node.as_bytes(),
@@ -463,6 +478,8 @@ fn on_pubsub(core: &Rc<Core>, event: PubSubEvent) {
                 on_presence_message(core, &cluster, payload);
             } else if channel.starts_with(rpc::NODE_CHANNEL) {
                 rpc::on_node_message(core, payload);
+            } else if &channel[..] == listen::LEADER_CHANNEL {
+                listen::on_announcement(core, &cluster, &payload);
             }
         }
         PubSubEvent::Subscribed(channel) => {
@@ -473,7 +490,12 @@ fn on_pubsub(core: &Rc<Core>, event: PubSubEvent) {
                 glommio::spawn_local(load_presence(weak)).detach();
             }
         }
-        PubSubEvent::Connected => {}
+        PubSubEvent::Connected => {
+            if core.id == 0 {
+                // What the listen leader sent meanwhile is lost: report again.
+                cluster.listen.borrow_mut().claim_soon();
+            }
+        }
         PubSubEvent::Disconnected => {
             records::on_disconnected(core, &cluster);
             if core.id == 0 {
@@ -739,6 +761,7 @@ async fn run_liveness(weak: Weak<Core>) {
     let now = std::time::Instant::now;
     let mut next_stamp = now();
     let mut next_check = now();
+    let mut next_claim = now();
     let mut checks = 0u64;
     // Since when the command link has been up (None: down).
     let mut up_since: Option<std::time::Instant> = None;
@@ -776,6 +799,10 @@ async fn run_liveness(weak: Weak<Core>) {
                 Ok(_) => {}
                 Err(error) => cluster.count_error("the node heartbeat", &error),
             }
+        }
+        if cluster.commands.is_up() && (now() >= next_claim || listen::claim_due(&cluster)) {
+            next_claim = now() + check;
+            listen::claim(&core, &cluster).await;
         }
         // Judge the others only after they had a whole inactive timeout to stamp since we (and
         // so, after a Redis outage, probably they) reconnected.

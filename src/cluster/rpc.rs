@@ -184,6 +184,13 @@ pub fn on_node_message(core: &Rc<Core>, payload: Bytes) {
         return;
     };
     let offset = kind.len() + 1 + from.len() + 1;
+    if kind.first() == Some(&b'L') {
+        if let Ok(from) = std::str::from_utf8(from) {
+            let body = payload.slice(offset.min(payload.len())..);
+            super::listen::on_node_message(core, from, kind, body);
+        }
+        return;
+    }
     let (Some(&kind), Ok(from)) = (kind.first(), std::str::from_utf8(from)) else {
         return;
     };

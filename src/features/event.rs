@@ -3,8 +3,13 @@
 //! `TopicRegistry` holds, for the names this core owns, their subscribers and listen state, plus
 //! this core's copy of the listen patterns. The session core has already validated each message
 //! (field counts, pattern syntax) and routed it here with `hash(name) % cores`; this module
-//! answers with `Effect`s and never touches a socket. Records will reuse the same registry for
+//! answers with `Effect`s and never touches a socket. Records reuse the same registry for
 //! their subscriptions and listening (`has_provider_updates` turns on `R|SH`).
+//!
+//! In a cluster one node leads listening (`ListenRole`, chosen by `cluster::listen`): its
+//! registries also hold the other nodes' listeners and the other nodes' interest in each name,
+//! as stand-ins, so discovery, `SP`/`SR`/`SH` and the one-provider rule work over the whole
+//! cluster exactly as on one node. The other nodes run no discovery; they report to the leader.
 
 use super::listen::{Candidate, ListenPatterns, ListenState};
 use super::subscriptions::Subscribers;
@@ -16,9 +21,44 @@ use ahash::AHashMap;
 use bytes::Bytes;
 use std::sync::Arc;
 
+/// How a registry takes part in listening.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenRole {
+    /// A single node: discovery runs here, over this node's listeners and subscribers.
+    Alone,
+    /// The cluster's listen leader: discovery runs here over every node's listeners and
+    /// subscribers; the other nodes' appear as stand-ins (`SessionRef::REMOTE_LISTENER`,
+    /// `SessionRef::REMOTE_INTEREST`), and what is sent to them travels to their node.
+    Leader,
+    /// Another node leads: no discovery here. The first and last local subscriber of a name
+    /// and the local listeners' answers go to the leader (`Effect::ListenInterest`,
+    /// `Effect::ListenResponseToLeader`); the leader's `SH` is kept for new subscribers.
+    Follower,
+}
+
 struct NameState {
     subscribers: Subscribers,
     listen: ListenState,
+    /// Leader: the other nodes with subscribers of this name (one stand-in per node).
+    remote_interest: Vec<SessionRef>,
+    /// Follower: the leader says the name has a provider (records' `SH`).
+    provided_elsewhere: bool,
+}
+
+impl NameState {
+    fn new(cores: usize) -> Self {
+        NameState {
+            subscribers: Subscribers::new(cores),
+            listen: ListenState::default(),
+            remote_interest: Vec::new(),
+            provided_elsewhere: false,
+        }
+    }
+
+    /// Who wants the name: local subscribers, and each other node with subscribers as one.
+    fn interest(&self) -> usize {
+        self.subscribers.count() + self.remote_interest.len()
+    }
 }
 
 /// Counts of what a registry holds, for tests and metrics.
@@ -38,10 +78,30 @@ pub struct TopicRegistry {
     has_provider_updates: bool,
     names: AHashMap<Bytes, NameState>,
     patterns: ListenPatterns,
+    role: ListenRole,
+    /// Follower: the local listeners that accepted a name, as told to the leader. They are
+    /// revoked (`SR`) when the leader changes, since the new one knows nothing of them.
+    accepted_here: AHashMap<Bytes, Vec<Candidate>>,
 }
 
 fn message(fields: &[&[u8]]) -> Bytes {
     Bytes::from(build_message(fields))
+}
+
+/// Tells the name's subscribers, here and on the other nodes, whether it has a provider (`SH`).
+fn announce_provider(
+    code: &[u8],
+    name: &[u8],
+    state: &NameState,
+    provided: bool,
+    effects: &mut Effects,
+) {
+    let flag: &[u8] = if provided { b"T" } else { b"F" };
+    let bytes = message(&[code, b"SH", name, flag]);
+    state.subscribers.fanout(None, &bytes, effects);
+    for node in &state.remote_interest {
+        effects.send(*node, bytes.clone());
+    }
 }
 
 impl TopicRegistry {
@@ -52,11 +112,17 @@ impl TopicRegistry {
             has_provider_updates: topic == Topic::Record,
             names: AHashMap::new(),
             patterns: ListenPatterns::default(),
+            role: ListenRole::Alone,
+            accepted_here: AHashMap::new(),
         }
     }
 
     fn code(&self) -> &'static [u8] {
         self.topic.code()
+    }
+
+    pub fn role(&self) -> ListenRole {
+        self.role
     }
 
     pub fn size(&self) -> RegistrySize {
@@ -79,13 +145,8 @@ impl TopicRegistry {
         let cores = self.cores;
         if !self.names.contains_key(&name) {
             // A stored name gets its own allocation: a slice would pin the whole read buffer.
-            self.names.insert(
-                Bytes::copy_from_slice(&name),
-                NameState {
-                    subscribers: Subscribers::new(cores),
-                    listen: ListenState::default(),
-                },
-            );
+            self.names
+                .insert(Bytes::copy_from_slice(&name), NameState::new(cores));
         }
         let Some(state) = self.names.get_mut(&name) else {
             return;
@@ -97,10 +158,20 @@ impl TopicRegistry {
             );
             return;
         }
-        if self.has_provider_updates && state.listen.provider.is_some() {
+        let first_here = state.subscribers.count() == 1;
+        let first_anywhere = state.interest() == 1;
+        let provided = state.listen.provider.is_some() || state.provided_elsewhere;
+        if self.has_provider_updates && provided {
             effects.send(session, message(&[code, b"SH", &name, b"T"]));
-        } else if state.subscribers.count() == 1 {
+        } else if first_anywhere {
             self.start_discovery(&name, effects);
+        }
+        if first_here && self.role == ListenRole::Follower {
+            effects.push(Effect::ListenInterest {
+                topic: self.topic,
+                name: name.clone(),
+                interested: true,
+            });
         }
         effects.send(session, message(&[code, b"A", b"S", &name]));
     }
@@ -124,6 +195,13 @@ impl TopicRegistry {
                 effects.send(session, message(&[code, b"E", b"NOT_SUBSCRIBED", name]));
             }
             return;
+        }
+        if self.role == ListenRole::Follower && self.subscriber_count(name) == 0 {
+            effects.push(Effect::ListenInterest {
+                topic: self.topic,
+                name: name.clone(),
+                interested: false,
+            });
         }
         self.after_subscriber_removed(name, effects);
         if !silent {
@@ -169,32 +247,32 @@ impl TopicRegistry {
         }
     }
 
+    /// After a local subscriber or another node's interest went.
     fn after_subscriber_removed(&mut self, name: &Bytes, effects: &mut Effects) {
         let code = self.code();
         let has_provider_updates = self.has_provider_updates;
         let Some(state) = self.names.get_mut(name) else {
             return;
         };
-        let remaining = state.subscribers.count();
+        let interest = state.interest();
         // The provider gets SR when nobody is left, or when the only one left is itself.
-        let provider_alone = match (&state.listen.provider, state.subscribers.only()) {
-            (Some(provider), Some(only)) => provider.session == only,
-            _ => false,
-        };
-        if remaining == 0 || provider_alone {
+        let provider_alone = state.remote_interest.is_empty()
+            && match (&state.listen.provider, state.subscribers.only()) {
+                (Some(provider), Some(only)) => provider.session == only,
+                _ => false,
+            };
+        if interest == 0 || provider_alone {
             if let Some(provider) = state.listen.provider.take() {
                 effects.send(
                     provider.session,
                     message(&[code, b"SR", provider.pattern.as_bytes(), name]),
                 );
-                if has_provider_updates && remaining > 0 {
-                    state
-                        .subscribers
-                        .fanout(None, &message(&[code, b"SH", name, b"F"]), effects);
+                if has_provider_updates && interest > 0 {
+                    announce_provider(code, name, state, false, effects);
                 }
             }
         }
-        if remaining == 0 {
+        if interest == 0 {
             if state.listen.in_progress() || state.listen.current.is_some() {
                 effects.push(Effect::CancelListenTimer {
                     topic: self.topic,
@@ -206,12 +284,16 @@ impl TopicRegistry {
         }
     }
 
-    /// Asks the matching listeners in turn, unless a provider exists or nobody listens.
+    /// Asks the matching listeners in turn, unless a provider exists or nobody listens (or
+    /// another node leads listening).
     fn start_discovery(&mut self, name: &Bytes, effects: &mut Effects) {
+        if self.role == ListenRole::Follower {
+            return;
+        }
         let Some(state) = self.names.get(name) else {
             return;
         };
-        if state.listen.provider.is_some() || state.subscribers.count() == 0 {
+        if state.listen.provider.is_some() || state.interest() == 0 {
             return;
         }
         let candidates = self.patterns.matching(&String::from_utf8_lossy(name));
@@ -290,23 +372,43 @@ impl TopicRegistry {
         let is_listener =
             self.patterns
                 .is_listener_for(pattern, session, &String::from_utf8_lossy(name));
-        let sender = Candidate {
-            pattern: Arc::from(pattern),
-            session,
-        };
-        let Some(state) = self.names.get_mut(name) else {
-            // Nobody subscribes any more: an accept is answered with SR straight away.
-            if accept && is_listener {
-                effects.send(session, message(&[code, b"SR", pattern.as_bytes(), name]));
-            } else if !is_listener {
-                effects.send(session, message(&[code, b"E", b"INVALID_MESSAGE", raw]));
-            }
-            return;
-        };
         if !is_listener {
             effects.send(session, message(&[code, b"E", b"INVALID_MESSAGE", raw]));
             return;
         }
+        let sender = Candidate {
+            pattern: Arc::from(pattern),
+            session,
+        };
+        if self.role == ListenRole::Follower {
+            let accepted = self
+                .accepted_here
+                .entry(Bytes::copy_from_slice(name))
+                .or_default();
+            accepted.retain(|candidate| *candidate != sender);
+            if accept {
+                accepted.push(sender.clone());
+            }
+            if accepted.is_empty() {
+                self.accepted_here.remove(name);
+            }
+            effects.push(Effect::ListenResponseToLeader {
+                topic,
+                accept,
+                pattern: sender.pattern,
+                name: name.clone(),
+                session,
+                raw: raw.clone(),
+            });
+            return;
+        }
+        let Some(state) = self.names.get_mut(name) else {
+            // Nobody subscribes any more: an accept is answered with SR straight away.
+            if accept {
+                effects.send(session, message(&[code, b"SR", pattern.as_bytes(), name]));
+            }
+            return;
+        };
         if let Some(provider) = &state.listen.provider {
             // Someone already provides: a (late) accept from anyone else gets SR straight back.
             if accept && *provider != sender {
@@ -324,9 +426,7 @@ impl TopicRegistry {
                 name: name.clone(),
             });
             if has_provider_updates {
-                state
-                    .subscribers
-                    .fanout(None, &message(&[code, b"SH", name, b"T"]), effects);
+                announce_provider(code, name, state, true, effects);
             }
             return;
         }
@@ -345,9 +445,12 @@ impl TopicRegistry {
         let Some(regex) = self.patterns.add(pattern, session) else {
             return;
         };
+        if self.role == ListenRole::Follower {
+            return;
+        }
         let mut to_start = Vec::new();
         for (name, state) in self.names.iter_mut() {
-            if state.listen.provider.is_some() || state.subscribers.count() == 0 {
+            if state.listen.provider.is_some() || state.interest() == 0 {
                 continue;
             }
             if !regex.is_match(&String::from_utf8_lossy(name)) {
@@ -372,6 +475,15 @@ impl TopicRegistry {
         if !self.patterns.remove(pattern, session) {
             return;
         }
+        if self.role == ListenRole::Follower {
+            self.accepted_here.retain(|_, candidates| {
+                candidates.retain(|candidate| {
+                    candidate.session != session || &*candidate.pattern != pattern
+                });
+                !candidates.is_empty()
+            });
+            return;
+        }
         let code = self.code();
         let mut ask_next = Vec::new();
         let mut rediscover = Vec::new();
@@ -382,9 +494,7 @@ impl TopicRegistry {
             }
             if was_provider {
                 if self.has_provider_updates {
-                    state
-                        .subscribers
-                        .fanout(None, &message(&[code, b"SH", name, b"F"]), effects);
+                    announce_provider(code, name, state, false, effects);
                 }
                 rediscover.push(name.clone());
             }
@@ -395,6 +505,203 @@ impl TopicRegistry {
         for name in rediscover {
             self.start_discovery(&name, effects);
         }
+    }
+
+    // ----- listening across a cluster (see `cluster::listen`) ------------------------------
+
+    /// Leader: another node's subscribers of `name` came (`interested`) or went; `node` is
+    /// their stand-in. Counted like one subscriber.
+    pub fn remote_interest(
+        &mut self,
+        name: &Bytes,
+        node: SessionRef,
+        interested: bool,
+        effects: &mut Effects,
+    ) {
+        if self.role != ListenRole::Leader {
+            return;
+        }
+        if !interested {
+            let removed = self.names.get_mut(name).is_some_and(|state| {
+                let before = state.remote_interest.len();
+                state.remote_interest.retain(|known| *known != node);
+                state.remote_interest.len() != before
+            });
+            if removed {
+                self.after_subscriber_removed(name, effects);
+            }
+            return;
+        }
+        let code = self.code();
+        let cores = self.cores;
+        let state = self
+            .names
+            .entry(Bytes::copy_from_slice(name))
+            .or_insert_with(|| NameState::new(cores));
+        if state.remote_interest.contains(&node) {
+            return;
+        }
+        state.remote_interest.push(node);
+        if state.listen.provider.is_some() {
+            if self.has_provider_updates {
+                effects.send(node, message(&[code, b"SH", name, b"T"]));
+            }
+        } else if state.interest() == 1 {
+            self.start_discovery(name, effects);
+        }
+    }
+
+    /// Leader: forgets the other nodes' interest for which `gone` holds (a node died, or
+    /// reports its interest again).
+    pub fn forget_remote_interest(
+        &mut self,
+        gone: impl Fn(SessionRef) -> bool,
+        effects: &mut Effects,
+    ) {
+        let mut changed = Vec::new();
+        for (name, state) in self.names.iter_mut() {
+            let before = state.remote_interest.len();
+            state.remote_interest.retain(|node| !gone(*node));
+            if state.remote_interest.len() != before {
+                changed.push(name.clone());
+            }
+        }
+        for name in changed {
+            self.after_subscriber_removed(&name, effects);
+        }
+    }
+
+    /// Follower: the leader says whether `name` has a provider (its `SH`); local subscribers
+    /// hear of a change.
+    pub fn provided_elsewhere(&mut self, name: &[u8], provided: bool, effects: &mut Effects) {
+        if self.role != ListenRole::Follower {
+            return;
+        }
+        let code = self.code();
+        let Some(state) = self.names.get_mut(name) else {
+            return;
+        };
+        if state.provided_elsewhere == provided {
+            return;
+        }
+        state.provided_elsewhere = provided;
+        if self.has_provider_updates {
+            let flag: &[u8] = if provided { b"T" } else { b"F" };
+            let bytes = message(&[code, b"SH", name, flag]);
+            state.subscribers.fanout(None, &bytes, effects);
+        }
+    }
+
+    /// Follower: the leader sent `SR` to a local listener; it no longer provides `name`.
+    pub fn provider_revoked(&mut self, pattern: &str, name: &[u8], session: SessionRef) {
+        if let Some(candidates) = self.accepted_here.get_mut(name) {
+            candidates
+                .retain(|candidate| candidate.session != session || &*candidate.pattern != pattern);
+            if candidates.is_empty() {
+                self.accepted_here.remove(name);
+            }
+        }
+    }
+
+    /// The names with local subscribers (a follower reports them to a new leader).
+    pub fn locally_subscribed_names(&self) -> Vec<Bytes> {
+        self.names
+            .iter()
+            .filter(|(_, state)| state.subscribers.count() > 0)
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    /// The patterns `session` listens on.
+    pub fn patterns_of(&self, session: SessionRef) -> Vec<Arc<str>> {
+        self.patterns
+            .listeners()
+            .into_iter()
+            .filter(|(_, listener)| *listener == session)
+            .map(|(pattern, _)| pattern)
+            .collect()
+    }
+
+    /// The listeners of this node: (pattern, session), stand-ins left out.
+    pub fn local_listeners(&self) -> Vec<(Arc<str>, SessionRef)> {
+        let mut listeners = self.patterns.listeners();
+        listeners.retain(|(_, session)| !session.is_stand_in());
+        listeners
+    }
+
+    /// Takes `role`, from a clean start (the listen leader changed, or this node's view of it
+    /// was reset by a reconnect). Every provider this registry knows of is revoked (`SR`, and
+    /// `SH F` to the local subscribers) and the other nodes' stand-ins are forgotten: the
+    /// leader hears every node's listeners and interest again and runs discovery afresh. A
+    /// leader that stays leader keeps its own providers and forgets only the stand-ins.
+    pub fn set_role(&mut self, role: ListenRole, effects: &mut Effects) {
+        if self.role == ListenRole::Leader && role == ListenRole::Leader {
+            self.forget_stand_ins(effects);
+            return;
+        }
+        let code = self.code();
+        for (name, state) in self.names.iter_mut() {
+            let mut provided = std::mem::take(&mut state.provided_elsewhere);
+            if let Some(provider) = state.listen.provider.take() {
+                provided = true;
+                if !provider.session.is_stand_in() {
+                    effects.send(
+                        provider.session,
+                        message(&[code, b"SR", provider.pattern.as_bytes(), name]),
+                    );
+                }
+            }
+            if provided && self.has_provider_updates {
+                let bytes = message(&[code, b"SH", name, b"F"]);
+                state.subscribers.fanout(None, &bytes, effects);
+            }
+            if state.listen.in_progress() || state.listen.current.is_some() {
+                effects.push(Effect::CancelListenTimer {
+                    topic: self.topic,
+                    name: name.clone(),
+                });
+            }
+            state.listen = ListenState::default();
+            state.remote_interest.clear();
+        }
+        self.names.retain(|_, state| state.subscribers.count() > 0);
+        for (name, candidates) in self.accepted_here.drain() {
+            for candidate in candidates {
+                effects.send(
+                    candidate.session,
+                    message(&[code, b"SR", candidate.pattern.as_bytes(), &name]),
+                );
+            }
+        }
+        for (pattern, session) in self.patterns.listeners() {
+            if session.is_stand_in() {
+                self.patterns.remove(&pattern, session);
+            }
+        }
+        self.role = role;
+        if role != ListenRole::Follower {
+            let names: Vec<Bytes> = self.names.keys().cloned().collect();
+            for name in names {
+                self.start_discovery(&name, effects);
+            }
+        }
+    }
+
+    /// Leader: forgets every other node's listeners and interest (they report them again).
+    /// Nothing is sent to those nodes: each resets its own listening as it reports again.
+    fn forget_stand_ins(&mut self, effects: &mut Effects) {
+        let mut own = Effects::default();
+        self.forget_remote_interest(|_| true, &mut own);
+        for (pattern, session) in self.patterns.listeners() {
+            if session.is_stand_in() {
+                self.listen_removed(&pattern, session, &mut own);
+            }
+        }
+        effects.list.extend(
+            own.list
+                .into_iter()
+                .filter(|effect| !matches!(effect, Effect::Send { to, .. } if to.is_stand_in())),
+        );
     }
 }
 
@@ -509,5 +816,116 @@ mod tests {
             .count();
         assert_eq!(fanouts, 1, "SH F to the subscribers");
         assert_eq!(sent(&effects), vec![(2, "R|SP|r/.*|r/x+".into())]);
+    }
+
+    fn stand_in(core: u16, slot: u32) -> SessionRef {
+        SessionRef {
+            core,
+            slot,
+            generation: 0,
+        }
+    }
+
+    #[test]
+    fn leader_counts_other_nodes_interest_and_tells_them_sh() {
+        let mut registry = TopicRegistry::new(Topic::Record, 1);
+        let mut effects = Effects::default();
+        registry.set_role(ListenRole::Leader, &mut effects);
+        let pattern: Arc<str> = Arc::from("q/.*");
+        let name = Bytes::from_static(b"q/x");
+        let remote_listener = stand_in(SessionRef::REMOTE_LISTENER, 0);
+        let node_b = stand_in(SessionRef::REMOTE_INTEREST, 1);
+        let node_c = stand_in(SessionRef::REMOTE_INTEREST, 2);
+        registry.listen_added(&pattern, remote_listener, &mut effects);
+        let mut effects = Effects::default();
+        registry.remote_interest(&name, node_b, true, &mut effects);
+        let offered: Vec<SessionRef> = effects
+            .list
+            .iter()
+            .filter_map(|effect| match effect {
+                Effect::Send { to, .. } => Some(*to),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            offered,
+            vec![remote_listener],
+            "SP to the other node's listener"
+        );
+        let mut effects = Effects::default();
+        registry.listen_response(
+            true,
+            "q/.*",
+            &name,
+            remote_listener,
+            &Bytes::new(),
+            &mut effects,
+        );
+        registry.remote_interest(&name, node_c, true, &mut effects);
+        let sent_to: Vec<(u16, u32, String)> = effects
+            .list
+            .iter()
+            .filter_map(|effect| match effect {
+                Effect::Send { to, bytes } => Some((
+                    to.core,
+                    to.slot,
+                    crate::protocol::message::to_capture_notation(bytes),
+                )),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            sent_to,
+            vec![
+                (SessionRef::REMOTE_INTEREST, 1, "R|SH|q/x|T+".into()),
+                (SessionRef::REMOTE_INTEREST, 2, "R|SH|q/x|T+".into()),
+            ]
+        );
+        let mut effects = Effects::default();
+        registry.remote_interest(&name, node_b, false, &mut effects);
+        assert!(effects.list.is_empty(), "node C still wants the name");
+        registry.remote_interest(&name, node_c, false, &mut effects);
+        assert_eq!(sent(&effects), vec![(0, "R|SR|q/.*|q/x+".into())]);
+        assert_eq!(registry.size().names, 0);
+    }
+
+    #[test]
+    fn follower_runs_no_discovery_reports_and_revokes_on_a_new_leader() {
+        let mut registry = TopicRegistry::new(Topic::Event, 1);
+        let mut effects = Effects::default();
+        registry.set_role(ListenRole::Follower, &mut effects);
+        let pattern: Arc<str> = Arc::from("f/.*");
+        let name = Bytes::from_static(b"f/x");
+        registry.listen_added(&pattern, session(1), &mut effects);
+        let mut effects = Effects::default();
+        registry.subscribe(name.clone(), session(2), &mut effects);
+        assert_eq!(sent(&effects), vec![(2, "E|A|S|f/x+".into())], "no SP here");
+        assert!(matches!(
+            effects.list[0],
+            Effect::ListenInterest {
+                interested: true,
+                ..
+            }
+        ));
+        // the leader asked the local listener, which accepts: reported, not decided here
+        let mut effects = Effects::default();
+        registry.listen_response(true, "f/.*", &name, session(1), &Bytes::new(), &mut effects);
+        assert!(matches!(
+            effects.list.as_slice(),
+            [Effect::ListenResponseToLeader { accept: true, .. }]
+        ));
+        // a new leader knows nothing of that accept: the listener is told SR
+        let mut effects = Effects::default();
+        registry.set_role(ListenRole::Follower, &mut effects);
+        assert_eq!(sent(&effects), vec![(1, "E|SR|f/.*|f/x+".into())]);
+        let mut effects = Effects::default();
+        registry.unsubscribe(&name, session(2), true, &mut effects);
+        assert!(matches!(
+            effects.list.as_slice(),
+            [Effect::ListenInterest {
+                interested: false,
+                ..
+            }]
+        ));
     }
 }

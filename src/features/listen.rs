@@ -114,6 +114,19 @@ impl ListenPatterns {
         candidates
     }
 
+    /// Every (pattern, listener) pair, patterns in registration order.
+    pub fn listeners(&self) -> Vec<(Arc<str>, SessionRef)> {
+        self.entries
+            .iter()
+            .flat_map(|entry| {
+                entry
+                    .listeners
+                    .iter()
+                    .map(|session| (Arc::clone(&entry.source), *session))
+            })
+            .collect()
+    }
+
     /// Number of (pattern, listener) pairs.
     pub fn listener_count(&self) -> usize {
         self.entries.iter().map(|entry| entry.listeners.len()).sum()

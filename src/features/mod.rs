@@ -33,6 +33,23 @@ pub enum Effect {
     StartListenTimer { topic: Topic, name: Bytes },
     /// Cancel the listen-response timer of a name.
     CancelListenTimer { topic: Topic, name: Bytes },
+    /// Listening in a cluster where another node leads (`cluster::listen`): the first local
+    /// subscriber of a name came (`interested`), or the last one went.
+    ListenInterest {
+        topic: Topic,
+        name: Bytes,
+        interested: bool,
+    },
+    /// Listening in a cluster where another node leads: a local listener's `LA` / `LR`, for the
+    /// leader to judge.
+    ListenResponseToLeader {
+        topic: Topic,
+        accept: bool,
+        pattern: Arc<str>,
+        name: Bytes,
+        session: SessionRef,
+        raw: Bytes,
+    },
     /// Arm the ack (`rpcAckTimeout`) and response (`rpcTimeout`) deadlines of an RPC call.
     ArmRpcDeadlines {
         name: Bytes,

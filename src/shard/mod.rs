@@ -32,7 +32,7 @@ pub use slab::{PortState, SessionPort, SlowConsumer};
 use crate::auth::Authenticator;
 use crate::cluster::{Cluster, ClusterStats};
 use crate::config::Config;
-use crate::features::event::{RegistrySize, TopicRegistry};
+use crate::features::event::{ListenRole, RegistrySize, TopicRegistry};
 use crate::features::presence::PresenceReplica;
 use crate::features::record::RecordFeature;
 use crate::features::rpc::{DeadlineKind, ProviderAction, RpcFeature};
@@ -67,9 +67,22 @@ impl SessionRef {
     /// The `core` of a stand-in for another node of the cluster (an RPC provider or requester
     /// there); its `slot` indexes the core's table of node ids (`cluster::Cluster::remote_ref`).
     pub const REMOTE_CORE: u16 = u16::MAX;
+    /// The `core` of a stand-in for another node's subscribers of one name, in the listen
+    /// leader's registries (`cluster::listen`): `slot` indexes the node table as above,
+    /// `generation` is the core of that node which owns the name.
+    pub const REMOTE_INTEREST: u16 = u16::MAX - 1;
+    /// The `core` of a stand-in for a listener on another node, in the listen leader's
+    /// registries: `slot` indexes the core's table of remote listeners (`cluster::listen`).
+    pub const REMOTE_LISTENER: u16 = u16::MAX - 2;
 
+    /// A stand-in for another node (an RPC provider or requester there).
     pub fn is_remote(&self) -> bool {
         self.core == Self::REMOTE_CORE
+    }
+
+    /// Any stand-in for something on another node (no session of this process).
+    pub fn is_stand_in(&self) -> bool {
+        self.core >= Self::REMOTE_LISTENER
     }
 }
 
@@ -149,6 +162,16 @@ pub enum CoreMessage {
         kind: u8,
         message: Bytes,
     },
+    /// Listening across nodes: `leader` leads from now on (this node when `leads`).
+    ListenLeader {
+        leader: Arc<str>,
+        leads: bool,
+    },
+    /// Listening across nodes: what another node reported or sent (`cluster::listen`).
+    ListenFromNode {
+        node: Arc<str>,
+        message: crate::cluster::listen::NodeMessage,
+    },
     /// Another node is gone: forget its stand-ins (its RPC providers and requesters).
     NodeGone {
         node: Arc<str>,
@@ -223,7 +246,11 @@ impl CoreMessage {
             | CoreMessage::PresenceRequest { username, .. } => username.len(),
             CoreMessage::RpcProvide { name, .. } => name.len(),
             CoreMessage::RpcFromNode { message, .. } => message.len(),
-            CoreMessage::NodeGone { node } => node.len(),
+            CoreMessage::NodeGone { node } | CoreMessage::ListenLeader { leader: node, .. } => {
+                node.len()
+            }
+            // Rare control messages: the fixed part covers them.
+            CoreMessage::ListenFromNode { .. } => 64,
             CoreMessage::ClusterAnnounce => 0,
             CoreMessage::RpcRequest {
                 name,
@@ -522,6 +549,132 @@ impl Core {
     /// Attaches the cluster layer (once, before the core serves).
     pub fn set_cluster(&self, cluster: Rc<Cluster>) {
         let _ = self.cluster.set(cluster);
+        // Until a listen leader is known, this node runs no discovery of its own.
+        let mut effects = Effects::default();
+        self.set_listen_role(ListenRole::Follower, &mut effects);
+    }
+
+    // ----- listening across nodes (called by `cluster::listen`) -----------------------------
+
+    const LISTEN_TOPICS: [Topic; 2] = [Topic::Event, Topic::Record];
+
+    pub(crate) fn set_listen_role(&self, role: ListenRole, effects: &mut Effects) {
+        for topic in Self::LISTEN_TOPICS {
+            if let Some(mut registry) = self.registry(topic) {
+                registry.set_role(role, effects);
+            }
+        }
+    }
+
+    /// This core's copy of the node's listeners, and the names it owns with local subscribers.
+    pub(crate) fn listen_report(&self, topic: Topic) -> (Vec<(Arc<str>, SessionRef)>, Vec<Bytes>) {
+        match self.registry(topic) {
+            Some(registry) => (
+                registry.local_listeners(),
+                registry.locally_subscribed_names(),
+            ),
+            None => (Vec::new(), Vec::new()),
+        }
+    }
+
+    pub(crate) fn forget_remote_interest(
+        &self,
+        gone: impl Fn(SessionRef) -> bool,
+        effects: &mut Effects,
+    ) {
+        for topic in Self::LISTEN_TOPICS {
+            if let Some(mut registry) = self.registry(topic) {
+                registry.forget_remote_interest(&gone, effects);
+            }
+        }
+    }
+
+    pub(crate) fn remote_listener(
+        &self,
+        topic: Topic,
+        pattern: &Arc<str>,
+        stand_in: SessionRef,
+        added: bool,
+        effects: &mut Effects,
+    ) {
+        if let Some(mut registry) = self.registry(topic) {
+            if added {
+                registry.listen_added(pattern, stand_in, effects);
+            } else {
+                registry.listen_removed(pattern, stand_in, effects);
+            }
+        }
+    }
+
+    /// Removes every listen registration of a stand-in listener.
+    pub(crate) fn forget_remote_listener(&self, stand_in: SessionRef, effects: &mut Effects) {
+        for topic in Self::LISTEN_TOPICS {
+            if let Some(mut registry) = self.registry(topic) {
+                for pattern in registry.patterns_of(stand_in) {
+                    registry.listen_removed(&pattern, stand_in, effects);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn has_listener(&self, session: SessionRef) -> bool {
+        Self::LISTEN_TOPICS.iter().any(|topic| {
+            self.registry(*topic)
+                .is_some_and(|registry| !registry.patterns_of(session).is_empty())
+        })
+    }
+
+    pub(crate) fn remote_interest(
+        &self,
+        topic: Topic,
+        name: &Bytes,
+        stand_in: SessionRef,
+        interested: bool,
+        effects: &mut Effects,
+    ) {
+        if let Some(mut registry) = self.registry(topic) {
+            registry.remote_interest(name, stand_in, interested, effects);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn remote_response(
+        &self,
+        topic: Topic,
+        accept: bool,
+        pattern: &str,
+        name: &Bytes,
+        stand_in: SessionRef,
+        raw: &Bytes,
+        effects: &mut Effects,
+    ) {
+        if let Some(mut registry) = self.registry(topic) {
+            registry.listen_response(accept, pattern, name, stand_in, raw, effects);
+        }
+    }
+
+    pub(crate) fn provider_revoked(
+        &self,
+        topic: Topic,
+        pattern: &str,
+        name: &[u8],
+        session: SessionRef,
+    ) {
+        if let Some(mut registry) = self.registry(topic) {
+            registry.provider_revoked(pattern, name, session);
+        }
+    }
+
+    pub(crate) fn provided_elsewhere(
+        &self,
+        topic: Topic,
+        name: &[u8],
+        provided: bool,
+        effects: &mut Effects,
+    ) {
+        if let Some(mut registry) = self.registry(topic) {
+            registry.provided_elsewhere(name, provided, effects);
+        }
     }
 
     pub fn cluster(&self) -> Option<Rc<Cluster>> {
@@ -565,6 +718,21 @@ impl Core {
                     crate::cluster::records::interest(cluster, self, name, count);
                 }
                 _ => {}
+            }
+        }
+    }
+
+    /// Core 0 of a node that follows the listen leader reports its listeners to it.
+    fn local_listener_changed(
+        &self,
+        topic: Topic,
+        pattern: &str,
+        session: SessionRef,
+        added: bool,
+    ) {
+        if self.id == 0 {
+            if let Some(cluster) = self.cluster.get() {
+                crate::cluster::listen::listener_changed(cluster, topic, pattern, session, added);
             }
         }
     }
@@ -796,6 +964,7 @@ impl Core {
                 if let Some(mut registry) = self.registry(topic) {
                     registry.listen_added(&pattern, session, &mut effects);
                 }
+                self.local_listener_changed(topic, &pattern, session, true);
             }
             CoreMessage::ListenRemoved {
                 topic,
@@ -805,6 +974,7 @@ impl Core {
                 if let Some(mut registry) = self.registry(topic) {
                     registry.listen_removed(&pattern, session, &mut effects);
                 }
+                self.local_listener_changed(topic, &pattern, session, false);
             }
             CoreMessage::SessionClosed {
                 session,
@@ -960,8 +1130,21 @@ impl Core {
                 }
                 return;
             }
+            CoreMessage::ListenLeader { leader, leads } => {
+                if let Some(cluster) = self.cluster.get() {
+                    crate::cluster::listen::leader_changed(self, cluster, leader, leads);
+                }
+                return;
+            }
+            CoreMessage::ListenFromNode { node, message } => {
+                if let Some(cluster) = self.cluster.get() {
+                    crate::cluster::listen::handle(self, cluster, &node, message);
+                }
+                return;
+            }
             CoreMessage::NodeGone { node } => {
                 if let Some(cluster) = self.cluster.get() {
+                    crate::cluster::listen::node_gone(self, cluster, &node, &mut effects);
                     if let Some(stand_in) = cluster.known_remote_ref(&node) {
                         let names = self.rpc.borrow().names();
                         self.rpc
@@ -1048,9 +1231,13 @@ impl Core {
         for effect in effects.list {
             match effect {
                 Effect::Send { to, bytes } => {
-                    if to.is_remote() {
+                    if to.is_stand_in() {
                         if let Some(cluster) = self.cluster.get() {
-                            crate::cluster::rpc::forward(cluster, to, bytes);
+                            if to.is_remote() {
+                                crate::cluster::rpc::forward(cluster, to, bytes);
+                            } else {
+                                crate::cluster::listen::to_stand_in(cluster, to, &bytes);
+                            }
                         }
                     } else if usize::from(to.core) == self.id {
                         self.deliver_local(to, &bytes);
@@ -1078,6 +1265,31 @@ impl Core {
                     }
                 }
                 Effect::StartListenTimer { topic, name } => self.start_listen_timer(topic, name),
+                Effect::ListenInterest {
+                    topic,
+                    name,
+                    interested,
+                } => {
+                    if let Some(cluster) = self.cluster.get() {
+                        crate::cluster::listen::interest(
+                            cluster, self.id, topic, &name, interested,
+                        );
+                    }
+                }
+                Effect::ListenResponseToLeader {
+                    topic,
+                    accept,
+                    pattern,
+                    name,
+                    session,
+                    raw,
+                } => {
+                    if let Some(cluster) = self.cluster.get() {
+                        crate::cluster::listen::response_to_leader(
+                            cluster, topic, accept, &pattern, &name, session, &raw,
+                        );
+                    }
+                }
                 Effect::CancelListenTimer { topic, name } => {
                     if let Some(timer) = self.timers.borrow_mut().remove(&(topic, name)) {
                         timer.cancel();

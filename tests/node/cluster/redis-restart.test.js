@@ -23,6 +23,7 @@ const RPC = `${prefix}/rpc`;
 const PROVIDER_USER = `${prefix}-provider`;
 const RECORDS = [0, 1, 2, 3].map((k) => `${prefix}/rec${k}`);
 const LATE = `${prefix}/late`;
+const LISTEN_PATTERN = `${prefix}/listen/.*`;
 
 const s = {
   redis: null,
@@ -95,6 +96,15 @@ before(async () => {
     await ds1.waitWire(a, `E|A|S|${ALL}`, 3000, mark);
     s.pairs.push(pair);
   }
+
+  // a listener on node 1, registered before the outage (offered nothing yet)
+  s.listenCalls = [];
+  s.listener = s.pairs[0].a;
+  s.listener.event.listen(LISTEN_PATTERN, (match, isSubscribed, response) => {
+    s.listenCalls.push([match, isSubscribed]);
+    if (isSubscribed) response.accept();
+  });
+  await ds1.waitWire(s.listener, `E|A|L|${LISTEN_PATTERN}`);
 
   // an RPC provider on node 2 (its user is logged in there), a watcher on node 1
   s.provider = await open(ds2, s.nodes[1].http, PROVIDER_USER, 'provider-v2@node2');
@@ -334,4 +344,15 @@ test("through the outage: the provider's user never logged out, so presence subs
   assert.ok(users.includes(PROVIDER_USER), `getAll on node 1 does not list ${PROVIDER_USER} (still logged in on node 2): ${JSON.stringify(users.filter((u) => u.startsWith(prefix)))}`);
   assert.deepEqual(seen, [], `the watcher was told ${PROVIDER_USER} left/joined while it stayed logged in`);
   assert.deepEqual(ds2.errorsExcept(s.watcher, isPresenceAckTimeout), []);
+});
+
+test('after the restart: listening across nodes works again: the listener on node 1 (registered before the outage) is offered a subscription made on node 3, and told SR when it goes', { timeout: 15000 }, async () => {
+  const name = `${prefix}/listen/after`;
+  const subscriber = s.pairs[2].b;
+  const cb = () => {};
+  subscriber.event.subscribe(name, cb);
+  await ds1.waitFor(() => s.listenCalls.some(([m, on]) => m === name && on), 8000, () => `the listener on node 1 to be offered ${name} (calls ${JSON.stringify(s.listenCalls)})`);
+  await ds1.sleep(200);
+  subscriber.event.unsubscribe(name, cb);
+  await ds1.waitFor(() => s.listenCalls.some(([m, on]) => m === name && !on), 5000, () => `SR for ${name} (calls ${JSON.stringify(s.listenCalls)})`);
 });

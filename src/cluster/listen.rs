@@ -1,0 +1,816 @@
+//! Listening across nodes: one active provider per name in the whole cluster.
+//!
+//! One node leads listening. Its registries (`features::event::TopicRegistry`, role `Leader`)
+//! run discovery over every node's listeners and every node's interest in each name; the other
+//! nodes (role `Follower`) run none and report to the leader. The other nodes' listeners and
+//! subscribers appear in the leader's registries as stand-ins (`SessionRef::REMOTE_LISTENER`,
+//! `SessionRef::REMOTE_INTEREST`), and what the registries send to a stand-in travels to its
+//! node. So `SP` in turn, the late-accept rule, `SR` when the last subscriber anywhere leaves
+//! and `SH` on every node behave as on one node, with one provider per name.
+//!
+//! Called by `shard::Core` (effects, listen registrations on core 0, the `ListenLeader` and
+//! `ListenFromNode` messages) and by `cluster` (core 0's liveness loop and node channel).
+//!
+//! ## Choosing the leader
+//! The hash `cs:listen-leader` holds {node, epoch}. Core 0 of every node runs `CLAIM` every
+//! `clusterActiveCheckInterval`: the leader stays while it is in `cs:nodes` (alive); otherwise
+//! the caller leads with a new epoch, published as `<node>␞<epoch>` on `cs:listen`. A node that
+//! sees a newer epoch resets its listening (revoking the providers it knew) and reports again:
+//! its listeners (from core 0) and each core's subscribed names. After a reconnect of core 0's
+//! links a node does the same with the epoch it finds, and a leader takes a new epoch (what it
+//! knew of the others may be stale), so every follower reports again.
+//!
+//! ## On the wire (`cs:node:<node>`, fields separated by 0x1e, `<kind>␞<from node>␞...`)
+//! Follower → leader, from its core `c`:
+//! - `LX␞c`: forget what core `c` reported (core 0: the listeners too); a full report follows.
+//! - `LL` / `LU␞topic␞core␞slot␞generation␞pattern`: a listener added / removed (core 0 only).
+//! - `LI␞topic␞c␞1|0␞name`: the first local subscriber of a name came / the last went.
+//! - `LR␞topic␞core␞slot␞generation␞1|0␞pattern␞name␞raw`: a listener's `LA` / `LR`.
+//!
+//! Leader → follower: `LS␞core␞slot␞generation␞message` (an `SP`, `SR` or error for a
+//! listener there), `LH␞message` (an `SH` for the node's subscribers of a name).
+//!
+//! ## Ordering
+//! Each core publishes on its own connection, so what one core reports arrives in order: a
+//! node's listeners all travel through its core 0, and a name's interest through its owner
+//! core, each after that core's `LX`. Between cores there is no order, and none is needed:
+//! a listener that arrives after the interest is offered the name, interest that arrives
+//! after the listener starts discovery.
+//!
+//! Left as is: the leader keeps one entry per subscribed name and node of the whole cluster
+//! (not only names some pattern matches), and a change of leader revokes every provider once
+//! (`SR`, then `SP` again from the new leader). Two nodes can both believe they lead for at
+//! most one check interval after the leader's death, while their views of `cs:nodes` differ.
+
+use super::rpc::NODE_CHANNEL;
+use super::{bulk, channel, integer, Cluster, SEPARATOR};
+use crate::features::event::ListenRole;
+use crate::features::Effects;
+use crate::protocol::actions::{Dialect, Topic};
+use crate::protocol::message::{messages, Parsed};
+use crate::shard::{Core, CoreMessage, SessionRef};
+use ahash::AHashMap;
+use bytes::Bytes;
+use redis::Value;
+use std::rc::Rc;
+use std::sync::Arc;
+
+pub const LEADER_KEY: &[u8] = b"cs:listen-leader";
+pub const LEADER_CHANNEL: &[u8] = b"cs:listen";
+
+/// Keeps a live leader or takes the lead. KEYS: `cs:listen-leader`, `cs:nodes`, `cs:listen`.
+/// ARGV: node, `1` to take a new epoch when it leads already. Returns {leader, epoch}; epoch
+/// -1 when there is no live leader and the caller is not stamped alive yet.
+pub const CLAIM: &str = r"
+local leader = redis.call('HGET', KEYS[1], 'node')
+local alive = leader and redis.call('HEXISTS', KEYS[2], leader) == 1
+if alive and not (leader == ARGV[1] and ARGV[2] == '1') then
+  return {leader, tonumber(redis.call('HGET', KEYS[1], 'epoch')) or 0}
+end
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then
+  return {leader or '', -1}
+end
+local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
+redis.call('HSET', KEYS[1], 'node', ARGV[1])
+redis.call('PUBLISH', KEYS[3], ARGV[1] .. '\30' .. epoch)
+return {ARGV[1], epoch}
+";
+
+/// What another node said about listening, decoded on core 0 and handled on the core `route`
+/// picks.
+#[derive(Debug, Clone)]
+pub enum NodeMessage {
+    Reset {
+        core: u16,
+    },
+    Listener {
+        topic: Topic,
+        pattern: Arc<str>,
+        session: SessionRef,
+        added: bool,
+    },
+    Interest {
+        topic: Topic,
+        core: u16,
+        name: Bytes,
+        interested: bool,
+    },
+    Response {
+        topic: Topic,
+        accept: bool,
+        pattern: Arc<str>,
+        name: Bytes,
+        session: SessionRef,
+        raw: Bytes,
+    },
+    /// An `SR` for a local listener (the owner core of the name forgets its accept first).
+    Revoke {
+        topic: Topic,
+        pattern: Arc<str>,
+        name: Bytes,
+        session: SessionRef,
+        bytes: Bytes,
+    },
+    ProviderState {
+        topic: Topic,
+        name: Bytes,
+        provided: bool,
+    },
+}
+
+struct RemoteListener {
+    node: Arc<str>,
+    session: SessionRef,
+}
+
+/// The listening part of one core's cluster state.
+#[derive(Default)]
+pub struct ClusterListen {
+    /// The leader as this core knows it, and whether it is this node.
+    leader: Option<(Arc<str>, bool)>,
+    /// Core 0: the (leader, epoch) last taken.
+    taken: Option<(Arc<str>, i64)>,
+    /// Core 0: report again at the next claim (a link of core 0 reconnected, or the leader left).
+    claim_now: bool,
+    /// Leader: the other nodes' listeners; a `REMOTE_LISTENER` stand-in's slot indexes this.
+    remote: Vec<Option<RemoteListener>>,
+    remote_index: AHashMap<(Arc<str>, SessionRef), u32>,
+    free: Vec<u32>,
+}
+
+impl ClusterListen {
+    fn stand_in(&mut self, node: &Arc<str>, session: SessionRef) -> SessionRef {
+        let key = (Arc::clone(node), session);
+        let slot = match self.remote_index.get(&key) {
+            Some(slot) => *slot,
+            None => {
+                let entry = Some(RemoteListener {
+                    node: Arc::clone(node),
+                    session,
+                });
+                let slot = match self.free.pop() {
+                    Some(slot) => {
+                        self.remote[slot as usize] = entry;
+                        slot
+                    }
+                    None => {
+                        self.remote.push(entry);
+                        (self.remote.len() - 1) as u32
+                    }
+                };
+                self.remote_index.insert(key, slot);
+                slot
+            }
+        };
+        listener_ref(slot)
+    }
+
+    fn known_stand_in(&self, node: &Arc<str>, session: SessionRef) -> Option<SessionRef> {
+        self.remote_index
+            .get(&(Arc::clone(node), session))
+            .map(|slot| listener_ref(*slot))
+    }
+
+    fn release(&mut self, stand_in: SessionRef) {
+        let slot = stand_in.slot;
+        if let Some(entry) = self.remote.get_mut(slot as usize).and_then(Option::take) {
+            self.remote_index.remove(&(entry.node, entry.session));
+            self.free.push(slot);
+        }
+    }
+
+    fn stand_ins_of(&self, node: &str) -> Vec<SessionRef> {
+        self.remote
+            .iter()
+            .enumerate()
+            .filter(|(_, entry)| entry.as_ref().is_some_and(|entry| &*entry.node == node))
+            .map(|(slot, _)| listener_ref(slot as u32))
+            .collect()
+    }
+
+    fn clear_remote(&mut self) {
+        self.remote.clear();
+        self.remote_index.clear();
+        self.free.clear();
+    }
+
+    /// The leader, when it is another node (this node follows).
+    fn followed(&self) -> Option<Arc<str>> {
+        match &self.leader {
+            Some((leader, false)) => Some(Arc::clone(leader)),
+            _ => None,
+        }
+    }
+
+    fn leads(&self) -> bool {
+        matches!(self.leader, Some((_, true)))
+    }
+
+    /// Core 0: a link reconnected or the leader left: claim and report again soon.
+    pub fn claim_soon(&mut self) {
+        self.claim_now = true;
+    }
+}
+
+fn listener_ref(slot: u32) -> SessionRef {
+    SessionRef {
+        core: SessionRef::REMOTE_LISTENER,
+        slot,
+        generation: 0,
+    }
+}
+
+fn topic_code(topic: Topic) -> &'static [u8] {
+    topic.code()
+}
+
+fn topic_of(code: &[u8]) -> Option<Topic> {
+    match code {
+        b"E" => Some(Topic::Event),
+        b"R" => Some(Topic::Record),
+        _ => None,
+    }
+}
+
+fn flag(value: bool) -> &'static [u8] {
+    if value {
+        b"1"
+    } else {
+        b"0"
+    }
+}
+
+/// Publishes `<kind>␞<this node>␞<fields...>` on `node`'s channel.
+fn send(cluster: &Cluster, node: &str, kind: &[u8], fields: &[&[u8]]) {
+    let mut payload = Vec::with_capacity(64);
+    payload.extend_from_slice(kind);
+    payload.push(SEPARATOR);
+    payload.extend_from_slice(cluster.node.as_bytes());
+    for field in fields {
+        payload.push(SEPARATOR);
+        payload.extend_from_slice(field);
+    }
+    cluster.publish(&channel(NODE_CHANNEL, node.as_bytes()), &payload);
+}
+
+fn session_fields(session: SessionRef) -> [String; 3] {
+    [
+        session.core.to_string(),
+        session.slot.to_string(),
+        session.generation.to_string(),
+    ]
+}
+
+// ----- core 0: the leader ------------------------------------------------------------------
+
+/// Core 0, from the liveness loop: is it time to claim (or confirm) the lead?
+pub fn claim_due(cluster: &Cluster) -> bool {
+    cluster.listen.borrow().claim_now
+}
+
+/// Core 0: keeps or takes the lead in Redis, and takes what it finds.
+pub async fn claim(core: &Rc<Core>, cluster: &Rc<Cluster>) {
+    let force = std::mem::take(&mut cluster.listen.borrow_mut().claim_now);
+    let renew: &[u8] = if force { b"1" } else { b"0" };
+    let reply = cluster
+        .script(
+            &cluster.listen_claim_script,
+            CLAIM,
+            &[LEADER_KEY, super::NODES_KEY, LEADER_CHANNEL],
+            &[cluster.node.as_bytes(), renew],
+        )
+        .await;
+    let parsed = match reply {
+        Ok(Value::Array(parts)) => {
+            let mut parts = parts.into_iter();
+            match (parts.next().and_then(bulk), parts.next().and_then(integer)) {
+                (Some(leader), Some(epoch)) => String::from_utf8(leader).ok().map(|l| (l, epoch)),
+                _ => None,
+            }
+        }
+        Ok(_) => None,
+        Err(error) => {
+            cluster.count_error("choosing the listen leader", &error);
+            None
+        }
+    };
+    match parsed {
+        Some((leader, epoch)) if epoch >= 0 => {
+            take_leader(core, cluster, Arc::from(leader.as_str()), epoch, force)
+        }
+        // Not stamped yet, or Redis did not answer: try again at the next check.
+        _ => {
+            if force {
+                cluster.listen.borrow_mut().claim_now = true;
+            }
+        }
+    }
+}
+
+/// Core 0: `cs:listen` said who leads now.
+pub fn on_announcement(core: &Rc<Core>, cluster: &Rc<Cluster>, payload: &[u8]) {
+    let Some(split) = memchr::memchr(SEPARATOR, payload) else {
+        return;
+    };
+    let (Ok(leader), Some(epoch)) = (
+        std::str::from_utf8(&payload[..split]),
+        std::str::from_utf8(&payload[split + 1..])
+            .ok()
+            .and_then(|text| text.parse::<i64>().ok()),
+    ) else {
+        return;
+    };
+    take_leader(core, cluster, Arc::from(leader), epoch, false);
+}
+
+/// Core 0: a (leader, epoch) seen; a newer one (or any, when `force`) resets every core's
+/// listening under that leader.
+fn take_leader(core: &Rc<Core>, cluster: &Rc<Cluster>, leader: Arc<str>, epoch: i64, force: bool) {
+    {
+        let mut listen = cluster.listen.borrow_mut();
+        let newer = match &listen.taken {
+            None => true,
+            Some((_, taken_epoch)) => epoch > *taken_epoch,
+        };
+        if !newer && !force {
+            return;
+        }
+        listen.taken = Some((Arc::clone(&leader), epoch));
+    }
+    let leads = *leader == *cluster.node;
+    crate::info!(
+        "cluster: listening is led by {} (epoch {epoch}){}",
+        leader,
+        if leads { ": this node" } else { "" }
+    );
+    core.broadcast(|| CoreMessage::ListenLeader {
+        leader: Arc::clone(&leader),
+        leads,
+    });
+}
+
+/// Core 0: a node left or was removed; if it led, claim at once.
+pub fn node_left(cluster: &Cluster, node: &str) {
+    let mut listen = cluster.listen.borrow_mut();
+    if listen
+        .leader
+        .as_ref()
+        .is_some_and(|(leader, _)| &**leader == node)
+    {
+        listen.claim_now = true;
+    }
+}
+
+// ----- every core: the leader changed --------------------------------------------------------
+
+/// Every core: `leader` leads from now on (this node when `leads`). Resets the registries to
+/// the new role, then a follower reports what it has.
+pub fn leader_changed(core: &Rc<Core>, cluster: &Cluster, leader: Arc<str>, leads: bool) {
+    let role = if leads {
+        ListenRole::Leader
+    } else {
+        ListenRole::Follower
+    };
+    let mut effects = Effects::default();
+    core.set_listen_role(role, &mut effects);
+    {
+        let mut listen = cluster.listen.borrow_mut();
+        listen.clear_remote();
+        listen.leader = Some((Arc::clone(&leader), leads));
+    }
+    core.execute_effects(effects);
+    if leads {
+        return;
+    }
+    send(cluster, &leader, b"LX", &[core.id.to_string().as_bytes()]);
+    for topic in [Topic::Event, Topic::Record] {
+        let (listeners, names) = core.listen_report(topic);
+        if core.id == 0 {
+            for (pattern, session) in listeners {
+                let [c, s, g] = session_fields(session);
+                send(
+                    cluster,
+                    &leader,
+                    b"LL",
+                    &[
+                        topic_code(topic),
+                        c.as_bytes(),
+                        s.as_bytes(),
+                        g.as_bytes(),
+                        pattern.as_bytes(),
+                    ],
+                );
+            }
+        }
+        let own_core = core.id.to_string();
+        for name in names {
+            send(
+                cluster,
+                &leader,
+                b"LI",
+                &[topic_code(topic), own_core.as_bytes(), b"1", &name],
+            );
+        }
+    }
+}
+
+// ----- a follower reports ---------------------------------------------------------------------
+
+/// Core 0 of a follower: a local listener was added or removed.
+pub fn listener_changed(
+    cluster: &Cluster,
+    topic: Topic,
+    pattern: &str,
+    session: SessionRef,
+    added: bool,
+) {
+    let Some(leader) = cluster.listen.borrow().followed() else {
+        return;
+    };
+    let [c, s, g] = session_fields(session);
+    let kind: &[u8] = if added { b"LL" } else { b"LU" };
+    send(
+        cluster,
+        &leader,
+        kind,
+        &[
+            topic_code(topic),
+            c.as_bytes(),
+            s.as_bytes(),
+            g.as_bytes(),
+            pattern.as_bytes(),
+        ],
+    );
+}
+
+/// The owner core of `name` on a follower: its first local subscriber came or its last went.
+pub fn interest(cluster: &Cluster, core: usize, topic: Topic, name: &[u8], interested: bool) {
+    let Some(leader) = cluster.listen.borrow().followed() else {
+        return;
+    };
+    send(
+        cluster,
+        &leader,
+        b"LI",
+        &[
+            topic_code(topic),
+            core.to_string().as_bytes(),
+            flag(interested),
+            name,
+        ],
+    );
+}
+
+/// The owner core of `name` on a follower: a local listener's `LA` / `LR`.
+pub fn response_to_leader(
+    cluster: &Cluster,
+    topic: Topic,
+    accept: bool,
+    pattern: &str,
+    name: &[u8],
+    session: SessionRef,
+    raw: &[u8],
+) {
+    let Some(leader) = cluster.listen.borrow().followed() else {
+        return;
+    };
+    let [c, s, g] = session_fields(session);
+    send(
+        cluster,
+        &leader,
+        b"LR",
+        &[
+            topic_code(topic),
+            c.as_bytes(),
+            s.as_bytes(),
+            g.as_bytes(),
+            flag(accept),
+            pattern.as_bytes(),
+            name,
+            raw,
+        ],
+    );
+}
+
+// ----- the leader sends to stand-ins ---------------------------------------------------------
+
+/// Leader: what a registry sent to a stand-in (another node's listener, or another node's
+/// subscribers of a name) travels to that node.
+pub fn to_stand_in(cluster: &Cluster, to: SessionRef, bytes: &[u8]) {
+    if to.core == SessionRef::REMOTE_LISTENER {
+        let target = {
+            let listen = cluster.listen.borrow();
+            listen
+                .remote
+                .get(to.slot as usize)
+                .and_then(Option::as_ref)
+                .map(|entry| (Arc::clone(&entry.node), entry.session))
+        };
+        if let Some((node, session)) = target {
+            let [c, s, g] = session_fields(session);
+            send(
+                cluster,
+                &node,
+                b"LS",
+                &[c.as_bytes(), s.as_bytes(), g.as_bytes(), bytes],
+            );
+        }
+    } else if let Some(node) = cluster.remote_node(to.slot) {
+        send(cluster, &node, b"LH", &[bytes]);
+    }
+}
+
+// ----- core 0: what another node sent --------------------------------------------------------
+
+fn parse_session(core: &[u8], slot: &[u8], generation: &[u8]) -> Option<SessionRef> {
+    let number = |bytes: &[u8]| std::str::from_utf8(bytes).ok()?.parse::<u64>().ok();
+    Some(SessionRef {
+        core: u16::try_from(number(core)?).ok()?,
+        slot: u32::try_from(number(slot)?).ok()?,
+        generation: u32::try_from(number(generation)?).ok()?,
+    })
+}
+
+fn parse_core(bytes: &[u8]) -> Option<u16> {
+    std::str::from_utf8(bytes).ok()?.parse().ok()
+}
+
+/// Core 0: `kind` (`L?`) arrived from `from` with `body` (the fields after the sender).
+pub fn on_node_message(core: &Rc<Core>, from: &str, kind: &[u8], body: Bytes) {
+    let node: Arc<str> = Arc::from(from);
+    let field_count = match kind {
+        b"LX" => 1,
+        b"LL" | b"LU" => 5,
+        b"LI" => 4,
+        b"LR" => 8,
+        b"LS" => 4,
+        b"LH" => 1,
+        _ => return,
+    };
+    let fields: Vec<&[u8]> = body
+        .splitn(field_count, |byte| *byte == SEPARATOR)
+        .collect();
+    if fields.len() != field_count {
+        return;
+    }
+    let copy = |bytes: &[u8]| Bytes::copy_from_slice(bytes);
+    let pattern_of = |bytes: &[u8]| std::str::from_utf8(bytes).ok().map(Arc::<str>::from);
+    let broadcast = |message: NodeMessage| {
+        core.broadcast(|| CoreMessage::ListenFromNode {
+            node: Arc::clone(&node),
+            message: message.clone(),
+        })
+    };
+    let to_owner = |name: &[u8], message: NodeMessage| {
+        core.route(
+            core.owner(name),
+            CoreMessage::ListenFromNode {
+                node: Arc::clone(&node),
+                message,
+            },
+        )
+    };
+    match kind {
+        b"LX" => {
+            if let Some(reset_core) = parse_core(fields[0]) {
+                broadcast(NodeMessage::Reset { core: reset_core });
+            }
+        }
+        b"LL" | b"LU" => {
+            let (Some(topic), Some(session), Some(pattern)) = (
+                topic_of(fields[0]),
+                parse_session(fields[1], fields[2], fields[3]),
+                pattern_of(fields[4]),
+            ) else {
+                return;
+            };
+            broadcast(NodeMessage::Listener {
+                topic,
+                pattern,
+                session,
+                added: kind == b"LL",
+            });
+        }
+        b"LI" => {
+            let (Some(topic), Some(owner_core)) = (topic_of(fields[0]), parse_core(fields[1]))
+            else {
+                return;
+            };
+            let name = fields[3];
+            to_owner(
+                name,
+                NodeMessage::Interest {
+                    topic,
+                    core: owner_core,
+                    name: copy(name),
+                    interested: fields[2] == b"1",
+                },
+            );
+        }
+        b"LR" => {
+            let (Some(topic), Some(session), Some(pattern)) = (
+                topic_of(fields[0]),
+                parse_session(fields[1], fields[2], fields[3]),
+                pattern_of(fields[5]),
+            ) else {
+                return;
+            };
+            let name = fields[6];
+            to_owner(
+                name,
+                NodeMessage::Response {
+                    topic,
+                    accept: fields[4] == b"1",
+                    pattern,
+                    name: copy(name),
+                    session,
+                    raw: copy(fields[7]),
+                },
+            );
+        }
+        b"LS" => {
+            let Some(session) = parse_session(fields[0], fields[1], fields[2]) else {
+                return;
+            };
+            if usize::from(session.core) >= core.cores {
+                return;
+            }
+            let bytes = copy(fields[3]);
+            let revoke = match messages(&bytes, Dialect::V1).next() {
+                Some(Parsed::Message(parsed)) if parsed.action == b"SR" => {
+                    match (
+                        topic_of(parsed.topic),
+                        parsed.data_at(0).and_then(pattern_of),
+                        parsed.data_at(1),
+                    ) {
+                        (Some(topic), Some(pattern), Some(name)) => {
+                            Some((topic, pattern, copy(name)))
+                        }
+                        _ => None,
+                    }
+                }
+                _ => None,
+            };
+            match revoke {
+                Some((topic, pattern, name)) => {
+                    let owner = core.owner(&name);
+                    core.route(
+                        owner,
+                        CoreMessage::ListenFromNode {
+                            node: Arc::clone(&node),
+                            message: NodeMessage::Revoke {
+                                topic,
+                                pattern,
+                                name,
+                                session,
+                                bytes,
+                            },
+                        },
+                    );
+                }
+                None => core.route(
+                    usize::from(session.core),
+                    CoreMessage::Send { to: session, bytes },
+                ),
+            }
+        }
+        b"LH" => {
+            let bytes = fields[0];
+            let Some(Parsed::Message(parsed)) = messages(bytes, Dialect::V1).next() else {
+                return;
+            };
+            let (Some(topic), Some(name), Some(provided)) =
+                (topic_of(parsed.topic), parsed.data_at(0), parsed.data_at(1))
+            else {
+                return;
+            };
+            if parsed.action != b"SH" {
+                return;
+            }
+            to_owner(
+                name,
+                NodeMessage::ProviderState {
+                    topic,
+                    name: copy(name),
+                    provided: provided == b"T",
+                },
+            );
+        }
+        _ => {}
+    }
+}
+
+// ----- every core: handling what another node sent -------------------------------------------
+
+/// On the core `on_node_message` picked: apply what `node` said.
+pub fn handle(core: &Rc<Core>, cluster: &Cluster, node: &Arc<str>, message: NodeMessage) {
+    let mut effects = Effects::default();
+    let leads = cluster.listen.borrow().leads();
+    match message {
+        NodeMessage::Reset { core: reset_core } if leads => {
+            let node_slot = cluster.remote_ref(node).slot;
+            core.forget_remote_interest(
+                |stand_in| {
+                    stand_in.core == SessionRef::REMOTE_INTEREST
+                        && stand_in.slot == node_slot
+                        && stand_in.generation == u32::from(reset_core)
+                },
+                &mut effects,
+            );
+            if reset_core == 0 {
+                forget_listeners_of(core, cluster, node, &mut effects);
+            }
+        }
+        NodeMessage::Listener {
+            topic,
+            pattern,
+            session,
+            added,
+        } if leads => {
+            if added {
+                let stand_in = cluster.listen.borrow_mut().stand_in(node, session);
+                core.remote_listener(topic, &pattern, stand_in, true, &mut effects);
+            } else {
+                let known = cluster.listen.borrow().known_stand_in(node, session);
+                if let Some(stand_in) = known {
+                    core.remote_listener(topic, &pattern, stand_in, false, &mut effects);
+                    if !core.has_listener(stand_in) {
+                        cluster.listen.borrow_mut().release(stand_in);
+                    }
+                }
+            }
+        }
+        NodeMessage::Interest {
+            topic,
+            core: owner_core,
+            name,
+            interested,
+        } if leads => {
+            let stand_in = SessionRef {
+                core: SessionRef::REMOTE_INTEREST,
+                slot: cluster.remote_ref(node).slot,
+                generation: u32::from(owner_core),
+            };
+            core.remote_interest(topic, &name, stand_in, interested, &mut effects);
+        }
+        NodeMessage::Response {
+            topic,
+            accept,
+            pattern,
+            name,
+            session,
+            raw,
+        } if leads => {
+            let known = cluster.listen.borrow().known_stand_in(node, session);
+            if let Some(stand_in) = known {
+                core.remote_response(topic, accept, &pattern, &name, stand_in, &raw, &mut effects);
+            }
+        }
+        NodeMessage::Revoke {
+            topic,
+            pattern,
+            name,
+            session,
+            bytes,
+        } => {
+            core.provider_revoked(topic, &pattern, &name, session);
+            effects.send(session, bytes);
+        }
+        NodeMessage::ProviderState {
+            topic,
+            name,
+            provided,
+        } => core.provided_elsewhere(topic, &name, provided, &mut effects),
+        // Reports that reach a node which no longer leads: the new leader gets them again.
+        _ => {}
+    }
+    core.execute_effects(effects);
+}
+
+/// Leader, every core: forgets every listener of `node` (it reports again, or it is gone).
+fn forget_listeners_of(core: &Rc<Core>, cluster: &Cluster, node: &str, effects: &mut Effects) {
+    let stand_ins = cluster.listen.borrow().stand_ins_of(node);
+    for stand_in in stand_ins {
+        core.forget_remote_listener(stand_in, effects);
+        cluster.listen.borrow_mut().release(stand_in);
+    }
+}
+
+/// Every core: `node` is gone; the leader forgets its listeners and interest.
+pub fn node_gone(core: &Rc<Core>, cluster: &Cluster, node: &Arc<str>, effects: &mut Effects) {
+    if core.id == 0 {
+        node_left(cluster, node);
+    }
+    if !cluster.listen.borrow().leads() {
+        return;
+    }
+    if let Some(node_ref) = cluster.known_remote_ref(node) {
+        core.forget_remote_interest(
+            |stand_in| {
+                stand_in.core == SessionRef::REMOTE_INTEREST && stand_in.slot == node_ref.slot
+            },
+            effects,
+        );
+    }
+    forget_listeners_of(core, cluster, node, effects);
+}
