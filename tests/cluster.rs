@@ -245,8 +245,9 @@ fn events_reach_every_node_and_a_node_follows_a_channel_only_while_it_has_subscr
     );
     assert!(metric(&text, "corestream_cluster_published_total").unwrap_or(0) >= 2);
 
-    // every client gone (records and RPC too): each node is back to its two own channels
-    // (presence and its node channel), nothing left over from the names it followed
+    // every client gone (records and RPC too): each node is back to its three own channels
+    // (presence, its node channel and the listen leader's), nothing left over from the names it
+    // followed
     let mut record_client = nodes[1].connect();
     record_client.login("records");
     record_client.send("R|CR|left-over+");
@@ -258,8 +259,8 @@ fn events_reach_every_node_and_a_node_follows_a_channel_only_while_it_has_subscr
     for server in &nodes {
         eventually(
             Duration::from_secs(5),
-            "a node's channels back to its own two",
-            || metric(&metrics(server), "corestream_cluster_channels") == Some(2),
+            "a node's channels back to its own three",
+            || metric(&metrics(server), "corestream_cluster_channels") == Some(3),
         );
     }
     wait_for_channel(&redis, "cs:e:prices", 0);

@@ -277,6 +277,34 @@ fn run_echo_server(port: u16) {
     }
 }
 
+/// The floor for an A→B measurement: connections are paired in the order they arrive, and what
+/// one connection of a pair sends is written to the other (an echo across two connections, the
+/// shape of an event from publisher A to subscriber B).
+fn run_relay_server(port: u16) {
+    let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind relay");
+    let mut waiting: Option<std::net::TcpStream> = None;
+    for stream in listener.incoming().flatten() {
+        let _ = stream.set_nodelay(true);
+        let Some(first) = waiting.take() else {
+            waiting = Some(stream);
+            continue;
+        };
+        for (from, to) in [(&first, &stream), (&stream, &first)] {
+            let (Ok(mut reader), Ok(mut writer)) = (from.try_clone(), to.try_clone()) else {
+                continue;
+            };
+            std::thread::spawn(move || {
+                let mut buffer = vec![0u8; 65536];
+                while let Ok(read) = reader.read(&mut buffer) {
+                    if read == 0 || writer.write_all(&buffer[..read]).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    }
+}
+
 /// The runtime floor: the same echo on one glommio executor (io_uring), as corestream uses.
 fn run_glommio_echo_server(port: u16) {
     use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -399,6 +427,29 @@ fn event_latency_between(publisher_port: u16, subscriber_port: u16, count: usize
         let received = subscriber.read_message();
         let elapsed = started.elapsed().as_nanos() as u64;
         debug_assert_eq!(received, message);
+        if round >= warmup {
+            histogram.record(elapsed.max(1)).expect("record");
+        }
+    }
+    summarize(&histogram)
+}
+
+/// The floor of an A→B measurement: the message through the relay server, from connection A
+/// to connection B (both to `port`, opened in that order).
+fn relay_latency(port: u16, count: usize) -> Latency {
+    let mut publisher = RawClient::connect(port);
+    // (through nginx, A's upstream connection must reach the relay before B's)
+    std::thread::sleep(Duration::from_millis(100));
+    let mut subscriber = RawClient::connect(port);
+    std::thread::sleep(Duration::from_millis(100));
+    let message = wire("E|EVT|latency|Sabcdefghijklmnopqrstuvwxyz0123456789+");
+    let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
+    let warmup = count / 10;
+    for round in 0..warmup + count {
+        let started = Instant::now();
+        publisher.send(&message);
+        let _ = subscriber.read_message();
+        let elapsed = started.elapsed().as_nanos() as u64;
         if round >= warmup {
             histogram.record(elapsed.max(1)).expect("record");
         }
@@ -1283,17 +1334,17 @@ fn main() {
         cluster::run(arguments.iter().any(|a| a == "--quick"));
         return;
     }
-    if let Some(kind @ ("echo-server" | "glommio-echo-server")) =
+    if let Some(kind @ ("echo-server" | "glommio-echo-server" | "relay-server")) =
         arguments.first().map(String::as_str)
     {
         let port = arguments
             .get(1)
             .and_then(|port| port.parse().ok())
             .expect("echo-server PORT");
-        if kind == "echo-server" {
-            run_echo_server(port);
-        } else {
-            run_glommio_echo_server(port);
+        match kind {
+            "echo-server" => run_echo_server(port),
+            "relay-server" => run_relay_server(port),
+            _ => run_glommio_echo_server(port),
         }
         return;
     }
@@ -1861,9 +1912,11 @@ mod cluster {
         let node = start_node("tcpProxyProtocol: true\ntrustedProxies: [127.0.0.1]\n");
         let direct_node = start_node("");
         let echo = start_echo("echo-server");
+        let relay = start_echo("relay-server");
         let direct_tcp = event_latency(direct_node.port, count);
         let direct_ws = ws_event_latency(node.http_port, count);
         let echo_direct = echo_latency(echo.port, count);
+        let relay_direct = relay_latency(relay.port, count);
         // nginx on the servers' CPU (everything shares one CPU), then on the other CPU (as it
         // would run beside the servers in production)
         for (where_, cpu) in [
@@ -1874,6 +1927,10 @@ mod cluster {
             let (echo_nginx, _, echo_nginx_tcp) =
                 start_nginx(node.http_port, echo.port, false, cpu);
             let echo_proxied = echo_latency(echo_nginx_tcp, count);
+            drop(echo_nginx);
+            let (relay_nginx, _, relay_nginx_tcp) =
+                start_nginx(node.http_port, relay.port, false, cpu);
+            let relay_proxied = relay_latency(relay_nginx_tcp, count);
             let proxied_tcp = event_latency(nginx_tcp, count);
             let proxied_ws = ws_event_latency(nginx_http, count);
             println!("\n## The nginx hop (µs), one message in flight; nginx {where_} (CPU {cpu})");
@@ -1883,6 +1940,11 @@ mod cluster {
             print_latency(
                 "echo server behind nginx stream (round trip)",
                 &echo_proxied,
+            );
+            print_latency("relay server A→B, direct", &relay_direct);
+            print_latency(
+                "relay server A→B, both through nginx stream",
+                &relay_proxied,
             );
             print_latency("corestream TCP event A→B, direct", &direct_tcp);
             print_latency(
@@ -1895,16 +1957,21 @@ mod cluster {
                 &proxied_ws,
             );
             let echo_added = echo_proxied.p50 - echo_direct.p50;
+            let relay_added = relay_proxied.p50 - relay_direct.p50;
             let tcp_added = proxied_tcp.p50 - direct_tcp.p50;
             let ws_added = proxied_ws.p50 - direct_ws.p50;
             println!(
-                "\nadded by nginx at p50: echo {echo_added:.1} µs; corestream TCP {tcp_added:.1} µs \
-                 ({:.2}× the echo's); corestream WebSocket {ws_added:.1} µs ({:.2}× the echo's)",
+                "\nadded by nginx at p50: echo (one connection) {echo_added:.1} µs; relay (A→B, \
+                 two connections) {relay_added:.1} µs; corestream TCP {tcp_added:.1} µs ({:.2}× the \
+                 echo's, {:.2}× the relay's); corestream WebSocket {ws_added:.1} µs ({:.2}× the \
+                 echo's, {:.2}× the relay's)",
                 tcp_added / echo_added,
-                ws_added / echo_added
+                tcp_added / relay_added,
+                ws_added / echo_added,
+                ws_added / relay_added
             );
             drop(nginx);
-            drop(echo_nginx);
+            drop(relay_nginx);
         }
     }
 }

@@ -13,6 +13,8 @@
 //! - Replies to one session (acks, errors, SP/SR) travel back as `Send`. Fan-out travels as one
 //!   `Fanout` per subscriber core carrying that core's subscriber list by reference.
 //! - Listen registrations are broadcast to every core (each keeps a full pattern registry).
+//!   In a cluster, core 0 also reports them to the node that leads listening (`cluster::listen`),
+//!   whose messages come back in through core 0 and go to the owner core of their name.
 //! - A closing session sends `SessionClosed` to each owner of a name it subscribed to and
 //!   broadcasts the removal of its listens; a message that reaches a session which has already
 //!   closed is dropped (the slab generation does not match).
