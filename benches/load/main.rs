@@ -277,31 +277,45 @@ fn run_echo_server(port: u16) {
     }
 }
 
-/// The floor for an A→B measurement: connections are paired in the order they arrive, and what
-/// one connection of a pair sends is written to the other (an echo across two connections, the
-/// shape of an event from publisher A to subscriber B).
+/// The floor for an A→B measurement: an echo across two connections, the shape of an event
+/// from publisher A to subscriber B. A client names its side first (`A` or `B` and a 0x1E);
+/// a `B` is paired with the `A` waiting, and from then on what one of the pair sends is written
+/// to the other. Connections that never name a side (port probes) are ignored.
 fn run_relay_server(port: u16) {
     let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind relay");
-    let mut waiting: Option<std::net::TcpStream> = None;
+    let waiting_a: std::sync::Arc<std::sync::Mutex<Option<TcpStream>>> = Default::default();
     for stream in listener.incoming().flatten() {
-        let _ = stream.set_nodelay(true);
-        let Some(first) = waiting.take() else {
-            waiting = Some(stream);
-            continue;
-        };
-        for (from, to) in [(&first, &stream), (&stream, &first)] {
-            let (Ok(mut reader), Ok(mut writer)) = (from.try_clone(), to.try_clone()) else {
-                continue;
+        let waiting_a = std::sync::Arc::clone(&waiting_a);
+        std::thread::spawn(move || {
+            let _ = stream.set_nodelay(true);
+            let mut side = [0u8; 2];
+            let mut reader = &stream;
+            if reader.read_exact(&mut side).is_err() {
+                return;
+            }
+            let mut waiting = waiting_a.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if side[0] == b'A' {
+                *waiting = Some(stream);
+                return;
+            }
+            let Some(first) = waiting.take() else {
+                return;
             };
-            std::thread::spawn(move || {
-                let mut buffer = vec![0u8; 65536];
-                while let Ok(read) = reader.read(&mut buffer) {
-                    if read == 0 || writer.write_all(&buffer[..read]).is_err() {
-                        return;
+            drop(waiting);
+            for (from, to) in [(&first, &stream), (&stream, &first)] {
+                let (Ok(mut reader), Ok(mut writer)) = (from.try_clone(), to.try_clone()) else {
+                    continue;
+                };
+                std::thread::spawn(move || {
+                    let mut buffer = vec![0u8; 65536];
+                    while let Ok(read) = reader.read(&mut buffer) {
+                        if read == 0 || writer.write_all(&buffer[..read]).is_err() {
+                            return;
+                        }
                     }
-                }
-            });
-        }
+                });
+            }
+        });
     }
 }
 
@@ -438,9 +452,11 @@ fn event_latency_between(publisher_port: u16, subscriber_port: u16, count: usize
 /// to connection B (both to `port`, opened in that order).
 fn relay_latency(port: u16, count: usize) -> Latency {
     let mut publisher = RawClient::connect(port);
-    // (through nginx, A's upstream connection must reach the relay before B's)
+    publisher.send(b"A\x1e");
+    // (the relay must hold A before B names itself)
     std::thread::sleep(Duration::from_millis(100));
     let mut subscriber = RawClient::connect(port);
+    subscriber.send(b"B\x1e");
     std::thread::sleep(Duration::from_millis(100));
     let message = wire("E|EVT|latency|Sabcdefghijklmnopqrstuvwxyz0123456789+");
     let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
