@@ -1082,6 +1082,15 @@ fn prometheus(stats: &[CoreStats]) -> String {
                     .unwrap_or(0),
             )],
         );
+        metric(
+            "cluster_listen_leader",
+            "gauge",
+            "1 when this node leads listening for the cluster (runs discovery for every node).",
+            vec![(
+                String::new(),
+                u64::from(stats.iter().any(|core| core.cluster.listen_leader)),
+            )],
+        );
     }
     out
 }

@@ -293,7 +293,9 @@ fn run_relay_server(port: u16) {
             if reader.read_exact(&mut side).is_err() {
                 return;
             }
-            let mut waiting = waiting_a.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut waiting = waiting_a
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             if side[0] == b'A' {
                 *waiting = Some(stream);
                 return;

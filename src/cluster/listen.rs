@@ -202,7 +202,7 @@ impl ClusterListen {
         }
     }
 
-    fn leads(&self) -> bool {
+    pub fn leads(&self) -> bool {
         matches!(self.leader, Some((_, true)))
     }
 

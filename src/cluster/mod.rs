@@ -105,6 +105,8 @@ pub struct ClusterStats {
     pub redis_errors: u64,
     pub redis_commands: u64,
     pub remote_nodes: u64,
+    /// This node leads listening for the cluster (`listen`).
+    pub listen_leader: bool,
 }
 
 /// Presence as core 0 of a node sees the cluster.
@@ -235,6 +237,7 @@ impl Cluster {
             redis_errors: self.counters.redis_errors.get(),
             redis_commands: self.commands.counters.commands.get(),
             remote_nodes: self.counters.remote_nodes.get(),
+            listen_leader: self.listen.borrow().leads(),
         }
     }
 

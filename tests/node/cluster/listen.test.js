@@ -180,6 +180,9 @@ test('the listen leader is killed: the surviving node takes the lead, its provid
     assert.equal(await cluster.redisCommand(redis.port, 'HGET', 'cs:listen-leader', 'node'), leaderId, 'the first node leads');
     const survivor = await cluster.startNode(redis.port, 'listen-survivor');
     started.push(survivor);
+    const leaderGauge = (node) => cluster.metric(node.http, 'corestream_cluster_listen_leader ');
+    await cluster.eventually(async () => (await leaderGauge(leaderNode)) === 1, 3000, 'the leader to say so in /metrics');
+    assert.equal(await leaderGauge(survivor), 0);
 
     const prefix = ds1.uid('clsl');
     const pattern = `${prefix}/.*`;
@@ -196,6 +199,7 @@ test('the listen leader is killed: the surviving node takes the lead, its provid
 
     await leaderNode.kill('SIGKILL');
     await cluster.waitRedis(redis.port, ['HGET', 'cs:listen-leader', 'node'], (r) => r && r !== leaderId, INACTIVE + MARGIN, 'the survivor to take the lead');
+    await cluster.eventually(async () => (await leaderGauge(survivor)) === 1, 3000, 'the survivor to say it leads in /metrics');
     await ds1.waitFor(() => offers(calls) === 2, 3000, () => `the provider to be offered the name again (${JSON.stringify(calls)})`);
     assert.deepEqual(
       calls.map((c) => c.isSubscribed),
