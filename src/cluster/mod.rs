@@ -798,6 +798,8 @@ async fn run_liveness(weak: Weak<Core>) {
                 Ok(Value::Int(1)) => {
                     republish_own_users(&cluster);
                     core.broadcast(|| CoreMessage::ClusterAnnounce);
+                    // The listen leader may have forgotten this node too: report again.
+                    cluster.listen.borrow_mut().claim_soon();
                 }
                 Ok(_) => {}
                 Err(error) => cluster.count_error("the node heartbeat", &error),
