@@ -421,6 +421,27 @@ fn summarize(histogram: &Histogram<u64>) -> Latency {
     }
 }
 
+/// Times `count` rounds with one message in flight (after `count / 10` warm-up rounds):
+/// `prepare` builds a round's input untimed, `run` sends it and waits for the answer.
+fn one_in_flight<T>(
+    count: usize,
+    mut prepare: impl FnMut(usize) -> T,
+    mut run: impl FnMut(T),
+) -> Latency {
+    let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
+    let warmup = count / 10;
+    for round in 0..warmup + count {
+        let input = prepare(round);
+        let started = Instant::now();
+        run(input);
+        let elapsed = started.elapsed().as_nanos() as u64;
+        if round >= warmup {
+            histogram.record(elapsed.max(1)).expect("record");
+        }
+    }
+    summarize(&histogram)
+}
+
 /// Event A→B, one message in flight.
 fn event_latency(port: u16, count: usize) -> Latency {
     event_latency_between(port, port, count)
@@ -435,19 +456,15 @@ fn event_latency_between(publisher_port: u16, subscriber_port: u16, count: usize
     std::thread::sleep(Duration::from_millis(100));
     let mut publisher = RawClient::login(publisher_port, "latency-a");
     let message = wire("E|EVT|latency|Sabcdefghijklmnopqrstuvwxyz0123456789+");
-    let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
-    let warmup = count / 10;
-    for round in 0..warmup + count {
-        let started = Instant::now();
-        publisher.send(&message);
-        let received = subscriber.read_message();
-        let elapsed = started.elapsed().as_nanos() as u64;
-        debug_assert_eq!(received, message);
-        if round >= warmup {
-            histogram.record(elapsed.max(1)).expect("record");
-        }
-    }
-    summarize(&histogram)
+    one_in_flight(
+        count,
+        |_| (),
+        |()| {
+            publisher.send(&message);
+            let received = subscriber.read_message();
+            debug_assert_eq!(received, message);
+        },
+    )
 }
 
 /// The floor of an A→B measurement: the message through the relay server, from connection A
@@ -461,36 +478,28 @@ fn relay_latency(port: u16, count: usize) -> Latency {
     subscriber.send(b"B\x1e");
     std::thread::sleep(Duration::from_millis(100));
     let message = wire("E|EVT|latency|Sabcdefghijklmnopqrstuvwxyz0123456789+");
-    let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
-    let warmup = count / 10;
-    for round in 0..warmup + count {
-        let started = Instant::now();
-        publisher.send(&message);
-        let _ = subscriber.read_message();
-        let elapsed = started.elapsed().as_nanos() as u64;
-        if round >= warmup {
-            histogram.record(elapsed.max(1)).expect("record");
-        }
-    }
-    summarize(&histogram)
+    one_in_flight(
+        count,
+        |_| (),
+        |()| {
+            publisher.send(&message);
+            let _ = subscriber.read_message();
+        },
+    )
 }
 
 /// The floor: the same message to the echo server and back on the same connection.
 fn echo_latency(port: u16, count: usize) -> Latency {
     let mut client = RawClient::connect(port);
     let message = wire("E|EVT|latency|Sabcdefghijklmnopqrstuvwxyz0123456789+");
-    let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
-    let warmup = count / 10;
-    for round in 0..warmup + count {
-        let started = Instant::now();
-        client.send(&message);
-        let _ = client.read_message();
-        let elapsed = started.elapsed().as_nanos() as u64;
-        if round >= warmup {
-            histogram.record(elapsed.max(1)).expect("record");
-        }
-    }
-    summarize(&histogram)
+    one_in_flight(
+        count,
+        |_| (),
+        |()| {
+            client.send(&message);
+            let _ = client.read_message();
+        },
+    )
 }
 
 // ----- fan-out -----------------------------------------------------------------------------
@@ -684,23 +693,20 @@ fn record_patch_latency_between(writer_port: u16, subscriber_port: u16, count: u
     let mut writer = RawClient::login(writer_port, "patch-a");
     writer.send(&wire(&format!("R|CR|{name}+")));
     writer.read_until(&wire("R|R|"));
-    let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
-    let warmup = count / 10;
-    for round in 0..warmup + count {
-        let patch = wire(&format!(
-            "R|P|{name}|{}|price.bid|N{}.25+",
-            round + 1,
-            round
-        ));
-        let started = Instant::now();
-        writer.send(&patch);
-        let _ = subscriber.read_message();
-        let elapsed = started.elapsed().as_nanos() as u64;
-        if round >= warmup {
-            histogram.record(elapsed.max(1)).expect("record");
-        }
-    }
-    summarize(&histogram)
+    one_in_flight(
+        count,
+        |round| {
+            wire(&format!(
+                "R|P|{name}|{}|price.bid|N{}.25+",
+                round + 1,
+                round
+            ))
+        },
+        |patch| {
+            writer.send(&patch);
+            let _ = subscriber.read_message();
+        },
+    )
 }
 
 /// One writer, consecutive versions to one record, pipelined; writes per second.
@@ -855,18 +861,14 @@ fn rpc_round_trips(port: u16, count: usize, window: usize) -> (Latency, f64) {
     let name = format!("rpc/{}", fastrand::u32(..));
     let provider = spawn_rpc_provider(port, &name);
     let mut requester = RawClient::login(port, "rpc-requester");
-    let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
-    let warmup = count / 10;
-    for round in 0..warmup + count {
-        let request = wire(&format!("P|REQ|{name}|c{round}|O{{\"a\":1}}+"));
-        let started = Instant::now();
-        requester.send(&request);
-        requester.read_until(&wire("P|RES|"));
-        let elapsed = started.elapsed().as_nanos() as u64;
-        if round >= warmup {
-            histogram.record(elapsed.max(1)).expect("record");
-        }
-    }
+    let latency = one_in_flight(
+        count,
+        |round| wire(&format!("P|REQ|{name}|c{round}|O{{\"a\":1}}+")),
+        |request| {
+            requester.send(&request);
+            requester.read_until(&wire("P|RES|"));
+        },
+    );
     let started = Instant::now();
     let mut sent = 0usize;
     let mut answered = 0usize;
@@ -894,7 +896,7 @@ fn rpc_round_trips(port: u16, count: usize, window: usize) -> (Latency, f64) {
     let throughput = total as f64 / started.elapsed().as_secs_f64();
     drop(requester);
     drop(provider);
-    (summarize(&histogram), throughput)
+    (latency, throughput)
 }
 
 /// Creates `count` records of ~100 bytes (created, written, then discarded so only the records
@@ -1126,18 +1128,14 @@ fn ws_event_latency(port: u16, count: usize) -> Latency {
     let frame = WsClient::frame(&wire(
         "E|EVT|ws-latency|Sabcdefghijklmnopqrstuvwxyz0123456789+",
     ));
-    let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
-    let warmup = count / 10;
-    for round in 0..warmup + count {
-        let started = Instant::now();
-        publisher.stream.write_all(&frame).expect("write");
-        let _ = subscriber.read_message();
-        let elapsed = started.elapsed().as_nanos() as u64;
-        if round >= warmup {
-            histogram.record(elapsed.max(1)).expect("record");
-        }
-    }
-    summarize(&histogram)
+    one_in_flight(
+        count,
+        |_| (),
+        |()| {
+            publisher.stream.write_all(&frame).expect("write");
+            let _ = subscriber.read_message();
+        },
+    )
 }
 
 /// One publisher, N WebSocket subscribers, deliveries per second (frame-aware counting).
