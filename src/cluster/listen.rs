@@ -220,10 +220,6 @@ fn listener_ref(slot: u32) -> SessionRef {
     }
 }
 
-fn topic_code(topic: Topic) -> &'static [u8] {
-    topic.code()
-}
-
 fn topic_of(code: &[u8]) -> Option<Topic> {
     match code {
         b"E" => Some(Topic::Event),
@@ -350,7 +346,7 @@ fn take_leader(core: &Rc<Core>, cluster: &Rc<Cluster>, leader: Arc<str>, epoch: 
 }
 
 /// Core 0: a node left or was removed; if it led, claim at once.
-pub fn node_left(cluster: &Cluster, node: &str) {
+fn node_left(cluster: &Cluster, node: &str) {
     let mut listen = cluster.listen.borrow_mut();
     if listen
         .leader
@@ -384,7 +380,13 @@ pub fn leader_changed(core: &Rc<Core>, cluster: &Cluster, leader: Arc<str>, lead
     }
     send(cluster, &leader, b"LX", &[core.id.to_string().as_bytes()]);
     for topic in [Topic::Event, Topic::Record] {
-        let (listeners, names) = core.listen_report(topic);
+        let (listeners, names) = match core.registry(topic) {
+            Some(registry) => (
+                registry.local_listeners(),
+                registry.locally_subscribed_names(),
+            ),
+            None => continue,
+        };
         if core.id == 0 {
             for (pattern, session) in listeners {
                 let [c, s, g] = session_fields(session);
@@ -393,7 +395,7 @@ pub fn leader_changed(core: &Rc<Core>, cluster: &Cluster, leader: Arc<str>, lead
                     &leader,
                     b"LL",
                     &[
-                        topic_code(topic),
+                        topic.code(),
                         c.as_bytes(),
                         s.as_bytes(),
                         g.as_bytes(),
@@ -408,7 +410,7 @@ pub fn leader_changed(core: &Rc<Core>, cluster: &Cluster, leader: Arc<str>, lead
                 cluster,
                 &leader,
                 b"LI",
-                &[topic_code(topic), own_core.as_bytes(), b"1", &name],
+                &[topic.code(), own_core.as_bytes(), b"1", &name],
             );
         }
     }
@@ -434,7 +436,7 @@ pub fn listener_changed(
         &leader,
         kind,
         &[
-            topic_code(topic),
+            topic.code(),
             c.as_bytes(),
             s.as_bytes(),
             g.as_bytes(),
@@ -453,7 +455,7 @@ pub fn interest(cluster: &Cluster, core: usize, topic: Topic, name: &[u8], inter
         &leader,
         b"LI",
         &[
-            topic_code(topic),
+            topic.code(),
             core.to_string().as_bytes(),
             flag(interested),
             name,
@@ -480,7 +482,7 @@ pub fn response_to_leader(
         &leader,
         b"LR",
         &[
-            topic_code(topic),
+            topic.code(),
             c.as_bytes(),
             s.as_bytes(),
             g.as_bytes(),
@@ -729,11 +731,15 @@ pub fn handle(core: &Rc<Core>, cluster: &Cluster, node: &Arc<str>, message: Node
         } if leads => {
             if added {
                 let stand_in = cluster.listen.borrow_mut().stand_in(node, session);
-                core.remote_listener(topic, &pattern, stand_in, true, &mut effects);
+                if let Some(mut registry) = core.registry(topic) {
+                    registry.listen_added(&pattern, stand_in, &mut effects);
+                }
             } else {
                 let known = cluster.listen.borrow().known_stand_in(node, session);
                 if let Some(stand_in) = known {
-                    core.remote_listener(topic, &pattern, stand_in, false, &mut effects);
+                    if let Some(mut registry) = core.registry(topic) {
+                        registry.listen_removed(&pattern, stand_in, &mut effects);
+                    }
                     if !core.has_listener(stand_in) {
                         cluster.listen.borrow_mut().release(stand_in);
                     }
@@ -751,7 +757,9 @@ pub fn handle(core: &Rc<Core>, cluster: &Cluster, node: &Arc<str>, message: Node
                 slot: cluster.remote_ref(node).slot,
                 generation: u32::from(owner_core),
             };
-            core.remote_interest(topic, &name, stand_in, interested, &mut effects);
+            if let Some(mut registry) = core.registry(topic) {
+                registry.remote_interest(&name, stand_in, interested, &mut effects);
+            }
         }
         NodeMessage::Response {
             topic,
@@ -763,7 +771,9 @@ pub fn handle(core: &Rc<Core>, cluster: &Cluster, node: &Arc<str>, message: Node
         } if leads => {
             let known = cluster.listen.borrow().known_stand_in(node, session);
             if let Some(stand_in) = known {
-                core.remote_response(topic, accept, &pattern, &name, stand_in, &raw, &mut effects);
+                if let Some(mut registry) = core.registry(topic) {
+                    registry.listen_response(accept, &pattern, &name, stand_in, &raw, &mut effects);
+                }
             }
         }
         NodeMessage::Revoke {
@@ -773,14 +783,20 @@ pub fn handle(core: &Rc<Core>, cluster: &Cluster, node: &Arc<str>, message: Node
             session,
             bytes,
         } => {
-            core.provider_revoked(topic, &pattern, &name, session);
+            if let Some(mut registry) = core.registry(topic) {
+                registry.provider_revoked(&pattern, &name, session);
+            }
             effects.send(session, bytes);
         }
         NodeMessage::ProviderState {
             topic,
             name,
             provided,
-        } => core.provided_elsewhere(topic, &name, provided, &mut effects),
+        } => {
+            if let Some(mut registry) = core.registry(topic) {
+                registry.provided_elsewhere(&name, provided, &mut effects);
+            }
+        }
         // Reports that reach a node which no longer leads: the new leader gets them again.
         _ => {}
     }

@@ -586,9 +586,8 @@ impl TopicRegistry {
         }
         state.provided_elsewhere = provided;
         if self.has_provider_updates {
-            let flag: &[u8] = if provided { b"T" } else { b"F" };
-            let bytes = message(&[code, b"SH", name, flag]);
-            state.subscribers.fanout(None, &bytes, effects);
+            // (a follower has no other nodes' interest: this reaches the local subscribers)
+            announce_provider(code, name, state, provided, effects);
         }
     }
 
@@ -641,6 +640,8 @@ impl TopicRegistry {
         }
         let code = self.code();
         for (name, state) in self.names.iter_mut() {
+            // (the other nodes reset themselves: only local subscribers hear SH F)
+            state.remote_interest.clear();
             let mut provided = std::mem::take(&mut state.provided_elsewhere);
             if let Some(provider) = state.listen.provider.take() {
                 provided = true;
@@ -652,8 +653,7 @@ impl TopicRegistry {
                 }
             }
             if provided && self.has_provider_updates {
-                let bytes = message(&[code, b"SH", name, b"F"]);
-                state.subscribers.fanout(None, &bytes, effects);
+                announce_provider(code, name, state, false, effects);
             }
             if state.listen.in_progress() || state.listen.current.is_some() {
                 effects.push(Effect::CancelListenTimer {
@@ -662,7 +662,6 @@ impl TopicRegistry {
                 });
             }
             state.listen = ListenState::default();
-            state.remote_interest.clear();
         }
         self.names.retain(|_, state| state.subscribers.count() > 0);
         for (name, candidates) in self.accepted_here.drain() {

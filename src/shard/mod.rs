@@ -568,17 +568,6 @@ impl Core {
         }
     }
 
-    /// This core's copy of the node's listeners, and the names it owns with local subscribers.
-    pub(crate) fn listen_report(&self, topic: Topic) -> (Vec<(Arc<str>, SessionRef)>, Vec<Bytes>) {
-        match self.registry(topic) {
-            Some(registry) => (
-                registry.local_listeners(),
-                registry.locally_subscribed_names(),
-            ),
-            None => (Vec::new(), Vec::new()),
-        }
-    }
-
     pub(crate) fn forget_remote_interest(
         &self,
         gone: impl Fn(SessionRef) -> bool,
@@ -587,23 +576,6 @@ impl Core {
         for topic in Self::LISTEN_TOPICS {
             if let Some(mut registry) = self.registry(topic) {
                 registry.forget_remote_interest(&gone, effects);
-            }
-        }
-    }
-
-    pub(crate) fn remote_listener(
-        &self,
-        topic: Topic,
-        pattern: &Arc<str>,
-        stand_in: SessionRef,
-        added: bool,
-        effects: &mut Effects,
-    ) {
-        if let Some(mut registry) = self.registry(topic) {
-            if added {
-                registry.listen_added(pattern, stand_in, effects);
-            } else {
-                registry.listen_removed(pattern, stand_in, effects);
             }
         }
     }
@@ -624,59 +596,6 @@ impl Core {
             self.registry(*topic)
                 .is_some_and(|registry| !registry.patterns_of(session).is_empty())
         })
-    }
-
-    pub(crate) fn remote_interest(
-        &self,
-        topic: Topic,
-        name: &Bytes,
-        stand_in: SessionRef,
-        interested: bool,
-        effects: &mut Effects,
-    ) {
-        if let Some(mut registry) = self.registry(topic) {
-            registry.remote_interest(name, stand_in, interested, effects);
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn remote_response(
-        &self,
-        topic: Topic,
-        accept: bool,
-        pattern: &str,
-        name: &Bytes,
-        stand_in: SessionRef,
-        raw: &Bytes,
-        effects: &mut Effects,
-    ) {
-        if let Some(mut registry) = self.registry(topic) {
-            registry.listen_response(accept, pattern, name, stand_in, raw, effects);
-        }
-    }
-
-    pub(crate) fn provider_revoked(
-        &self,
-        topic: Topic,
-        pattern: &str,
-        name: &[u8],
-        session: SessionRef,
-    ) {
-        if let Some(mut registry) = self.registry(topic) {
-            registry.provider_revoked(pattern, name, session);
-        }
-    }
-
-    pub(crate) fn provided_elsewhere(
-        &self,
-        topic: Topic,
-        name: &[u8],
-        provided: bool,
-        effects: &mut Effects,
-    ) {
-        if let Some(mut registry) = self.registry(topic) {
-            registry.provided_elsewhere(name, provided, effects);
-        }
     }
 
     pub fn cluster(&self) -> Option<Rc<Cluster>> {
@@ -887,8 +806,9 @@ impl Core {
         }
     }
 
-    /// The subscription and listen registry of a topic (events, or the records' one).
-    fn registry(&self, topic: Topic) -> Option<RefMut<'_, TopicRegistry>> {
+    /// The subscription and listen registry of a topic (events, or the records' one); also for
+    /// `cluster::listen`.
+    pub(crate) fn registry(&self, topic: Topic) -> Option<RefMut<'_, TopicRegistry>> {
         match topic {
             Topic::Event => Some(self.events.borrow_mut()),
             Topic::Record => Some(RefMut::map(self.records.borrow_mut(), |records| {
