@@ -1,6 +1,6 @@
 //! corestream: a thread-per-core realtime server speaking the deepstream text protocol.
 //!
-//! Layout (see ../shared/DESIGN.md): `protocol` (bytes → messages), `transport` (framing per
+//! Layout (see docs/DESIGN.md): `protocol` (bytes → messages), `transport` (framing per
 //! transport), `session` (one connection's state machine), `shard` (per-core state and the
 //! cross-core mesh), `features` (events and listening on their owner core), `auth`, `config`,
 //! `server` (executors, listeners, connection tasks), `logging`.

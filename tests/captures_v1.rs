@@ -1,4 +1,4 @@
-//! Replays the raw 1.x captures in ../shared/captures/v1 (recorded between the real
+//! Replays the raw 1.x captures in tests/fixtures/captures/v1 (recorded between the real
 //! deepstream 1.1.1 server and raw clients) against corestream running on two cores, over real
 //! TCP sockets, asserting every byte the server sends and every close it makes.
 //!

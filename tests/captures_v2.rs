@@ -1,4 +1,4 @@
-//! Replays the 2.x captures in ../shared/captures/v2 (recorded between the real deepstream
+//! Replays the 2.x captures in tests/fixtures/captures/v2 (recorded between the real deepstream
 //! 2.4.1 server and its clients over WebSocket) against corestream's WebSocket endpoint on two
 //! cores, byte for byte (text payloads concatenated: corestream may put several messages in one
 //! frame where 2.4.1 sent one frame each, which the clients accept alike).

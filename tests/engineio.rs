@@ -1,4 +1,4 @@
-//! engine.io protocol 3 at the byte level, as in ../shared/captures/v1/lib-engineio-login-and-
+//! engine.io protocol 3 at the byte level, as in tests/fixtures/captures/v1/lib-engineio-login-and-
 //! event.log: the polling handshake, the deepstream handshake and login over polls and posts,
 //! with every request on a new connection against two cores (so requests land on both cores
 //! and are relayed to the session's home core), unknown sessions, and the heartbeat timeout.

@@ -1,4 +1,4 @@
-//! Several nodes as one deepstream, through Redis (../shared/DESIGN.md "Cluster (Redis)").
+//! Several nodes as one deepstream, through Redis (docs/DESIGN.md "Cluster (Redis)").
 //!
 //! One `Cluster` per core, created by `server::run_core` when the config names a Redis
 //! (`plugins.message` / `plugins.cache` with `name: redis`). It owns the core's two Redis links

@@ -1,4 +1,5 @@
-//! Replays a capture of ../shared/captures against a running server: each client line is sent
+//! Replays a capture of tests/fixtures/captures (copied byte for byte from the captures recorded
+//! between the real deepstream servers and clients) against a running server: each client line is sent
 //! as written, each server line must arrive byte for byte on that connection (reads block, so
 //! causality across connections is kept), and a `server closed` that comes before the client's
 //! close must be a close by the server. HTTP upgrade lines are skipped: the WebSocket client
@@ -21,7 +22,7 @@ enum Step {
 
 fn parse(version: &str, scenario: &str) -> Vec<Step> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/captures")
+        .join("tests/fixtures/captures")
         .join(version)
         .join(format!("{scenario}.log"));
     let text = std::fs::read_to_string(&path)
@@ -71,7 +72,7 @@ fn parse(version: &str, scenario: &str) -> Vec<Step> {
     steps
 }
 
-/// Replays `../shared/captures/<version>/<scenario>.log`, opening connections with `connect`.
+/// Replays `tests/fixtures/captures/<version>/<scenario>.log`, opening connections with `connect`.
 pub fn replay(version: &str, scenario: &str, mut connect: impl FnMut() -> Box<dyn Wire>) {
     let mut clients: HashMap<u32, Box<dyn Wire>> = HashMap::new();
     let mut closed_by_client: Vec<u32> = Vec::new();

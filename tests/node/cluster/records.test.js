@@ -2,7 +2,7 @@
 // Records across the three nodes of scripts/cluster-tests.sh: the real 1.1.1 (TCP) and 2.3.4
 // (WebSocket) clients on different nodes, plus raw observers and readers (tests/node/lib/raw.js,
 // raw-ws.js) where the libraries' local copies can't be trusted: under concurrent writers the
-// 1.1.1 client's copy can roll back (../shared/PROTOCOL.md §7), so convergence is judged by raw
+// 1.1.1 client's copy can roll back (docs/PROTOCOL.md §7), so convergence is judged by raw
 // observers on every node (one identical, gapless version sequence) and fresh raw readers on
 // every node (the last version and data).
 // Library behaviours relied on: see tests/node/v1/records.test.js and tests/node/v2/records.test.js
