@@ -23,6 +23,8 @@
 #                        X-Forwarded-User carries the user
 #   --auth-request URL   auth variant (C): ask the auth service at URL (http://host:port/path)
 #   (neither)            auth variant (A): no auth in nginx, the user headers are removed
+#   --auth-off           every auth variant commented out (what a careless edit leaves): the
+#                        user headers must still be removed
 #   --workers N          worker_processes (default 1)
 #
 # nginx runs in the foreground of a background process (`daemon off`), its master's PID is
@@ -40,7 +42,7 @@ die() {
 }
 
 DIR= HTTP_PORT= HTTP_UPSTREAM= TCP_PORT= TCP_UPSTREAM= HOST=127.0.0.1 PROXY_PROTOCOL=on
-PROXY_BIND= AUTH_REQUEST= WORKERS=1 STOP=0
+PROXY_BIND= AUTH_REQUEST= WORKERS=1 STOP=0 AUTH_OFF=0
 BASIC_AUTH=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -54,6 +56,7 @@ while [ $# -gt 0 ]; do
     --proxy-bind) PROXY_BIND=${2:?}; shift 2 ;;
     --basic-auth) BASIC_AUTH+=("${2:?}"); shift 2 ;;
     --auth-request) AUTH_REQUEST=${2:?}; shift 2 ;;
+    --auth-off) AUTH_OFF=1; shift ;;
     --workers) WORKERS=${2:?}; shift 2 ;;
     --stop) STOP=1; shift ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -195,6 +198,8 @@ if [ -n "$HTTP_PORT" ]; then
     chmod 0644 "$DIR/htpasswd"
   elif [ -n "$AUTH_REQUEST" ]; then
     enable="auth-request" disable="auth-none auth-basic"
+  elif [ "$AUTH_OFF" = 1 ]; then
+    enable="" disable="auth-none auth-basic auth-request"
   else
     enable="auth-none" disable="auth-basic auth-request"
   fi

@@ -96,6 +96,110 @@ pub struct HttpAuthConfig {
     pub request_timeout: Duration,
 }
 
+/// Every resource one client can grow, with its limit (README "Security" lists each key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// `maxParseErrors`: unparseable messages a connection may send before it is closed.
+    pub max_parse_errors: u32,
+    /// `maxSubscriptionsPerConnection`: event and record subscriptions of one session.
+    pub max_subscriptions: usize,
+    /// `maxListenPatternsPerConnection`: listen patterns of one session (events and records).
+    pub max_listen_patterns: usize,
+    /// `maxRpcNamesPerConnection`: RPC names one session provides or has requested.
+    pub max_rpc_names: usize,
+    /// `maxRpcCallsInFlightPerConnection`: one session's unanswered RPC requests per core that
+    /// owns their names.
+    pub max_rpc_calls_in_flight: usize,
+    /// `maxRecordSize`: the most bytes a record's JSON may take (default: `maxMessageSize`).
+    pub max_record_size: Option<usize>,
+    /// `maxRecords`: records a single node holds in memory (the embedded store); spread evenly
+    /// over the cores that own them.
+    pub max_records: usize,
+    /// `maxEngineioSessions`: engine.io sessions open on this node.
+    pub max_engineio_sessions: usize,
+    /// `maxEngineioSessionsPerAddress`: engine.io sessions opened from one client address.
+    pub max_engineio_sessions_per_address: usize,
+    /// `maxEngineioQueuedPackets`: packets one engine.io session may have waiting, each way.
+    pub max_engineio_queued_packets: usize,
+    /// `maxAuthAttemptsPerAddress`: failed logins one client address may make per
+    /// `authAttemptsWindow` before its logins are refused until the window ends.
+    pub max_auth_attempts_per_address: u32,
+    pub auth_attempts_window: Duration,
+    /// `httpHeaderTimeout`: time a client has to send a whole request head.
+    pub http_header_timeout: Duration,
+    /// `httpBodyTimeout`: time a client has to send a request body.
+    pub http_body_timeout: Duration,
+    /// `httpKeepAliveTimeout`: how long an idle keep-alive connection stays open.
+    pub http_keep_alive_timeout: Duration,
+    /// `tcpKeepAliveIdle`, `tcpKeepAliveInterval`, `tcpKeepAliveCount`: TCP keepalive probes on
+    /// every accepted socket (a dead peer is noticed after idle + interval x count).
+    pub tcp_keep_alive_idle: Duration,
+    pub tcp_keep_alive_interval: Duration,
+    pub tcp_keep_alive_count: u32,
+    /// `tcpUserTimeout`: sent data may stay unacknowledged (or unsent behind a zero window) this
+    /// long before the kernel drops the connection.
+    pub tcp_user_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_parse_errors: 10,
+            max_subscriptions: 100_000,
+            max_listen_patterns: 100,
+            max_rpc_names: 10_000,
+            max_rpc_calls_in_flight: 1_000,
+            max_record_size: None,
+            max_records: 10_000_000,
+            max_engineio_sessions: 100_000,
+            max_engineio_sessions_per_address: 1_000,
+            max_engineio_queued_packets: 1_000,
+            max_auth_attempts_per_address: 100,
+            auth_attempts_window: Duration::from_secs(60),
+            http_header_timeout: Duration::from_secs(10),
+            http_body_timeout: Duration::from_secs(30),
+            http_keep_alive_timeout: Duration::from_secs(75),
+            tcp_keep_alive_idle: Duration::from_secs(5),
+            tcp_keep_alive_interval: Duration::from_secs(5),
+            tcp_keep_alive_count: 3,
+            tcp_user_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Which browser origins may use the HTTP port (CORS answers, polling, WebSocket upgrades).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origins {
+    /// deepstream's default: any origin (reflected, with credentials allowed).
+    All,
+    /// `allowAllOrigins: false` with `origins`: only these (scheme://host[:port]); others get 403.
+    Only(Vec<String>),
+}
+
+impl Origins {
+    /// May a request with this `Origin` header (if any) use the port? A request without one
+    /// (not from a browser page) always may.
+    pub fn allows(&self, origin: Option<&[u8]>) -> bool {
+        match (self, origin) {
+            (_, None) | (Origins::All, _) => true,
+            (Origins::Only(list), Some(origin)) => {
+                list.iter().any(|allowed| allowed.as_bytes() == origin)
+            }
+        }
+    }
+}
+
+/// Which format a config file is written in: it decides the endpoints opened by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigFormat {
+    /// No file, or one that names no endpoint: corestream's default (TCP and HTTP).
+    Default,
+    /// deepstream 1.x (`tcpPort`, `webServerEnabled`, ...): TCP and engine.io on the HTTP port.
+    V1,
+    /// deepstream 2.x (`connectionEndpoints`): the WebSocket endpoint only.
+    V2,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// The folder relative paths are resolved against.
@@ -141,6 +245,10 @@ pub struct Config {
     /// The cluster through Redis (`plugins.message` / `plugins.cache` with `name: redis`);
     /// `None`: the embedded single node.
     pub cluster: Option<ClusterConfig>,
+    pub limits: Limits,
+    /// `allowAllOrigins` / `origins` (deepstream 4.x `httpServer` options; read in every format).
+    pub origins: Origins,
+    pub format: ConfigFormat,
 }
 
 impl Default for Config {
@@ -175,7 +283,17 @@ impl Default for Config {
             cluster: None,
             tcp_proxy_protocol: false,
             trusted_proxies: Vec::new(),
+            limits: Limits::default(),
+            origins: Origins::All,
+            format: ConfigFormat::Default,
         }
+    }
+}
+
+impl Config {
+    /// The most bytes a record's JSON may take.
+    pub fn max_record_size(&self) -> usize {
+        self.limits.max_record_size.unwrap_or(self.max_message_size)
     }
 }
 
@@ -246,10 +364,15 @@ impl Config {
 
         // 2.x keeps its endpoint options under connectionEndpoints.websocket.options; top-level
         // keys override them when set. Read the endpoint first, then the top level.
+        let mut endpoint_origins: OriginKeys = (None, None);
         if let Some(endpoints) = get(&root, "connectionEndpoints") {
-            read_endpoints(endpoints, &mut config, &mut warnings)?;
+            read_endpoints(endpoints, &mut config, &mut endpoint_origins, &mut warnings)?;
         }
 
+        config.format = detect_format(&root);
+        // A 2.x file has no TCP endpoint: the 1.x TCP port opens only when the file asks for it.
+        let mut tcp_asked = false;
+        let (mut allow_all_origins, mut origins) = endpoint_origins;
         let mut host: Option<String> = None;
         let mut tcp_host: Option<String> = None;
         let mut redis: Option<RedisTarget> = None;
@@ -264,7 +387,15 @@ impl Config {
             if value.is_null() {
                 continue;
             }
+            if read_limit(key, value, &mut config.limits)? {
+                continue;
+            }
             match key {
+                "allowAllOrigins" => allow_all_origins = Some(boolean(key, value)?),
+                "origins" => origins = Some(read_strings(key, value)?),
+                "httpServer" => {
+                    read_http_server(value, &mut allow_all_origins, &mut origins, &mut warnings)?
+                }
                 "serverName" => {
                     let name = string(key, value)?;
                     config.server_name = if name == "UUID" {
@@ -276,11 +407,20 @@ impl Config {
                 "logLevel" => config.log_level = log_level(key, value)?,
                 "port" => config.http_address.set_port(port(key, value)?),
                 "host" => host = Some(string(key, value)?),
-                "tcpPort" => config.tcp_address.set_port(port(key, value)?),
-                "tcpHost" => tcp_host = Some(string(key, value)?),
+                "tcpPort" => {
+                    config.tcp_address.set_port(port(key, value)?);
+                    tcp_asked = true;
+                }
+                "tcpHost" => {
+                    tcp_host = Some(string(key, value)?);
+                    tcp_asked = true;
+                }
                 "urlPath" => config.url_path = string(key, value)?,
                 "webServerEnabled" => config.http_enabled = boolean(key, value)?,
-                "tcpServerEnabled" => config.tcp_enabled = boolean(key, value)?,
+                "tcpServerEnabled" => {
+                    config.tcp_enabled = boolean(key, value)?;
+                    tcp_asked = config.tcp_enabled;
+                }
                 "auth" => config.auth = read_auth(value, config_dir)?,
                 "permission" => read_permission(value, config_dir)?,
                 "rpcAckTimeout" => config.rpc_ack_timeout = millis(key, value)?,
@@ -328,6 +468,21 @@ impl Config {
                 )),
             }
         }
+        if config.format == ConfigFormat::V2 && !tcp_asked {
+            config.tcp_enabled = false;
+        }
+        config.origins =
+            match (allow_all_origins, origins) {
+                (Some(false), Some(list)) if !list.is_empty() => Origins::Only(list),
+                (Some(false), _) => return Err(error(
+                    "origins",
+                    "allowAllOrigins is false: list the origins to allow (scheme://host[:port])",
+                )),
+                // A list without allowAllOrigins: false still means the list (deepstream 4.x only
+                // reads the list when allowAllOrigins is false; a list alone is clearly meant).
+                (None, Some(list)) if !list.is_empty() => Origins::Only(list),
+                _ => Origins::All,
+            };
         if let Some(host) = host {
             config.http_address = resolve("host", &host, config.http_address.port())?;
         }
@@ -446,6 +601,103 @@ fn read_plugins(
     Ok(targets.into_iter().next().map(|(_, target)| target))
 }
 
+/// The format a file is written in, from the keys it uses.
+fn detect_format(root: &serde_yaml::Mapping) -> ConfigFormat {
+    if get(root, "connectionEndpoints").is_some() {
+        ConfigFormat::V2
+    } else if ["tcpPort", "tcpHost", "tcpServerEnabled", "webServerEnabled"]
+        .iter()
+        .any(|key| get(root, key).is_some())
+    {
+        ConfigFormat::V1
+    } else {
+        ConfigFormat::Default
+    }
+}
+
+/// Reads one of the keys of `Limits`; `false` when `key` is not one of them.
+fn read_limit(key: &str, value: &Value, limits: &mut Limits) -> Result<bool, ConfigError> {
+    let count = || positive(key, value);
+    match key {
+        "maxParseErrors" => limits.max_parse_errors = count()? as u32,
+        "maxSubscriptionsPerConnection" => limits.max_subscriptions = count()? as usize,
+        "maxListenPatternsPerConnection" => limits.max_listen_patterns = count()? as usize,
+        "maxRpcNamesPerConnection" => limits.max_rpc_names = count()? as usize,
+        "maxRpcCallsInFlightPerConnection" => limits.max_rpc_calls_in_flight = count()? as usize,
+        "maxRecordSize" => limits.max_record_size = Some(count()? as usize),
+        "maxRecords" => limits.max_records = count()? as usize,
+        "maxEngineioSessions" => limits.max_engineio_sessions = count()? as usize,
+        "maxEngineioSessionsPerAddress" => {
+            limits.max_engineio_sessions_per_address = count()? as usize
+        }
+        "maxEngineioQueuedPackets" => limits.max_engineio_queued_packets = count()? as usize,
+        "maxAuthAttemptsPerAddress" => limits.max_auth_attempts_per_address = count()? as u32,
+        "authAttemptsWindow" => limits.auth_attempts_window = positive_millis(key, value)?,
+        "httpHeaderTimeout" => limits.http_header_timeout = positive_millis(key, value)?,
+        "httpBodyTimeout" => limits.http_body_timeout = positive_millis(key, value)?,
+        "httpKeepAliveTimeout" => limits.http_keep_alive_timeout = positive_millis(key, value)?,
+        "tcpKeepAliveIdle" => limits.tcp_keep_alive_idle = positive_millis(key, value)?,
+        "tcpKeepAliveInterval" => limits.tcp_keep_alive_interval = positive_millis(key, value)?,
+        "tcpKeepAliveCount" => limits.tcp_keep_alive_count = count()? as u32,
+        "tcpUserTimeout" => limits.tcp_user_timeout = positive_millis(key, value)?,
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+/// `allowAllOrigins` or `origins`, wherever they appear (`full` names the place for errors).
+fn read_origin_key(
+    key: &str,
+    full: &str,
+    value: &Value,
+    allow_all: &mut Option<bool>,
+    list: &mut Option<Vec<String>>,
+) -> Result<(), ConfigError> {
+    if key == "allowAllOrigins" {
+        *allow_all = Some(boolean(full, value)?);
+    } else {
+        *list = Some(read_strings(full, value)?);
+    }
+    Ok(())
+}
+
+/// deepstream 4.x's `httpServer: {type, options}`: the origin keys are read, the rest has no
+/// effect on this server (one warning each).
+fn read_http_server(
+    value: &Value,
+    allow_all: &mut Option<bool>,
+    list: &mut Option<Vec<String>>,
+    warnings: &mut Vec<String>,
+) -> Result<(), ConfigError> {
+    let Some(options) = value
+        .as_mapping()
+        .and_then(|server| get(server, "options"))
+        .and_then(Value::as_mapping)
+    else {
+        return Ok(());
+    };
+    for (key, value) in options {
+        let key = key.as_str().unwrap_or_default();
+        let full = format!("httpServer.options.{key}");
+        match key {
+            "allowAllOrigins" | "origins" => read_origin_key(key, &full, value, allow_all, list)?,
+            _ => warnings.push(format!("config key '{full}' has no effect on corestream")),
+        }
+    }
+    Ok(())
+}
+
+/// A list of strings (`origins`).
+fn read_strings(key: &str, value: &Value) -> Result<Vec<String>, ConfigError> {
+    let Value::Sequence(items) = value else {
+        return Err(error(
+            key,
+            format!("expected a list of strings, not {}", describe(value)),
+        ));
+    };
+    items.iter().map(|item| string(key, item)).collect()
+}
+
 /// A list of IP addresses (`trustedProxies`).
 fn read_addresses(key: &str, value: &Value) -> Result<Vec<std::net::IpAddr>, ConfigError> {
     let Value::Sequence(items) = value else {
@@ -468,9 +720,13 @@ fn get<'a>(map: &'a serde_yaml::Mapping, key: &str) -> Option<&'a Value> {
     map.get(key).filter(|value| !value.is_null())
 }
 
+/// `allowAllOrigins` and `origins` as read so far.
+type OriginKeys = (Option<bool>, Option<Vec<String>>);
+
 fn read_endpoints(
     endpoints: &Value,
     config: &mut Config,
+    origins: &mut OriginKeys,
     warnings: &mut Vec<String>,
 ) -> Result<(), ConfigError> {
     let Value::Mapping(endpoints) = endpoints else {
@@ -511,6 +767,9 @@ fn read_endpoints(
                 "logInvalidAuthData" => config.log_invalid_auth_data = boolean(&full, value)?,
                 "healthCheckPath" => config.health_check_path = string(&full, value)?,
                 "heartbeatInterval" => config.heartbeat_interval = positive_millis(&full, value)?,
+                "allowAllOrigins" | "origins" => {
+                    read_origin_key(key, &full, value, &mut origins.0, &mut origins.1)?
+                }
                 other if NOT_YET_SUPPORTED.contains(&other) => warnings.push(format!(
                     "config key '{full}' is accepted but not supported yet: it has no effect"
                 )),

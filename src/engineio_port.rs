@@ -12,6 +12,8 @@
 //! A WebSocket upgrade that lands on another core is handed over, socket and all, to the home
 //! core (`CoreMessage::Adopt`), which serves it.
 
+use crate::admission::{EngineioTicket, Refusal};
+use crate::auth::proxy::Caller;
 use crate::protocol::actions::Dialect;
 use crate::session::Session;
 use crate::shard::{Core, PortState, RelayReply, RelayRequest, SessionPort, Transport};
@@ -60,23 +62,68 @@ pub struct EioSession {
     last_seen: Cell<Instant>,
     /// A WebSocket is attached (only one may be).
     pub websocket_attached: Cell<bool>,
+    /// `maxEngineioQueuedPackets`: most packets waiting in each direction.
+    max_queued: usize,
+    /// This session's place in the node's engine.io counts (given back when it is dropped).
+    _ticket: EngineioTicket,
+}
+
+/// A session id: the home core, then 128 bits from the operating system's cryptographic
+/// generator (the sid is the only credential of a poll or an upgrade).
+fn new_sid(core: usize) -> String {
+    let mut sid = format!("{core:x}-");
+    for byte in crate::random::bytes::<16>() {
+        sid.push_str(&format!("{byte:02x}"));
+    }
+    sid
 }
 
 impl EioSession {
+    /// The deepstream session's outbound port (`None` on the echo path).
+    pub fn port(&self) -> Option<&SessionPort> {
+        self.port.as_deref()
+    }
+
     pub fn touch(&self) {
         self.last_seen.set(Instant::now());
     }
 
-    /// Queues packets from the client for the session's task.
+    /// Queues packets from the client for the session's task. A client that sends more than
+    /// `maxEngineioQueuedPackets` before the session could handle them is closed.
     pub fn receive(&self, packets: Vec<Packet>) {
         self.touch();
-        self.inbound.borrow_mut().extend(packets);
+        let mut inbound = self.inbound.borrow_mut();
+        if inbound.len() + packets.len() > self.max_queued {
+            drop(inbound);
+            crate::warn!(
+                "engine.io session {}: more than {} packets queued (maxEngineioQueuedPackets): \
+                 closing it",
+                self.sid,
+                self.max_queued
+            );
+            self.close();
+            return;
+        }
+        inbound.extend(packets);
+        drop(inbound);
         if let Some(waker) = self.driver_waker.borrow_mut().take() {
             waker.wake();
         }
     }
 
+    /// Queues an engine.io packet (pong, noop, echo) for the client; past
+    /// `maxEngineioQueuedPackets` unread packets the session is closed.
     pub fn send(&self, packet: Packet) {
+        if self.out.borrow().len() >= self.max_queued {
+            crate::warn!(
+                "engine.io session {}: more than {} packets unread (maxEngineioQueuedPackets): \
+                 closing it",
+                self.sid,
+                self.max_queued
+            );
+            self.close();
+            return;
+        }
         self.out.borrow_mut().push_back(packet);
         self.wake_output();
     }
@@ -175,22 +222,20 @@ impl EioRegistry {
         usize::from_str_radix(core, 16).ok()
     }
 
-    /// Creates a session and starts its task. Returns it with the open packet to send.
+    /// Creates a session and starts its task. Returns it with the open packet to send, or why
+    /// it was refused (`maxEngineioSessions`, `maxEngineioSessionsPerAddress`).
     pub fn open(
         self: &Rc<Self>,
         mode: Mode,
         carrier: Carrier,
         b64: bool,
-        peer: Option<std::net::SocketAddr>,
-        identity: Option<crate::auth::ProxyIdentity>,
-    ) -> (Rc<EioSession>, Packet) {
+        caller: Caller,
+    ) -> Result<(Rc<EioSession>, Packet), Refusal> {
         let core = &self.core;
-        let sid = format!(
-            "{:x}-{:016x}{:08x}",
-            core.id,
-            fastrand::u64(..),
-            fastrand::u32(..)
-        );
+        let ticket = core
+            .admission
+            .open_engineio(caller.address.map(|address| address.ip()))?;
+        let sid = new_sid(core.id);
         let convention = match mode {
             Mode::Deepstream => TextConvention::Utf8Bytes,
             Mode::Echo => TextConvention::Utf16Units,
@@ -211,6 +256,8 @@ impl EioRegistry {
             closed: Cell::new(false),
             last_seen: Cell::new(Instant::now()),
             websocket_attached: Cell::new(carrier == Carrier::WebSocket),
+            max_queued: core.config.limits.max_engineio_queued_packets,
+            _ticket: ticket,
         });
         self.sessions
             .borrow_mut()
@@ -223,13 +270,13 @@ impl EioRegistry {
             config.engineio_ping_timeout.as_millis(),
         ));
         let deepstream = port.map(|port| {
-            let mut session = Session::start(Rc::clone(core), port, Dialect::V1, peer);
-            session.set_proxy_identity(identity);
+            let mut session = Session::start(Rc::clone(core), port, Dialect::V1, caller.address);
+            session.set_proxy_identity(caller.identity);
             session
         });
         core.counters.session_opened(Transport::EngineIo);
         glommio::spawn_local(drive(Rc::clone(self), Rc::clone(&session), deepstream)).detach();
-        (session, open)
+        Ok((session, open))
     }
 
     fn forget(&self, sid: &str) {

@@ -9,21 +9,23 @@
 //!
 //! Called by `server` (accept loops); it never knows what a record or an event is.
 
+use crate::admission::Refusal;
+use crate::auth::proxy::Caller;
 use crate::engineio_port::{self, Carrier, EioRegistry, EioSession};
+use crate::net::Read;
 use crate::protocol::actions::Dialect;
 use crate::session::Session;
 use crate::shard::{
-    Core, CoreStats, PortState, RelayRequest, Transport, TOPIC_NAMES, TRANSPORT_NAMES,
+    Core, CoreStats, PortState, RelayRequest, SessionPort, Transport, TOPIC_NAMES, TRANSPORT_NAMES,
 };
 use crate::transport::engineio::Packet;
 use crate::transport::http::{parse_request, response, Parse, Request};
 use crate::transport::websocket::{self, close_code, Decoder, Event};
 use bytes::Bytes;
 use futures_lite::future::{or, pending, poll_fn};
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::AsyncReadExt;
 use glommio::net::{TcpListener, TcpStream};
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -66,21 +68,91 @@ pub async fn accept_http(core: Rc<Core>, listener: TcpListener) {
     }
 }
 
-/// Reads until a whole request head is buffered. `None`: the peer closed or the read failed.
-async fn read_head(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Option<Result<Request, u16>> {
+/// What reading one request got.
+enum Incoming {
+    Request {
+        request: Request,
+        /// The head as received (replayed when an upgrade is handed to another core).
+        head: Vec<u8>,
+        body: Vec<u8>,
+    },
+    /// Answer with this status and close.
+    Refuse(u16),
+    /// The peer closed, or was idle past `httpKeepAliveTimeout`: close quietly.
+    Gone,
+}
+
+/// Reads one request (head and body) under the HTTP limits: an idle connection waits at most
+/// `httpKeepAliveTimeout` for its next request, a head must arrive within `httpHeaderTimeout` of
+/// its first byte (408 otherwise) and a body within `httpBodyTimeout` (408); bodies are framed by
+/// `Content-Length` only (501 for `Transfer-Encoding`) and limited to `maxMessageSize` (413).
+async fn read_request(core: &Core, stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Incoming {
+    let limits = &core.config.limits;
     let mut chunk = [0u8; 4096];
-    loop {
+    let mut head_deadline =
+        (!buffer.is_empty()).then(|| Instant::now() + limits.http_header_timeout);
+    let idle_deadline = Instant::now() + limits.http_keep_alive_timeout;
+    let request = loop {
         match parse_request(buffer) {
-            Parse::Complete(request) => return Some(Ok(request)),
-            Parse::Refuse(status) => return Some(Err(status)),
+            Parse::Complete(request) => break request,
+            Parse::Refuse(status) => return Incoming::Refuse(status),
             Parse::Partial => {}
         }
-        let read = stream.read(&mut chunk).await.ok()?;
-        if read == 0 {
-            return None;
+        let deadline = head_deadline.unwrap_or(idle_deadline);
+        match crate::net::read_until(stream, &mut chunk, deadline).await {
+            Read::Data(count) => {
+                buffer.extend_from_slice(&chunk[..count]);
+                head_deadline.get_or_insert(Instant::now() + limits.http_header_timeout);
+            }
+            Read::Closed => return Incoming::Gone,
+            Read::TimedOut if head_deadline.is_some() => return Incoming::Refuse(408),
+            Read::TimedOut => return Incoming::Gone,
         }
-        buffer.extend_from_slice(&chunk[..read]);
+    };
+    if request.header("transfer-encoding").is_some() {
+        return Incoming::Refuse(501);
     }
+    let Some(body_length) = request.content_length() else {
+        return Incoming::Refuse(400);
+    };
+    if body_length > core.config.max_message_size {
+        return Incoming::Refuse(413);
+    }
+    let head: Vec<u8> = buffer.drain(..request.head_length).collect();
+    let body_deadline = Instant::now() + limits.http_body_timeout;
+    while buffer.len() < body_length {
+        match crate::net::read_until(stream, &mut chunk, body_deadline).await {
+            Read::Data(count) => buffer.extend_from_slice(&chunk[..count]),
+            Read::Closed => return Incoming::Gone,
+            Read::TimedOut => return Incoming::Refuse(408),
+        }
+    }
+    let body = buffer.drain(..body_length).collect();
+    Incoming::Request {
+        request,
+        head,
+        body,
+    }
+}
+
+/// Writes a response or a frame: `false` when the write failed or did not finish within
+/// `tcpUserTimeout` (a client that stopped reading); the caller then drops the connection.
+async fn put(core: &Core, stream: &mut TcpStream, bytes: &[u8]) -> bool {
+    let deadline = Instant::now() + core.config.limits.tcp_user_timeout;
+    crate::net::write_all_racing(stream, bytes, None, Some(deadline)).await
+}
+
+/// Writes for a deepstream WebSocket session: gives up as soon as the session is aborted as a
+/// slow consumer, or when the write takes longer than a heartbeat interval (the client cannot
+/// be reading its pings).
+async fn put_session(
+    core: &Core,
+    stream: &mut TcpStream,
+    port: &SessionPort,
+    bytes: &[u8],
+) -> bool {
+    let deadline = Instant::now() + core.config.heartbeat_interval;
+    crate::net::write_all_racing(stream, bytes, Some(port), Some(deadline)).await
 }
 
 fn path_matches(path: &str, configured: &str) -> bool {
@@ -93,37 +165,46 @@ async fn serve_http(
     mut stream: TcpStream,
     received: Vec<u8>,
 ) {
-    let _ = stream.set_nodelay(true);
+    crate::net::tune(&stream, &core.config.limits);
     let peer = stream.peer_addr().ok();
     let mut buffer = received;
     loop {
-        let request = match read_head(&mut stream, &mut buffer).await {
-            None => return,
-            Some(Err(status)) => {
-                let _ = stream.write_all(&response(status, &[], b"", false)).await;
-                return;
-            }
-            Some(Ok(request)) => request,
-        };
-        let original_head: Vec<u8> = buffer.drain(..request.head_length).collect();
-        let Some(body_length) = request.content_length() else {
-            let _ = stream.write_all(&response(400, &[], b"", false)).await;
-            return;
-        };
-        if body_length > core.config.max_message_size {
-            let _ = stream.write_all(&response(413, &[], b"", false)).await;
-            return;
-        }
-        let mut chunk = [0u8; 4096];
-        while buffer.len() < body_length {
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(read) => buffer.extend_from_slice(&chunk[..read]),
-            }
-        }
-        let body: Vec<u8> = buffer.drain(..body_length).collect();
+        let (request, original_head, body) =
+            match read_request(&core, &mut stream, &mut buffer).await {
+                Incoming::Request {
+                    request,
+                    head,
+                    body,
+                } => (request, head, body),
+                Incoming::Refuse(status) => {
+                    let _ = put(&core, &mut stream, &response(status, &[], b"", false)).await;
+                    return;
+                }
+                Incoming::Gone => return,
+            };
         let keep_alive = request.keep_alive();
         let config = &core.config;
+        let caller = crate::auth::proxy::caller(config, peer, |name| request.header(name));
+        if !config.origins.allows(request.header("origin")) {
+            // `origins`: a page from another origin may not poll, post or upgrade (a browser
+            // would send the visitor's credentials for nginx along with it).
+            crate::info!(
+                "{}: request from origin {:?} refused (not in origins)",
+                caller.address.map(|a| a.to_string()).unwrap_or_default(),
+                String::from_utf8_lossy(request.header("origin").unwrap_or_default())
+            );
+            if !put(
+                &core,
+                &mut stream,
+                &response(403, &[], b"origin not allowed", keep_alive),
+            )
+            .await
+                || !keep_alive
+            {
+                return;
+            }
+            continue;
+        }
         let engineio_mode = if request.query_param("EIO").is_none() {
             None
         } else if path_matches(&request.path, &config.url_path) {
@@ -170,7 +251,7 @@ async fn serve_http(
                 &body,
                 &mut buffer,
                 mode,
-                peer,
+                &caller,
             )
             .await;
             match upgraded {
@@ -192,18 +273,21 @@ async fn serve_http(
             };
             let Some(mode) = mode else {
                 // As deepstream 2.x does for an upgrade on another path.
-                let _ = stream
-                    .write_all(&response(400, &[], b"URL not supported", false))
-                    .await;
+                let _ = put(
+                    &core,
+                    &mut stream,
+                    &response(400, &[], b"URL not supported", false),
+                )
+                .await;
                 return;
             };
             if request.header("sec-websocket-version") != Some(b"13") {
                 let reply = response(426, &[("Sec-WebSocket-Version", "13")], b"", false);
-                let _ = stream.write_all(&reply).await;
+                let _ = put(&core, &mut stream, &reply).await;
                 return;
             }
             let Some(key) = request.header("sec-websocket-key") else {
-                let _ = stream.write_all(&response(400, &[], b"", false)).await;
+                let _ = put(&core, &mut stream, &response(400, &[], b"", false)).await;
                 return;
             };
             let accept = websocket::accept_key(key);
@@ -211,11 +295,10 @@ async fn serve_http(
                 "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
                  Sec-WebSocket-Accept: {accept}\r\nSec-WebSocket-Version: 13\r\n\r\n"
             );
-            if stream.write_all(handshake.as_bytes()).await.is_err() {
+            if !put(&core, &mut stream, handshake.as_bytes()).await {
                 return;
             }
-            let identity = crate::auth::proxy::identity(config, peer, |name| request.header(name));
-            serve_websocket(core, stream, buffer, mode, peer, identity).await;
+            serve_websocket(core, stream, buffer, mode, caller).await;
             return;
         }
         let reply = if path_matches(&request.path, &config.health_check_path) {
@@ -272,7 +355,7 @@ async fn serve_http(
         } else {
             response(404, &[], b"", keep_alive)
         };
-        if stream.write_all(&reply).await.is_err() || !keep_alive {
+        if !put(&core, &mut stream, &reply).await || !keep_alive {
             return;
         }
     }
@@ -290,6 +373,25 @@ fn engineio_error(code: u8, message: &str, cors: &[(&str, String)], keep_alive: 
     response(400, &headers, body.as_bytes(), keep_alive)
 }
 
+/// How long after the 101 of a WebSocket-only engine.io session its open packet is written.
+const OPEN_PACKET_DELAY: Duration = Duration::from_millis(2);
+
+/// The answer to a handshake over an engine.io session limit (503: try later).
+fn refused(refusal: Refusal, cors: &[(&str, String)]) -> Vec<u8> {
+    let (key, text) = match refusal {
+        Refusal::NodeFull => ("maxEngineioSessions", "this node has too many sessions"),
+        Refusal::AddressFull => (
+            "maxEngineioSessionsPerAddress",
+            "too many sessions from this address",
+        ),
+    };
+    crate::warn!("engine.io handshake refused: {text} ({key})");
+    let body = format!("{{\"code\":4,\"message\":\"{text}\"}}");
+    let mut headers: Vec<(&str, &str)> = vec![("Content-Type", "application/json")];
+    headers.extend(cors.iter().map(|(name, value)| (*name, value.as_str())));
+    response(503, &headers, body.as_bytes(), false)
+}
+
 /// One engine.io request (`EIO` in the query) on the deepstream path or the echo path.
 #[allow(clippy::too_many_arguments)]
 async fn serve_engineio(
@@ -300,9 +402,11 @@ async fn serve_engineio(
     body: &[u8],
     leftover: &mut Vec<u8>,
     mode: engineio_port::Mode,
-    peer: Option<SocketAddr>,
+    caller: &Caller,
 ) -> Fate {
     let keep_alive = request.keep_alive();
+    // Only an allowed origin gets here (`serve_http` refused the others): it is reflected, with
+    // credentials, as engine.io does.
     let cors: Vec<(&str, String)> = match request.header("origin") {
         Some(origin) => vec![
             (
@@ -310,18 +414,17 @@ async fn serve_engineio(
                 String::from_utf8_lossy(origin).to_string(),
             ),
             ("Access-Control-Allow-Credentials", "true".to_string()),
+            ("Vary", "Origin".to_string()),
         ],
         None => vec![("Access-Control-Allow-Origin", "*".to_string())],
     };
     if request.query_param("EIO") != Some("3") {
-        let _ = stream
-            .write_all(&engineio_error(
-                5,
-                "Unsupported protocol version",
-                &cors,
-                keep_alive,
-            ))
-            .await;
+        let _ = put(
+            core,
+            stream,
+            &engineio_error(5, "Unsupported protocol version", &cors, keep_alive),
+        )
+        .await;
         return Fate::KeepAlive;
     }
     let sid = request.query_param("sid").filter(|sid| !sid.is_empty());
@@ -362,7 +465,7 @@ async fn serve_engineio(
                 // A WebSocket cannot be relayed: refused, the client keeps polling.
                 _ => engineio_error(3, "Bad request", &cors, keep_alive),
             };
-            let _ = stream.write_all(&reply).await;
+            let _ = put(core, stream, &reply).await;
             return Fate::KeepAlive;
         }
     }
@@ -386,56 +489,81 @@ async fn serve_engineio(
                 None => None,
             };
             if sid.is_some() && session.is_none() && !duplicate {
-                let _ = stream
-                    .write_all(&engineio_error(1, "Session ID unknown", &cors, false))
-                    .await;
+                let _ = put(
+                    core,
+                    stream,
+                    &engineio_error(1, "Session ID unknown", &cors, false),
+                )
+                .await;
                 return Fate::Close;
             }
             let Some(key) = request.header("sec-websocket-key") else {
-                let _ = stream.write_all(&response(400, &[], b"", false)).await;
+                let _ = put(core, stream, &response(400, &[], b"", false)).await;
                 return Fate::Close;
+            };
+            // A new session (WebSocket only) is opened before the 101, so a refusal can still
+            // be an HTTP answer.
+            let opened = match (&session, duplicate) {
+                (None, false) => {
+                    match engineio.open(mode, Carrier::WebSocket, b64, caller.clone()) {
+                        Ok(opened) => Some(opened),
+                        Err(refusal) => {
+                            let _ = put(core, stream, &refused(refusal, &cors)).await;
+                            return Fate::Close;
+                        }
+                    }
+                }
+                _ => None,
             };
             let handshake = format!(
                 "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
                  Sec-WebSocket-Accept: {}\r\n\r\n",
                 websocket::accept_key(key)
             );
-            if stream.write_all(handshake.as_bytes()).await.is_err() {
+            if !put(core, stream, handshake.as_bytes()).await {
+                if let Some((session, _)) = opened {
+                    session.close();
+                }
                 return Fate::Close;
             }
             if duplicate {
                 let mut frame = Vec::new();
                 websocket::write_close(&mut frame, Some(close_code::NORMAL));
-                let _ = stream.write_all(&frame).await;
+                let _ = put(core, stream, &frame).await;
                 return Fate::Close;
             }
-            let session = match session {
-                Some(session) => session,
-                None => {
-                    let identity = crate::auth::proxy::identity(&core.config, peer, |name| {
-                        request.header(name)
-                    });
-                    let (session, open) =
-                        engineio.open(mode, Carrier::WebSocket, b64, peer, identity);
-                    // The open packet in its own write, after the 101.
+            let session = match (session, opened) {
+                (Some(session), _) => session,
+                (None, Some((session, open))) => {
+                    // The open packet goes out once the client has taken the 101 on its own: a
+                    // client that attaches its message listener when the socket opens (as the
+                    // engine.io protocol suite does) would miss a packet that arrived with the
+                    // 101 in one read. Node's engine.io has that gap naturally (its handshake
+                    // code runs between the two writes); here it is a short pause.
+                    glommio::timer::sleep(OPEN_PACKET_DELAY).await;
                     let mut frame = Vec::new();
                     let mut packet = Vec::new();
                     open.encode(&mut packet);
                     websocket::write_text(&mut frame, &packet);
-                    if stream.write_all(&frame).await.is_err() {
+                    if !put(core, stream, &frame).await {
                         session.close();
                         return Fate::Close;
                     }
                     session
                 }
+                (None, None) => return Fate::Close,
             };
             serve_engineio_websocket(core, stream, std::mem::take(leftover), session).await;
             Fate::Close
         }
         (Some("polling"), None) if request.method == "GET" => {
-            let identity =
-                crate::auth::proxy::identity(&core.config, peer, |name| request.header(name));
-            let (session, open) = engineio.open(mode, Carrier::Polling, b64, peer, identity);
+            let (session, open) = match engineio.open(mode, Carrier::Polling, b64, caller.clone()) {
+                Ok(opened) => opened,
+                Err(refusal) => {
+                    let _ = put(core, stream, &refused(refusal, &cors)).await;
+                    return Fate::Close;
+                }
+            };
             let (bytes, content_type) =
                 engineio_port::polling_body(&[open], !b64, session.convention);
             let cookie = format!("io={}", session.sid);
@@ -444,9 +572,7 @@ async fn serve_engineio(
                 ("Set-Cookie", cookie.as_str()),
             ];
             headers.extend(cors.iter().map(|(name, value)| (*name, value.as_str())));
-            let _ = stream
-                .write_all(&response(200, &headers, &bytes, keep_alive))
-                .await;
+            let _ = put(core, stream, &response(200, &headers, &bytes, keep_alive)).await;
             Fate::KeepAlive
         }
         (Some("polling"), Some(sid)) => {
@@ -475,13 +601,16 @@ async fn serve_engineio(
                 }
                 _ => engineio_error(3, "Bad request", &cors, keep_alive),
             };
-            let _ = stream.write_all(&answer).await;
+            let _ = put(core, stream, &answer).await;
             Fate::KeepAlive
         }
         _ => {
-            let _ = stream
-                .write_all(&engineio_error(0, "Transport unknown", &cors, keep_alive))
-                .await;
+            let _ = put(
+                core,
+                stream,
+                &engineio_error(0, "Transport unknown", &cors, keep_alive),
+            )
+            .await;
             Fate::KeepAlive
         }
     }
@@ -520,7 +649,13 @@ async fn serve_engineio_websocket(
                 }
             }
             core.counters.bytes_out(Transport::EngineIo, frame.len());
-            if stream.write_all(&frame).await.is_err() {
+            // A client that stops reading: its session is aborted past its outbound limit, or
+            // the write outlives the engine.io heartbeat.
+            let deadline = Instant::now()
+                + core.config.engineio_ping_interval
+                + core.config.engineio_ping_timeout;
+            let port = session.port();
+            if !crate::net::write_all_racing(stream, &frame, port, Some(deadline)).await {
                 break;
             }
             continue;
@@ -528,7 +663,7 @@ async fn serve_engineio_websocket(
         if session.closed.get() {
             frame.clear();
             websocket::write_close(&mut frame, Some(close_code::NORMAL));
-            if stream.write_all(&frame).await.is_ok() {
+            if put(core, stream, &frame).await {
                 linger(stream, &mut chunk).await;
             }
             return;
@@ -544,7 +679,7 @@ async fn serve_engineio_websocket(
                         session.touch();
                         frame.clear();
                         websocket::write_text(&mut frame, b"3probe");
-                        if stream.write_all(&frame).await.is_err() {
+                        if !put(core, stream, &frame).await {
                             failed = Some(None);
                             break;
                         }
@@ -572,7 +707,7 @@ async fn serve_engineio_websocket(
                 Event::Ping(data) => {
                     frame.clear();
                     websocket::write_pong(&mut frame, &data);
-                    let _ = stream.write_all(&frame).await;
+                    let _ = put(core, stream, &frame).await;
                 }
                 Event::Pong => {}
                 Event::Close(code) => {
@@ -593,7 +728,7 @@ async fn serve_engineio_websocket(
             }
             frame.clear();
             websocket::write_close(&mut frame, code);
-            if stream.write_all(&frame).await.is_ok() {
+            if put(core, stream, &frame).await {
                 linger(stream, &mut chunk).await;
             }
             return;
@@ -624,6 +759,8 @@ async fn serve_engineio_websocket(
             None => {}
         }
     }
+    // The carrying WebSocket failed (or its client stopped reading): the session ends with it.
+    session.close();
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -644,16 +781,16 @@ async fn serve_websocket(
     mut stream: TcpStream,
     leftover: Vec<u8>,
     mode: Mode,
-    peer: Option<SocketAddr>,
-    identity: Option<crate::auth::ProxyIdentity>,
+    caller: Caller,
 ) {
+    let peer = caller.address;
     let transport = Transport::WebSocket;
     core.counters.session_opened(transport);
     let port = core.open_session();
     let mut session = match mode {
         Mode::Deepstream => {
             let mut session = Session::start(Rc::clone(&core), Rc::clone(&port), Dialect::V2, peer);
-            session.set_proxy_identity(identity);
+            session.set_proxy_identity(caller.identity);
             Some(session)
         }
         Mode::Echo => None,
@@ -683,7 +820,7 @@ async fn serve_websocket(
             websocket::write_text(&mut frame, &payload);
             payload.clear();
             core.counters.bytes_out(transport, frame.len());
-            if stream.write_all(&frame).await.is_err() {
+            if !put_session(&core, &mut stream, &port, &frame).await {
                 break;
             }
             continue;
@@ -699,7 +836,7 @@ async fn serve_websocket(
         if let Some(code) = close {
             frame.clear();
             websocket::write_close(&mut frame, code);
-            if stream.write_all(&frame).await.is_ok() {
+            if put_session(&core, &mut stream, &port, &frame).await {
                 linger(&mut stream, &mut chunk).await;
             }
             break;
@@ -716,14 +853,14 @@ async fn serve_websocket(
                 (Event::Text(text), Mode::Echo) => {
                     frame.clear();
                     websocket::write_text(&mut frame, &text);
-                    if stream.write_all(&frame).await.is_err() {
+                    if !put_session(&core, &mut stream, &port, &frame).await {
                         break 'connection;
                     }
                 }
                 (Event::Binary(data), Mode::Echo) => {
                     frame.clear();
                     websocket::write_binary(&mut frame, &data);
-                    if stream.write_all(&frame).await.is_err() {
+                    if !put_session(&core, &mut stream, &port, &frame).await {
                         break 'connection;
                     }
                 }
@@ -735,7 +872,7 @@ async fn serve_websocket(
                 (Event::Ping(data), _) => {
                     frame.clear();
                     websocket::write_pong(&mut frame, &data);
-                    if stream.write_all(&frame).await.is_err() {
+                    if !put_session(&core, &mut stream, &port, &frame).await {
                         break 'connection;
                     }
                 }

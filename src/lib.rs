@@ -7,13 +7,16 @@
 
 #[macro_use]
 pub mod logging;
+pub mod admission;
 pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod engineio_port;
 pub mod features;
 pub mod http_port;
+pub mod net;
 pub mod protocol;
+pub mod random;
 pub mod server;
 pub mod session;
 pub mod shard;

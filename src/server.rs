@@ -7,27 +7,24 @@
 //! and by tests (which start servers in-process and read each core's registries through
 //! `ServerHandle::stats`).
 
+use crate::admission::Admission;
 use crate::auth::{AuthError, Authenticator};
 use crate::config::Config;
 use crate::protocol::actions::Dialect;
 use crate::session::Session;
-use crate::shard::{
-    Batch, Congestion, Core, CoreStats, PortState, SessionPort, Transport, CHANNEL_BATCHES,
-};
+use crate::shard::{Batch, Congestion, Core, CoreStats, PortState, Transport, CHANNEL_BATCHES};
 use crate::transport::proxy_protocol::{self, ProxyHeader};
 use crate::transport::tcp::{Frame, TcpFramer, MAXIMUM_MESSAGE_SIZE_EXCEEDED};
 use crossbeam::channel::{Receiver, Sender, TryRecvError};
 use futures_lite::future::{or, pending, poll_fn};
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::AsyncReadExt;
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::net::{TcpListener, TcpStream};
 use glommio::{LocalExecutorBuilder, Placement};
 use std::fmt;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::{Duration, Instant};
 
 /// Why the server could not start.
@@ -145,6 +142,7 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
     let mesh: MeshBuilder<Batch, _> = MeshBuilder::full(cores, CHANNEL_BATCHES);
     let (ready_sender, ready) = crossbeam::channel::unbounded::<Result<usize, String>>();
     let congestion = Congestion::new(cores);
+    let admission = Admission::new(&config.limits);
     let mut controls = Vec::new();
     let mut threads = Vec::new();
     for id in 0..cores {
@@ -160,6 +158,7 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         let mesh = mesh.clone();
         let ready_sender = ready_sender.clone();
         let congestion = Arc::clone(&congestion);
+        let admission = Arc::clone(&admission);
         let mut builder = LocalExecutorBuilder::new(placement)
             .name(&format!("core-{id}"))
             .io_memory(config.io_memory);
@@ -173,6 +172,7 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
                     cores,
                     config,
                     auth,
+                    admission,
                     congestion,
                     mesh,
                     control,
@@ -205,6 +205,23 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
             }
         }
     }
+    // The probe above and our SO_REUSEPORT binds are not one atomic step: a server started
+    // at the same moment may have bound too. Look again, now that ours are bound.
+    let addresses = [
+        config.tcp_enabled.then_some(config.tcp_address),
+        config.http_enabled.then_some(config.http_address),
+    ];
+    for address in addresses.into_iter().flatten() {
+        if crate::net::shared_with_another_process(address) {
+            handle.shutdown();
+            return Err(StartError::PortInUse {
+                address,
+                reason: "already in use by another process that listens with SO_REUSEPORT (the \
+                         kernel would split connections between the two servers)"
+                    .into(),
+            });
+        }
+    }
     Ok(handle)
 }
 
@@ -214,6 +231,7 @@ struct CoreSetup {
     cores: usize,
     config: Arc<Config>,
     auth: Arc<Authenticator>,
+    admission: Arc<Admission>,
     congestion: Arc<Congestion>,
     mesh: MeshBuilder<Batch, glommio::channels::channel_mesh::Full>,
     control: Receiver<Control>,
@@ -226,13 +244,21 @@ async fn run_core(setup: CoreSetup) {
         cores,
         config,
         auth,
+        admission,
         congestion,
         mesh,
         control,
         ready,
     } = setup;
     crate::logging::set_core(id);
-    let core = Rc::new(Core::new(id, cores, Arc::clone(&config), auth, congestion));
+    let core = Rc::new(Core::new(
+        id,
+        cores,
+        Arc::clone(&config),
+        auth,
+        admission,
+        congestion,
+    ));
     if let Some(cluster) = &config.cluster {
         core.set_cluster(crate::cluster::Cluster::new(id, cluster));
         if id == 0 {
@@ -336,53 +362,10 @@ async fn accept_tcp(core: Rc<Core>, listener: TcpListener) {
     }
 }
 
-/// Turns on TCP keepalive (5 s idle, like deepstream 1.x).
-fn set_keepalive(stream: &TcpStream) {
-    let fd = stream.as_raw_fd();
-    let on: libc::c_int = 1;
-    let idle: libc::c_int = 5;
-    let size = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: `fd` is the open socket owned by `stream`, which outlives these calls; the option
-    // values are valid c_ints whose size is passed alongside. Failure only means no keepalive.
-    unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_KEEPALIVE,
-            (&on as *const libc::c_int).cast(),
-            size,
-        );
-        libc::setsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_KEEPIDLE,
-            (&idle as *const libc::c_int).cast(),
-            size,
-        );
-    }
-}
-
 enum Wake {
     Read(std::io::Result<usize>),
     Output,
     AuthDeadline,
-}
-
-/// Ready when the port must be aborted (slow consumer).
-fn aborted(port: &SessionPort) -> impl std::future::Future<Output = ()> + '_ {
-    poll_fn(move |context| {
-        if port.state() == PortState::Abort {
-            Poll::Ready(())
-        } else {
-            // Registers the waker; readiness for output is irrelevant here.
-            let _ = port.poll_ready(context);
-            if port.state() == PortState::Abort {
-                Poll::Ready(())
-            } else {
-                Poll::Pending
-            }
-        }
-    })
 }
 
 /// How long a proxy may take to send its PROXY header.
@@ -429,8 +412,7 @@ async fn read_proxy_header(
 
 /// Drives one 1.x TCP connection until either side closes it.
 async fn serve_tcp(core: Rc<Core>, mut stream: TcpStream) {
-    let _ = stream.set_nodelay(true);
-    set_keepalive(&stream);
+    crate::net::tune(&stream, &core.config.limits);
     let mut peer = stream.peer_addr().ok();
     let mut leftover = Vec::new();
     if core.config.tcp_proxy_protocol {
@@ -471,11 +453,8 @@ async fn serve_tcp(core: Rc<Core>, mut stream: TcpStream) {
             // One send per turn: everything appended since the last write goes out at once.
             port.take_into(&mut writing);
             core.counters.bytes_out(Transport::Tcp, writing.len());
-            let written = or(async { stream.write_all(&writing).await.is_ok() }, async {
-                aborted(&port).await;
-                false
-            })
-            .await;
+            let written =
+                crate::net::write_all_racing(&mut stream, &writing, Some(&port), None).await;
             writing.clear();
             if !written {
                 break;

@@ -14,7 +14,7 @@ use crate::features::rpc::provider_action;
 use crate::protocol::actions::{Dialect, Topic};
 use crate::protocol::message::{messages, write_message, Message, Parsed, MESSAGE_SEPARATOR};
 use crate::protocol::value::{typed_from_json, typed_string};
-use crate::shard::{Core, CoreMessage, PresenceAction, SessionPort};
+use crate::shard::{Core, CoreMessage, PortState, PresenceAction, SessionPort};
 use ahash::{AHashMap, AHashSet};
 use bytes::Bytes;
 use serde_json::Value;
@@ -52,7 +52,38 @@ pub struct Session {
     presence_login: Option<Arc<str>>,
     /// What a trusted proxy said about the user (proxy-header auth).
     proxy_identity: Option<crate::auth::ProxyIdentity>,
+    /// Unparseable messages so far (the connection closes past `maxParseErrors`).
+    parse_errors: u32,
     scratch: Vec<u8>,
+}
+
+/// Most bytes of a client's input quoted back in an error reply. deepstream quotes the whole
+/// unit for every unparseable piece in it; for a unit of many pieces that is quadratic work
+/// (a 1 MiB unit of short garbage pieces would be answered with terabytes), so a longer unit
+/// is quoted by a prefix of the offending piece instead.
+pub const MAX_QUOTE: usize = 1024;
+
+/// What an error reply about `piece` (a piece of `unit`) quotes: the whole unit as deepstream
+/// does when it is short, else at most `MAX_QUOTE` bytes of the piece, cut at a character
+/// boundary.
+pub fn quote<'a>(unit: &'a [u8], piece: &'a [u8]) -> &'a [u8] {
+    if unit.len() <= MAX_QUOTE {
+        return unit;
+    }
+    if piece.len() <= MAX_QUOTE {
+        return piece;
+    }
+    let mut end = MAX_QUOTE;
+    // Back off continuation bytes (10xxxxxx) so a multi-byte character is not cut in two.
+    while end > 0 && piece[end] & 0xC0 == 0x80 {
+        end -= 1;
+    }
+    &piece[..end]
+}
+
+/// Bytes 0x00-0x1F (0x1E and 0x1F are the protocol's separators).
+fn has_control_characters(username: &str) -> bool {
+    username.bytes().any(|byte| byte < 0x20)
 }
 
 const TOO_MANY_AUTH_ATTEMPTS: &[u8] = b"Stoo many authentication attempts";
@@ -81,6 +112,7 @@ impl Session {
             listens: AHashSet::new(),
             presence_login: None,
             proxy_identity: None,
+            parse_errors: 0,
             scratch: Vec::new(),
         };
         session.reply(&[b"C", b"CH"]);
@@ -111,9 +143,14 @@ impl Session {
         self.port.close_after_flush();
     }
 
-    /// Handles one unit (one or more messages, as framed by the transport).
+    /// Handles one unit (one or more messages, as framed by the transport). Stops as soon as
+    /// the connection is being closed, and waits between messages while the cross-core queues
+    /// are congested, so one unit cannot queue unbounded work for other cores.
     pub async fn handle_unit(&mut self, unit: Bytes) {
         for parsed in messages(&unit, self.dialect) {
+            if self.state == SessionState::Closed || self.port.state() != PortState::Open {
+                return;
+            }
             match parsed {
                 Parsed::Message(message) => self.core.counters.message_in(message.topic),
                 Parsed::ParseError { .. } => self.core.counters.message_in(b""),
@@ -134,7 +171,30 @@ impl Session {
                 SessionState::Open => self.on_open_message(parsed, &unit),
                 SessionState::Closed => return,
             }
+            if let Parsed::ParseError { .. } = parsed {
+                self.count_parse_error();
+            }
+            self.core.wait_uncongested().await;
         }
+    }
+
+    /// One more unparseable message; past `maxParseErrors` the connection is closed.
+    fn count_parse_error(&mut self) {
+        self.parse_errors += 1;
+        if self.parse_errors >= self.core.config.limits.max_parse_errors
+            && self.state != SessionState::Closed
+        {
+            crate::warn!(
+                "{}: {} unparseable messages (maxParseErrors): closing the connection",
+                self.peer_text(),
+                self.parse_errors
+            );
+            self.close_after_flush();
+        }
+    }
+
+    fn peer_text(&self) -> String {
+        self.peer.map(|p| p.to_string()).unwrap_or_default()
     }
 
     /// Before `C|CHR`, 1.x answers anything else with `C|E|UNKNOWN_ACTION` and stays open;
@@ -155,8 +215,8 @@ impl Session {
                 ]);
             }
             // Like `X|E|MESSAGE_PARSE_ERROR`, this quotes the whole unit with its terminator.
-            Parsed::ParseError { .. } if self.dialect == Dialect::V2 => {
-                self.reply(&[b"C", b"E", b"MESSAGE_PARSE_ERROR", unit]);
+            Parsed::ParseError { raw } if self.dialect == Dialect::V2 => {
+                self.reply(&[b"C", b"E", b"MESSAGE_PARSE_ERROR", quote(unit, raw)]);
                 self.state = SessionState::Closed;
                 self.port.terminate_after_flush();
             }
@@ -167,8 +227,8 @@ impl Session {
             }
             // deepstream 1.1.1 throws on an unparseable message here (it reads `.action` of
             // null); we answer it like 2.x does, without closing.
-            Parsed::ParseError { .. } => {
-                self.reply(&[b"C", b"E", b"MESSAGE_PARSE_ERROR", unit]);
+            Parsed::ParseError { raw } => {
+                self.reply(&[b"C", b"E", b"MESSAGE_PARSE_ERROR", quote(unit, raw)]);
             }
         }
     }
@@ -191,6 +251,23 @@ impl Session {
             }
             _ => return self.invalid_auth_message(),
         };
+        let address = self.peer.map(|peer| peer.ip());
+        if !self.core.admission.login_allowed(address) {
+            // maxAuthAttemptsPerAddress: this address failed too often within the window,
+            // whichever connections it used.
+            crate::warn!(
+                "{}: login refused: too many failed logins from this address",
+                self.peer_text()
+            );
+            self.reply(&[
+                b"A",
+                b"E",
+                b"TOO_MANY_AUTH_ATTEMPTS",
+                TOO_MANY_AUTH_ATTEMPTS,
+            ]);
+            self.close_after_flush();
+            return;
+        }
         let authenticator = Arc::clone(&self.core.auth);
         let dialect = self.dialect;
         let context = crate::auth::LoginContext {
@@ -207,6 +284,21 @@ impl Session {
         if self.state != SessionState::AwaitingAuth {
             return;
         }
+        let outcome = match outcome {
+            AuthOutcome::Accepted { username, .. } if has_control_characters(&username) => {
+                // Written raw into presence messages (`U|PNJ|<name>`) and log lines, a 0x1E or
+                // 0x1F in a name would forge messages for other clients.
+                crate::warn!(
+                    "{}: login refused: the username {:?} contains control characters",
+                    self.peer_text(),
+                    username
+                );
+                AuthOutcome::Rejected {
+                    client_data: Some(Value::String("username contains control characters".into())),
+                }
+            }
+            other => other,
+        };
         match outcome {
             AuthOutcome::Accepted {
                 username,
@@ -240,6 +332,7 @@ impl Session {
                 self.reply(&[b"A", b"E", b"INVALID_AUTH_DATA", &typed]);
                 self.auth_attempts += 1;
                 self.core.counters.auth_failure();
+                self.core.admission.login_failed(address);
                 crate::info!(
                     "invalid authentication data from {} (attempt {})",
                     self.peer.map(|p| p.to_string()).unwrap_or_default(),
@@ -291,9 +384,9 @@ impl Session {
     fn on_open_message(&mut self, parsed: Parsed<'_>, unit: &Bytes) {
         let message = match parsed {
             Parsed::Message(message) => message,
-            Parsed::ParseError { .. } => {
+            Parsed::ParseError { raw } => {
                 // 1.x sends the whole unit, terminator included; 2.4.1 crashes here instead.
-                self.reply(&[b"X", b"E", b"MESSAGE_PARSE_ERROR", unit]);
+                self.reply(&[b"X", b"E", b"MESSAGE_PARSE_ERROR", quote(unit, raw)]);
                 return;
             }
         };
@@ -343,6 +436,9 @@ impl Session {
                     return self.reply(&[code, b"E", b"INVALID_MESSAGE_DATA", message.raw]);
                 };
                 let name = Self::field_bytes(unit, name);
+                if message.action == b"S" && !self.may_subscribe(Topic::Event, &name) {
+                    return;
+                }
                 let owner = self.core.owner(&name);
                 let request = if message.action == b"S" {
                     // Copied: a slice of the unit would keep the whole read buffer alive.
@@ -383,6 +479,35 @@ impl Session {
         }
     }
 
+    /// May this session subscribe to one more name (`maxSubscriptionsPerConnection`, events
+    /// and records together)? Answers `TOO_MANY_SUBSCRIPTIONS` when not.
+    fn may_subscribe(&mut self, topic: Topic, name: &[u8]) -> bool {
+        let known = match topic {
+            Topic::Record => self.record_subscriptions.contains(name),
+            _ => self.event_subscriptions.contains(name),
+        };
+        let count = self.event_subscriptions.len() + self.record_subscriptions.len();
+        if known || count < self.core.config.limits.max_subscriptions {
+            return true;
+        }
+        self.reply(&[topic.code(), b"E", b"TOO_MANY_SUBSCRIPTIONS", name]);
+        false
+    }
+
+    /// May this session use one more RPC name (`maxRpcNamesPerConnection`)? A refused request
+    /// is answered with its correlation id, so the requester's callback gets the error.
+    fn may_use_rpc_name(&mut self, name: &[u8], correlation: Option<&[u8]>) -> bool {
+        if self.rpc_names.contains(name)
+            || self.rpc_names.len() < self.core.config.limits.max_rpc_names
+        {
+            return true;
+        }
+        let mut reply: Vec<&[u8]> = vec![b"P", b"E", b"TOO_MANY_RPC_NAMES", name];
+        reply.extend(correlation);
+        self.reply(&reply);
+        false
+    }
+
     fn unknown_action(&mut self, code: &[u8], action: &[u8]) {
         let mut text = b"unknown action ".to_vec();
         text.extend_from_slice(action);
@@ -413,6 +538,9 @@ impl Session {
         let name = Self::field_bytes(unit, message.data_at(0).unwrap_or_default());
         match message.action {
             b"CR" | b"US" | b"SN" | b"H" | b"HD" | b"U" | b"P" | b"CU" | b"D" => {
+                if message.action == b"CR" && !self.may_subscribe(Topic::Record, &name) {
+                    return;
+                }
                 if message.action == b"CR" {
                     // Copied: a slice of the unit would keep the whole read buffer alive.
                     self.record_subscriptions
@@ -465,6 +593,9 @@ impl Session {
         match message.action {
             b"S" | b"US" => {
                 let Some(name) = field(0) else { return };
+                if !self.may_use_rpc_name(&name, None) {
+                    return;
+                }
                 self.rpc_names.insert(Bytes::copy_from_slice(&name));
                 let owner = self.core.owner(&name);
                 self.core.route(
@@ -480,6 +611,9 @@ impl Session {
                 let (Some(name), Some(correlation)) = (field(0), field(1)) else {
                     return self.reply(&[code, b"E", b"INVALID_MESSAGE_DATA", message.raw]);
                 };
+                if !self.may_use_rpc_name(&name, Some(&correlation)) {
+                    return;
+                }
                 if !self.rpc_names.contains(&name) {
                     self.rpc_names.insert(Bytes::copy_from_slice(&name));
                 }
@@ -547,6 +681,12 @@ impl Session {
         }
         if let Err(error) = compile_pattern(&pattern) {
             return self.reply(&[code, b"E", b"INVALID_MESSAGE_DATA", error.as_bytes()]);
+        }
+        let limit = self.core.config.limits.max_listen_patterns;
+        let known = self.listens.contains(&(topic, Arc::from(pattern.as_str())));
+        if !known && self.listens.len() >= limit {
+            // Every core compiles and matches each pattern: they are bounded per session.
+            return self.reply(&[code, b"E", b"TOO_MANY_LISTEN_PATTERNS", pattern.as_bytes()]);
         }
         let pattern: Arc<str> = Arc::from(pattern);
         if !self.listens.insert((topic, Arc::clone(&pattern))) {

@@ -545,7 +545,9 @@ fn a_redis_restart_keeps_local_service_and_loses_no_acknowledged_write() {
     local.expect("E|EVT|news|Swhile-down+");
     // a write that cannot reach Redis is refused, not acknowledged
     writer.send("R|CU|kept|3|{\"n\":3}|{\"writeSuccess\":true}+");
-    writer.expect("R|E|RECORD_UPDATE_ERROR|3+R|WA|kept|[3]|SRedis could not take the write+");
+    writer.expect(
+        "R|E|RECORD_UPDATE_ERROR|3+R|WA|kept|[3]|SRedis refused the write: it was not applied+",
+    );
 
     redis.launch();
     eventually(Duration::from_secs(10), "both nodes to reconnect", || {
@@ -678,4 +680,140 @@ fn rpc_requests_reach_providers_on_other_nodes_with_reject_reroute_and_timeouts(
     );
     requester.send("P|REQ|add|c7|N1+");
     requester.expect("P|E|NO_RPC_PROVIDER|add|c7+");
+}
+
+/// `redis-cli` against the test's Redis with raw byte arguments; its stdout.
+fn redis_cli(redis: &Redis, arguments: &[&[u8]]) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let output = Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string()])
+        .args(
+            arguments
+                .iter()
+                .map(|argument| std::ffi::OsStr::from_bytes(argument)),
+        )
+        .output()
+        .expect("redis-cli (installed with redis-server)");
+    String::from_utf8_lossy(&output.stdout).to_string()
+}
+
+#[test]
+fn hostile_node_messages_from_redis_are_ignored() {
+    let redis = Redis::start();
+    let mut a = node(&redis);
+    let mut b = node(&redis);
+    let mut listener = a.connect();
+    listener.login("listener");
+    listener.send("E|L|name.*+");
+    listener.expect("E|A|L|name.*+");
+    eventually(Duration::from_secs(5), "both nodes in cs:nodes", || {
+        redis_cli(&redis, &[b"HLEN", b"cs:nodes"]).trim() == "2"
+    });
+    let nodes: Vec<String> = redis_cli(&redis, &[b"HKEYS", b"cs:nodes"])
+        .lines()
+        .map(str::to_string)
+        .collect();
+    // Sessions on cores this process does not have, stand-in markers, huge numbers, fields
+    // missing, garbage: none of it may reach an index or a panic.
+    let hostile: Vec<&[u8]> = vec![
+        b"LS\x1eevil\x1e99\x1e0\x1e1\x1eE\x1fSR\x1fname.*\x1fname1\x1e",
+        b"LS\x1eevil\x1e65535\x1e4294967295\x1e1\x1eE\x1fSP\x1fname.*\x1fname1\x1e",
+        b"LS\x1eevil\x1e0\x1e4294967295\x1e7\x1eE\x1fSP\x1fname.*\x1fname1\x1e",
+        b"LI\x1eevil\x1eE\x1e65534\x1e1\x1ename1",
+        b"LI\x1eevil\x1eE\x1e99\x1e1\x1ename2",
+        b"LX\x1eevil\x1e70000",
+        b"LL\x1eevil\x1eE\x1e65533\x1e0\x1e0\x1ename.*",
+        b"LR\x1eevil\x1eE\x1e99\x1e0\x1e0\x1e1\x1ename.*\x1ename1\x1eraw",
+        b"LH\x1eevil\x1eR\x1fSH\x1fname1\x1fT\x1e",
+        b"LS\x1eevil",
+        b"Q\x1eevil\x1eP\x1fREQ\x1fadd\x1fc1\x1fN1\x1e",
+        b"A\x1eevil\x1eP\x1fRES\x1fadd\x1fc1\x1fN2\x1e",
+        b"\x1e\x1e\x1e",
+        b"",
+    ];
+    for node_name in &nodes {
+        let channel = format!("cs:node:{node_name}");
+        for payload in &hostile {
+            redis_cli(&redis, &[b"PUBLISH", channel.as_bytes(), payload]);
+        }
+    }
+    for (channel, payload) in [
+        (&b"cs:listen"[..], &b"\x1e99\x1e"[..]),
+        (b"cs:presence", b"J\x1e\x1e"),
+        (b"cs:e:name1", b"nosplit"),
+        (b"cs:r:name1", b"evil\x1eU\x1enot-a-number\x1e{}\x1e"),
+    ] {
+        redis_cli(&redis, &[b"PUBLISH", channel, payload]);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(a.is_alive() && b.is_alive(), "a node died");
+    let mut subscriber = b.connect();
+    subscriber.login("sub");
+    subscriber.send("E|S|after+");
+    subscriber.expect("E|A|S|after+");
+    wait_for_channel(&redis, "cs:e:after", 1);
+    let mut publisher = a.connect();
+    publisher.login("pub");
+    publisher.send("E|EVT|after|Sok+");
+    subscriber.expect("E|EVT|after|Sok+");
+}
+
+#[test]
+fn a_write_whose_reply_is_lost_is_reported_as_unknown_not_refused() {
+    let mut redis = Redis::start();
+    let a = node(&redis);
+    let mut writer = WsClient::connect(a.http_port, "/deepstream");
+    writer.login("writer");
+    writer.send("R|CU|pending|-1|{\"n\":1}|{\"writeSuccess\":true}+");
+    writer.expect("R|WA|pending|[-1]|L+");
+    // Redis holds every write command: the next write is sent and then waits for its reply...
+    redis.command("CLIENT PAUSE 5000 WRITE").expect("paused");
+    writer.send("R|CU|pending|2|{\"n\":2}|{\"writeSuccess\":true}+");
+    std::thread::sleep(Duration::from_millis(300));
+    // ...which never comes: Redis dies with the write in flight.
+    redis.kill();
+    writer.expect(
+        "R|E|RECORD_UPDATE_ERROR|2+R|WA|pending|[2]|SRedis connection lost before it answered: \
+         the write may have been applied+",
+    );
+    // Writes while Redis is gone are refused outright.
+    writer.send("R|CU|pending|2|{\"n\":2}|{\"writeSuccess\":true}+");
+    writer.expect(
+        "R|E|RECORD_UPDATE_ERROR|2+R|WA|pending|[2]|SRedis refused the write: it was not applied+",
+    );
+}
+
+#[test]
+fn records_nobody_follows_are_not_kept_in_a_nodes_memory() {
+    let redis = Redis::start();
+    let a = node(&redis);
+    let mut client = a.connect();
+    client.login("creator");
+    for index in 0..500 {
+        client.send(&format!("R|CR|kept-{index}+"));
+        client.expect(&format!("R|A|S|kept-{index}+R|R|kept-{index}|0|{{}}+"));
+    }
+    assert_eq!(
+        metric(&metrics(&a), "corestream_records"),
+        Some(500),
+        "cached while subscribed"
+    );
+    for index in 0..500 {
+        client.send(&format!("R|US|kept-{index}+"));
+    }
+    // (the acks come from each name's owner core, in no particular order between cores)
+    let mut acks = BTreeSet::new();
+    while acks.len() < 500 {
+        let ack = readable(&client.next_message(Duration::from_secs(5)).expect("an ack"));
+        assert!(ack.starts_with("R|A|US|kept-"), "{ack}");
+        acks.insert(ack);
+    }
+    eventually(Duration::from_secs(5), "the cache to be emptied", || {
+        metric(&metrics(&a), "corestream_records") == Some(0)
+    });
+    // Redis still holds them
+    let mut reader = a.connect();
+    reader.login("reader");
+    reader.send("R|SN|kept-42+");
+    reader.expect("R|R|kept-42|0|{}+");
 }

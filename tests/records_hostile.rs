@@ -22,7 +22,7 @@ fn hostile_record_input_gets_errors_and_the_record_survives() {
 
     // An array index far past the end would allocate without bound in deepstream.
     client.send("R|P|h/x|2|list[99999999]|T+");
-    client.expect("R|E|INVALID_MESSAGE_DATA|array index 99999999 is more than 10000 past the end+");
+    client.expect("R|E|INVALID_MESSAGE_DATA|array index 99999999: a patch may add at most 10000 array elements+");
 
     // Paths that are empty or too long.
     client.send("R|P|h/x|2|[].]|T+");

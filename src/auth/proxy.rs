@@ -18,6 +18,44 @@ pub struct ProxyIdentity {
     pub client_data: Option<Value>,
 }
 
+/// Who sent a request that opens a session.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Caller {
+    /// The client's address: the socket's peer, or behind a trusted proxy the address it
+    /// forwarded (the last entry of `X-Forwarded-For`, which nginx sets to `$remote_addr`).
+    pub address: Option<SocketAddr>,
+    /// The user a trusted proxy authenticated (proxy-header auth).
+    pub identity: Option<ProxyIdentity>,
+}
+
+/// The caller of a request from `peer` with these headers.
+pub fn caller<'a>(
+    config: &Config,
+    peer: Option<SocketAddr>,
+    header: impl Fn(&str) -> Option<&'a [u8]> + Copy,
+) -> Caller {
+    Caller {
+        address: forwarded_address(config, peer, header).or(peer),
+        identity: identity(config, peer, header),
+    }
+}
+
+/// The client address a trusted proxy forwarded (port 0: the proxy does not say).
+fn forwarded_address<'a>(
+    config: &Config,
+    peer: Option<SocketAddr>,
+    header: impl Fn(&str) -> Option<&'a [u8]>,
+) -> Option<SocketAddr> {
+    let peer = peer?;
+    if !config.trusted_proxies.contains(&peer.ip()) {
+        return None;
+    }
+    let forwarded = std::str::from_utf8(header("x-forwarded-for")?).ok()?;
+    let last = forwarded.rsplit(',').next()?.trim();
+    let address: std::net::IpAddr = last.parse().ok()?;
+    Some(SocketAddr::new(address, 0))
+}
+
 /// The proxy's word for a request from `peer`, or `None` (not proxy-header auth, an untrusted
 /// peer, no or an empty username header). A data header that is not a JSON object is ignored
 /// with a warning rather than failing the login.

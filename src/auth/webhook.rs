@@ -191,7 +191,13 @@ fn dechunk(mut body: &[u8]) -> Result<Option<Vec<u8>>, String> {
         if size == 0 {
             return Ok(Some(out));
         }
-        if body.len() < start + size + 2 {
+        // A size near usize::MAX must not wrap around: it can never fit in MAX_RESPONSE.
+        let end = start
+            .checked_add(size)
+            .and_then(|end| end.checked_add(2))
+            .filter(|end| *end <= MAX_RESPONSE + start)
+            .ok_or("chunk size too large")?;
+        if body.len() < end {
             return Ok(None);
         }
         out.extend_from_slice(&body[start..start + size]);
@@ -211,6 +217,9 @@ mod tests {
         let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nali\r\n2\r\nce\r\n0\r\n\r\n";
         assert_eq!(complete(chunked), Ok(Some((200, b"alice".to_vec()))));
         assert!(complete(b"garbage\r\n\r\n").is_err());
+        // a chunk size that would overflow the end offset is an error, not a panic
+        let huge = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\nab";
+        assert!(complete(huge).is_err());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! Owned by `cluster::Cluster` (one per core); nothing else touches a Redis socket. Each link is
 //! driven by one task on its core that connects, authenticates (`AUTH`, `SELECT`), then writes
 //! whatever was queued since its last write in one send and reads replies as they come. A lost
-//! connection fails every waiting command at once (`RedisError::Down`), is logged, and is
+//! connection fails every waiting command at once (`RedisError::Lost`: sent, outcome unknown), is logged, and is
 //! retried with exponential backoff (50 ms doubling to 2 s); the pub/sub link subscribes again
 //! to every channel it wants and reports `Connected`, so its owner can reload what it caches.
 //! While a link is down, calls fail immediately: a core never waits on Redis to serve locally.
@@ -39,8 +39,11 @@ impl RedisTarget {
 /// Why a Redis command did not produce a value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RedisError {
-    /// The link is not connected (or was lost while the command waited).
+    /// The link is not connected: the command was not sent.
     Down,
+    /// The connection was lost while the command waited for its reply: Redis may or may not
+    /// have run it (the outcome is unknown).
+    Lost,
     /// Redis answered with an error reply.
     Server(String),
     /// Redis answered something this caller did not expect.
@@ -51,6 +54,10 @@ impl std::fmt::Display for RedisError {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             RedisError::Down => write!(formatter, "Redis is not connected"),
+            RedisError::Lost => write!(
+                formatter,
+                "the connection to Redis was lost before it answered"
+            ),
             RedisError::Server(text) => write!(formatter, "Redis error: {text}"),
             RedisError::Unexpected(text) => write!(formatter, "unexpected Redis reply: {text}"),
         }
@@ -265,7 +272,7 @@ impl CommandLink {
         let waiting: Vec<Waiting> = self.waiting.borrow_mut().drain(..).collect();
         for waiter in waiting {
             if let Waiting::Reply(slot) = waiter {
-                resolve(&slot, Err(RedisError::Down));
+                resolve(&slot, Err(RedisError::Lost));
             }
         }
     }

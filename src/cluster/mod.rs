@@ -379,7 +379,7 @@ impl Cluster {
         self.counters
             .redis_errors
             .set(self.counters.redis_errors.get() + 1);
-        if !matches!(error, RedisError::Down) {
+        if !matches!(error, RedisError::Down | RedisError::Lost) {
             crate::warn!("cluster: {what} failed: {error}");
         }
     }

@@ -163,6 +163,9 @@ async fn drain(weak: Weak<Core>, name: Bytes) {
             }
         };
         run(&core, &cluster, &name, next).await;
+        // Operations served from the cache complete without waiting: let the core's other
+        // tasks run between them.
+        glommio::yield_if_needed().await;
     }
 }
 
@@ -443,6 +446,14 @@ async fn read(cluster: &Cluster, name: &[u8]) -> Result<Option<(i64, Vec<u8>)>, 
     }
 }
 
+/// Is this node's cache of `name` valid (followed and loaded)?
+fn is_valid(cluster: &Cluster, name: &[u8]) -> bool {
+    matches!(
+        cluster.records.cache.borrow().get(name),
+        Some(CacheState::Valid)
+    )
+}
+
 /// This core's copy of a record, `(version, data)`.
 fn cached(core: &Core, name: &[u8]) -> Option<(i64, Vec<u8>)> {
     core.records_mut()
@@ -465,7 +476,9 @@ async fn current(
         return Ok(cached(core, name));
     }
     match read(cluster, name).await {
-        Err(RedisError::Down) => cached(core, name).map(Some).ok_or(RedisError::Down),
+        Err(error @ (RedisError::Down | RedisError::Lost)) => {
+            cached(core, name).map(Some).ok_or(error)
+        }
         other => other,
     }
 }
@@ -484,36 +497,41 @@ async fn run(core: &Rc<Core>, cluster: &Rc<Cluster>, name: &Bytes, operation: Re
         b"CR" => {
             // Follow the record (its channel, then its cache) before answering: the answer and
             // every change after it then reach this subscriber in order, none missed.
+            // `None`: answer from the cache (its reply is shared); `Some`: from Redis.
             let answer = match follow_until_valid(core, cluster, name).await {
-                true => match cached(core, name) {
-                    Some(record) => Ok(record),
-                    // Absent: create it (the script announces the creation to every node).
-                    None => read_or_create(cluster, name, session).await.map(|created| {
-                        // a change that arrived meanwhile is newer than the creation
-                        cached(core, name).unwrap_or_else(|| {
-                            core.records_mut().store.put(name, created.0, &created.1);
-                            created
-                        })
-                    }),
-                },
+                true if core.records_mut().store.get(name).is_some() => Ok(None),
+                // Absent: create it (the script announces the creation to every node).
+                true => read_or_create(cluster, name, session).await.map(|created| {
+                    // a change that arrived meanwhile is newer than the creation
+                    let mut records = core.records_mut();
+                    if records.store.get(name).is_none() {
+                        records.store.put(name, created.0, &created.1);
+                    }
+                    None
+                }),
                 // Redis is unreachable (or too slow): answer from Redis or not at all.
-                false => read_or_create(cluster, name, session).await,
+                false => read_or_create(cluster, name, session).await.map(Some),
             };
             match answer {
-                Ok((version, data)) => {
-                    let subscribers = {
+                Ok(from_redis) => {
+                    let (subscribers, cached_reply) = {
                         let mut records = core.records_mut();
                         records
                             .subscriptions
                             .subscribe(name.clone(), session, &mut effects);
-                        records.subscriptions.subscriber_count(name)
+                        let reply = records.read_reply(name);
+                        (records.subscriptions.subscriber_count(name), reply)
                     };
                     interest(cluster, core, name, subscribers);
-                    let version = version.to_string();
-                    effects.send(
-                        session,
-                        message(&[b"R", b"R", name, version.as_bytes(), &data]),
-                    );
+                    let reply = match (from_redis, cached_reply) {
+                        (Some((version, data)), _) => {
+                            let version = version.to_string();
+                            message(&[b"R", b"R", name, version.as_bytes(), &data])
+                        }
+                        (None, Some(reply)) => reply,
+                        (None, None) => message(&[b"R", b"E", b"RECORD_LOAD_ERROR", name]),
+                    };
+                    effects.send(session, reply);
                 }
                 Err(error) => {
                     cluster.count_error("reading a record", &error);
@@ -522,6 +540,13 @@ async fn run(core: &Rc<Core>, cluster: &Rc<Cluster>, name: &Bytes, operation: Re
                     effects.send(session, message(&[b"R", b"E", b"RECORD_LOAD_ERROR", name]));
                 }
             }
+        }
+        b"SN" if is_valid(cluster, name) => {
+            // Served from the cache: the reply of a large record is shared, not copied.
+            let reply = core.records_mut().read_reply(name);
+            let reply =
+                reply.unwrap_or_else(|| message(&[b"R", b"E", b"SN", name, b"RECORD_NOT_FOUND"]));
+            effects.send(session, reply);
         }
         b"SN" | b"H" | b"HD" => match current(core, cluster, name).await {
             Ok(record) => {
@@ -672,7 +697,7 @@ async fn write(
                         }
                         Err(error) => {
                             cluster.count_error("reading a record to patch", &error);
-                            return Some(update_error(&request));
+                            return Some(update_error(&request, Outcome::Refused));
                         }
                     },
                 };
@@ -704,11 +729,11 @@ async fn write(
             Ok(Value::Array(parts)) => parts,
             Ok(other) => {
                 crate::warn!("cluster: the write script answered {other:?}");
-                return Some(update_error(&request));
+                return Some(update_error(&request, Outcome::Unknown));
             }
             Err(error) => {
                 cluster.count_error("writing a record", &error);
-                return Some(update_error(&request));
+                return Some(update_error(&request, Outcome::of(&error)));
             }
         };
         let mut parts = parts.into_iter();
@@ -730,27 +755,53 @@ async fn write(
                 return Some(request.error_reply(dialect, parsed, WriteError::NotFound))
             }
             (Some(3), Some(version), Some(data)) => base = Some((version, data)),
-            _ => return Some(update_error(&request)),
+            _ => return Some(update_error(&request, Outcome::Unknown)),
         }
     }
     crate::warn!("cluster: a patch of {name:?} kept losing its base: refused");
-    Some(update_error(&request))
+    Some(update_error(&request, Outcome::Refused))
+}
+
+/// Whether a write that failed was applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// Not applied: Redis was not connected, or refused it.
+    Refused,
+    /// Sent, but the connection was lost before Redis answered: it may have been applied.
+    Unknown,
+}
+
+impl Outcome {
+    fn of(error: &RedisError) -> Outcome {
+        match error {
+            RedisError::Lost => Outcome::Unknown,
+            _ => Outcome::Refused,
+        }
+    }
 }
 
 /// What a writer gets when Redis could not take the write: `RECORD_UPDATE_ERROR`, and when it
 /// asked for a write ack, the ack with the error (as deepstream 2.4.1 reports a failed storage
-/// write), so its callback is called.
-fn update_error(request: &WriteRequest<'_>) -> Bytes {
+/// write), so its callback is called. The ack's text tells a refused write (not applied: safe to
+/// retry) from one whose outcome is unknown (Redis may have stored it: retry it as a versioned
+/// write, which gets VERSION_EXISTS if it was applied, never as an upsert).
+fn update_error(request: &WriteRequest<'_>, outcome: Outcome) -> Bytes {
     let version = request.version.to_string();
     let mut reply = build_message(&[b"R", b"E", b"RECORD_UPDATE_ERROR", version.as_bytes()]);
     if request.write_ack {
         let versions = format!("[{version}]");
+        let text: &[u8] = match outcome {
+            Outcome::Refused => b"SRedis refused the write: it was not applied",
+            Outcome::Unknown => {
+                b"SRedis connection lost before it answered: the write may have been applied"
+            }
+        };
         reply.extend_from_slice(&build_message(&[
             b"R",
             b"WA",
             request.name,
             versions.as_bytes(),
-            b"SRedis could not take the write",
+            text,
         ]));
     }
     Bytes::from(reply)

@@ -14,6 +14,7 @@ use super::Effects;
 use crate::protocol::actions::{Dialect, Topic};
 use crate::protocol::message::{build_message, messages, Message, Parsed};
 use crate::shard::SessionRef;
+use ahash::AHashMap;
 use bytes::Bytes;
 
 const CODE: &[u8] = b"R";
@@ -25,13 +26,66 @@ fn message(fields: &[&[u8]]) -> Bytes {
 pub struct RecordFeature {
     pub store: RecordStore,
     pub subscriptions: TopicRegistry,
+    /// The last `R|R` reply built for a large record, shared by every read of that version:
+    /// a burst of reads of a big record costs one copy, not one per read.
+    read_replies: AHashMap<Bytes, (i64, Bytes)>,
 }
 
+/// Records at least this large have their read replies shared.
+const SHARED_REPLY_BYTES: usize = 4096;
+/// Most shared read replies kept (the table is emptied when it is full).
+const SHARED_REPLIES: usize = 64;
+
 impl RecordFeature {
-    pub fn new(cores: usize) -> Self {
+    /// `max_record_size` and `max_records` bound the store (`maxRecordSize`, this core's share
+    /// of `maxRecords`).
+    pub fn new(cores: usize, max_record_size: usize, max_records: usize) -> Self {
         RecordFeature {
-            store: RecordStore::default(),
+            store: RecordStore::new(max_record_size, max_records),
             subscriptions: TopicRegistry::new(Topic::Record, cores),
+            read_replies: AHashMap::new(),
+        }
+    }
+
+    /// `R|R|<name>|<version>|<data>` for a stored record, shared when it is large.
+    pub fn read_reply(&mut self, name: &[u8]) -> Option<Bytes> {
+        let record = self.store.get(name)?;
+        if record.data.len() < SHARED_REPLY_BYTES {
+            let version = record.version.to_string();
+            return Some(message(&[
+                CODE,
+                b"R",
+                name,
+                version.as_bytes(),
+                &record.data,
+            ]));
+        }
+        if let Some((version, reply)) = self.read_replies.get(name) {
+            if *version == record.version {
+                return Some(reply.clone());
+            }
+        }
+        let reply = message(&[
+            CODE,
+            b"R",
+            name,
+            record.version.to_string().as_bytes(),
+            &record.data,
+        ]);
+        if self.read_replies.len() >= SHARED_REPLIES {
+            self.read_replies.clear();
+        }
+        self.read_replies.insert(
+            Bytes::copy_from_slice(name),
+            (record.version, reply.clone()),
+        );
+        Some(reply)
+    }
+
+    /// A record changed or went: its shared reply is stale.
+    fn forget_reply(&mut self, name: &[u8]) {
+        if !self.read_replies.is_empty() {
+            self.read_replies.remove(name);
         }
     }
 
@@ -56,22 +110,21 @@ impl RecordFeature {
         let name_bytes = bytes.slice_ref(name);
         match parsed.action {
             b"CR" => {
-                let record = self.store.get_or_create(name);
-                let (version, data) = (record.version.to_string(), record.data.clone());
-                self.subscriptions.subscribe(name_bytes, session, effects);
-                effects.send(
-                    session,
-                    message(&[CODE, b"R", name, version.as_bytes(), &data]),
-                );
-            }
-            b"SN" => match self.store.get(name) {
-                Some(record) => {
-                    let version = record.version.to_string();
+                if self.store.get_or_create(name).is_none() {
+                    // maxRecords: the store is full and this record is new.
                     effects.send(
                         session,
-                        message(&[CODE, b"R", name, version.as_bytes(), &record.data]),
+                        message(&[CODE, b"E", b"RECORD_CREATE_ERROR", name]),
                     );
+                    return;
                 }
+                self.subscriptions.subscribe(name_bytes, session, effects);
+                if let Some(reply) = self.read_reply(name) {
+                    effects.send(session, reply);
+                }
+            }
+            b"SN" => match self.read_reply(name) {
+                Some(reply) => effects.send(session, reply),
                 None => effects.send(
                     session,
                     message(&[CODE, b"E", b"SN", name, b"RECORD_NOT_FOUND"]),
@@ -100,6 +153,7 @@ impl RecordFeature {
                 .unsubscribe(&name_bytes, session, false, effects),
             b"D" => {
                 self.store.delete(name);
+                self.forget_reply(name);
                 let ack = message(&[CODE, b"A", b"D", name]);
                 effects.send(session, ack.clone());
                 // The same ack goes to every other subscriber, who are then unsubscribed.
@@ -137,6 +191,7 @@ impl RecordFeature {
             request.upsert,
         ) {
             Ok(new_version) => {
+                self.forget_reply(name);
                 let name_bytes = bytes.slice_ref(name);
                 // Forward the bytes that arrived (2.4.1 too keeps the write config in them); an
                 // upsert becomes a plain U or P with the version that was written.
@@ -269,6 +324,14 @@ impl<'a> WriteRequest<'a> {
             WriteError::VersionExists(current) => {
                 self.version_exists_reply(dialect, current.version, &current.data)
             }
+            WriteError::TooLarge { size, limit } => {
+                let text = format!(
+                    "record {} would be {size} bytes, more than maxRecordSize ({limit})",
+                    String::from_utf8_lossy(self.name)
+                );
+                message(&[CODE, b"E", b"INVALID_MESSAGE_DATA", text.as_bytes()])
+            }
+            WriteError::StoreFull => message(&[CODE, b"E", b"RECORD_CREATE_ERROR", self.name]),
             WriteError::InvalidData(text) => {
                 let is_patch = matches!(self.change, Change::Patch { .. });
                 let payload = if is_patch && !text.is_empty() {

@@ -23,7 +23,7 @@ use simd_json::OwnedValue;
 
 /// Most parts a patch path may have.
 pub const MAX_PATH_TOKENS: usize = 64;
-/// Most elements one patch may add to an array.
+/// Most array elements one patch may add (over every index of its path together).
 pub const MAX_ARRAY_GROWTH: usize = 10_000;
 
 /// 24 bytes plus the JSON: a million records must fit in a few hundred megabytes, and the hash
@@ -44,6 +44,10 @@ pub enum WriteError {
     VersionExists(Record),
     /// Bad body or path (`INVALID_MESSAGE_DATA` with this text).
     InvalidData(String),
+    /// The record would be longer than `maxRecordSize`.
+    TooLarge { size: usize, limit: usize },
+    /// A new record, but the store holds `maxRecords` already (`RECORD_CREATE_ERROR`).
+    StoreFull,
 }
 
 /// What a write changes.
@@ -55,15 +59,44 @@ pub enum Change<'a> {
     Patch { path: &'a [u8], value: &'a [u8] },
 }
 
-#[derive(Default)]
 pub struct RecordStore {
     records: AHashMap<Box<[u8]>, Record>,
     scratch: Vec<u8>,
+    /// Most bytes a record's JSON may take (`maxRecordSize`).
+    max_record_size: usize,
+    /// Most records this store holds (this core's share of `maxRecords`).
+    max_records: usize,
+}
+
+impl Default for RecordStore {
+    fn default() -> Self {
+        RecordStore::new(usize::MAX, usize::MAX)
+    }
 }
 
 static EMPTY_OBJECT: &[u8] = b"{}";
 
 impl RecordStore {
+    pub fn new(max_record_size: usize, max_records: usize) -> Self {
+        RecordStore {
+            records: AHashMap::new(),
+            scratch: Vec::new(),
+            max_record_size,
+            max_records,
+        }
+    }
+
+    /// Refuses JSON longer than `maxRecordSize`.
+    fn check_size(&self, data: &[u8]) -> Result<(), WriteError> {
+        if data.len() > self.max_record_size {
+            return Err(WriteError::TooLarge {
+                size: data.len(),
+                limit: self.max_record_size,
+            });
+        }
+        Ok(())
+    }
+
     pub fn len(&self) -> usize {
         self.records.len()
     }
@@ -76,9 +109,13 @@ impl RecordStore {
         self.records.get(name)
     }
 
-    /// `CR`: the record, created as `{_v: 0, _d: {}}` when missing.
-    pub fn get_or_create(&mut self, name: &[u8]) -> &Record {
+    /// `CR`: the record, created as `{_v: 0, _d: {}}` when missing; `None` when it is missing
+    /// and the store is full (`maxRecords`).
+    pub fn get_or_create(&mut self, name: &[u8]) -> Option<&Record> {
         if !self.records.contains_key(name) {
+            if self.records.len() >= self.max_records {
+                return None;
+            }
             self.records.insert(
                 Box::from(name),
                 Record {
@@ -87,7 +124,7 @@ impl RecordStore {
                 },
             );
         }
-        &self.records[name]
+        self.records.get(name)
     }
 
     /// Stores `{version, data}` as they are (the cluster's cached copy of a Redis record).
@@ -116,7 +153,9 @@ impl RecordStore {
         path: &[u8],
         value: &[u8],
     ) -> Result<Vec<u8>, WriteError> {
-        patch(data, path, value, &mut self.scratch)
+        let patched = patch(data, path, value, &mut self.scratch)?;
+        self.check_size(&patched)?;
+        Ok(patched)
     }
 
     pub fn delete(&mut self, name: &[u8]) -> bool {
@@ -141,8 +180,8 @@ impl RecordStore {
             }
             Change::Patch { .. } => None,
         };
-        if create {
-            self.get_or_create(name);
+        if create && self.get_or_create(name).is_none() {
+            return Err(WriteError::StoreFull);
         }
         let Some(record) = self.records.get(name) else {
             return Err(WriteError::NotFound);
@@ -163,6 +202,7 @@ impl RecordStore {
             }
             (None, Change::Whole(_)) => Box::from(EMPTY_OBJECT),
         };
+        self.check_size(&data)?;
         if let Some(record) = self.records.get_mut(name) {
             record.version = next;
             record.data = data;
@@ -173,6 +213,7 @@ impl RecordStore {
     /// Checks the body of a whole update the way `write` does (the cluster path writes to
     /// Redis, not to this store, but refuses the same bodies).
     pub fn validate_json(&mut self, json: &[u8], dialect: Dialect) -> Result<(), WriteError> {
+        self.check_size(json)?;
         self.scratch.clear();
         self.scratch.extend_from_slice(json);
         let tape = simd_json::to_tape(&mut self.scratch)
@@ -335,6 +376,7 @@ fn child<'v>(
     node: &'v mut OwnedValue,
     token: &Token,
     next: &Token,
+    budget: &mut usize,
 ) -> Result<&'v mut OwnedValue, WriteError> {
     match (node, token) {
         (OwnedValue::Object(map), Token::Key(key)) => {
@@ -356,7 +398,7 @@ fn child<'v>(
             Ok(entry)
         }
         (OwnedValue::Array(items), Token::Index(index)) => {
-            grow(items, *index)?;
+            grow(items, *index, budget)?;
             let entry = &mut items[*index];
             if !is_container(entry) {
                 *entry = container_for(next);
@@ -366,7 +408,7 @@ fn child<'v>(
         (node, _) => {
             // A key on an array, or any part below a scalar: replace it with what the path needs.
             *node = container_for(token);
-            child(node, token, next)
+            child(node, token, next, budget)
         }
     }
 }
@@ -375,13 +417,18 @@ fn is_container(value: &OwnedValue) -> bool {
     matches!(value, OwnedValue::Object(_) | OwnedValue::Array(_))
 }
 
-fn grow(items: &mut Vec<OwnedValue>, index: usize) -> Result<(), WriteError> {
+/// Makes `items[index]` exist, taking the elements added from `budget` (what is left of the
+/// patch's `MAX_ARRAY_GROWTH`: nested indexes share one budget, so `a[9999][9999]...` cannot
+/// multiply it).
+fn grow(items: &mut Vec<OwnedValue>, index: usize, budget: &mut usize) -> Result<(), WriteError> {
     if index >= items.len() {
-        if index - items.len() >= MAX_ARRAY_GROWTH {
+        let added = index - items.len() + 1;
+        if added > *budget {
             return Err(WriteError::InvalidData(format!(
-                "array index {index} is more than {MAX_ARRAY_GROWTH} past the end"
+                "array index {index}: a patch may add at most {MAX_ARRAY_GROWTH} array elements"
             )));
         }
+        *budget -= added;
         items.resize(index + 1, OwnedValue::null());
     }
     Ok(())
@@ -391,6 +438,7 @@ fn set_last(
     node: &mut OwnedValue,
     token: &Token,
     value: Option<OwnedValue>,
+    budget: &mut usize,
 ) -> Result<(), WriteError> {
     match (node, token) {
         (OwnedValue::Object(map), token) => {
@@ -410,13 +458,13 @@ fn set_last(
             Ok(())
         }
         (OwnedValue::Array(items), Token::Index(index)) => {
-            grow(items, *index)?;
+            grow(items, *index, budget)?;
             items[*index] = value.unwrap_or_else(OwnedValue::null);
             Ok(())
         }
         (node, token) => {
             *node = container_for(token);
-            set_last(node, token, value)
+            set_last(node, token, value, budget)
         }
     }
 }
@@ -434,12 +482,13 @@ pub fn patch(
     scratch.extend_from_slice(stored);
     let mut document = simd_json::to_owned_value(scratch)
         .map_err(|error| WriteError::InvalidData(format!("stored record is not JSON: {error}")))?;
+    let mut budget = MAX_ARRAY_GROWTH;
     let mut node = &mut document;
     for pair in tokens.windows(2) {
-        node = child(node, &pair[0], &pair[1])?;
+        node = child(node, &pair[0], &pair[1], &mut budget)?;
     }
     if let Some(last) = tokens.last() {
-        set_last(node, last, value)?;
+        set_last(node, last, value, &mut budget)?;
     }
     Ok(document.encode().into_bytes())
 }

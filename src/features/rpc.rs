@@ -63,11 +63,19 @@ impl ProviderAction {
     }
 }
 
-#[derive(Default)]
 pub struct RpcFeature {
     providers: AHashMap<Bytes, Vec<SessionRef>>,
     calls: AHashMap<(Bytes, Bytes), Call>,
+    /// Calls in flight per requester of this node (`maxRpcCallsInFlightPerConnection`).
+    in_flight: AHashMap<SessionRef, usize>,
+    max_in_flight: usize,
     generation: u64,
+}
+
+impl Default for RpcFeature {
+    fn default() -> Self {
+        RpcFeature::new(usize::MAX)
+    }
 }
 
 /// What a provider's message says: the action and where the RPC name is among its data
@@ -88,6 +96,37 @@ pub fn provider_action(
 }
 
 impl RpcFeature {
+    /// At most `max_in_flight` unanswered calls per requester session on this core.
+    pub fn new(max_in_flight: usize) -> Self {
+        RpcFeature {
+            providers: AHashMap::new(),
+            calls: AHashMap::new(),
+            in_flight: AHashMap::new(),
+            max_in_flight,
+            generation: 0,
+        }
+    }
+
+    /// Remembers a call in flight.
+    fn add_call(&mut self, key: (Bytes, Bytes), call: Call) {
+        if !call.requester.is_remote() {
+            *self.in_flight.entry(call.requester).or_insert(0) += 1;
+        }
+        self.calls.insert(key, call);
+    }
+
+    /// Forgets a call (answered, failed or timed out).
+    fn take_call(&mut self, key: &(Bytes, Bytes)) -> Option<Call> {
+        let call = self.calls.remove(key)?;
+        if let Some(count) = self.in_flight.get_mut(&call.requester) {
+            *count -= 1;
+            if *count == 0 {
+                self.in_flight.remove(&call.requester);
+            }
+        }
+        Some(call)
+    }
+
     /// Does a session of this node provide `name`? (Other nodes' providers are stand-ins
     /// whose `core` is `SessionRef::REMOTE_CORE`.)
     pub fn has_local_provider(&self, name: &[u8]) -> bool {
@@ -200,6 +239,16 @@ impl RpcFeature {
             );
             return;
         }
+        let in_flight = self.in_flight.get(&requester).copied().unwrap_or(0);
+        if in_flight >= self.max_in_flight {
+            // maxRpcCallsInFlightPerConnection: the call fails at once (the requester's
+            // callback gets the error) instead of growing this core's table of calls.
+            effects.send(
+                requester,
+                message(&[CODE, b"E", b"TOO_MANY_RPC_CALLS", &name, &correlation]),
+            );
+            return;
+        }
         let Some(provider) = self.pick(&name, &[], requester) else {
             effects.send(requester, no_provider(requester, &name, &correlation));
             return;
@@ -215,7 +264,7 @@ impl RpcFeature {
             generation: self.generation,
         };
         self.dispatch(&key, &call, effects);
-        self.calls.insert(
+        self.add_call(
             (
                 Bytes::copy_from_slice(&name),
                 Bytes::copy_from_slice(&correlation),
@@ -313,7 +362,7 @@ impl RpcFeature {
                 effects.send(call.requester, ack);
             }
             ProviderAction::Response | ProviderAction::Error => {
-                if let Some(call) = self.calls.remove(&key) {
+                if let Some(call) = self.take_call(&key) {
                     effects.send(call.requester, raw);
                 }
             }
@@ -323,7 +372,7 @@ impl RpcFeature {
 
     /// Sends the request to a provider not tried yet, or fails the call with NO_RPC_PROVIDER.
     fn reroute(&mut self, key: &(Bytes, Bytes), effects: &mut Effects) {
-        let Some(mut call) = self.calls.remove(key) else {
+        let Some(mut call) = self.take_call(key) else {
             return;
         };
         call.tried.push(call.provider);
@@ -334,7 +383,7 @@ impl RpcFeature {
                 call.acked = false;
                 call.generation = self.generation;
                 self.dispatch(key, &call, effects);
-                self.calls.insert(key.clone(), call);
+                self.add_call(key.clone(), call);
             }
             None => effects.send(call.requester, no_provider(call.requester, &key.0, &key.1)),
         }
@@ -364,7 +413,7 @@ impl RpcFeature {
             call.requester,
             message(&[CODE, b"E", event, &key.0, &key.1]),
         );
-        self.calls.remove(&key);
+        self.take_call(&key);
     }
 
     /// A session closed: it no longer provides `names`; its calls in flight as a provider are
@@ -374,6 +423,7 @@ impl RpcFeature {
             self.unprovide(name, session, true, effects);
         }
         self.calls.retain(|_, call| call.requester != session);
+        self.in_flight.remove(&session);
         let stranded: Vec<(Bytes, Bytes)> = self
             .calls
             .iter()

@@ -31,6 +31,7 @@ mod slab;
 
 pub use slab::{PortState, SessionPort, SlowConsumer};
 
+use crate::admission::Admission;
 use crate::auth::Authenticator;
 use crate::cluster::{Cluster, ClusterStats};
 use crate::config::Config;
@@ -481,6 +482,8 @@ pub struct Core {
     pub cores: usize,
     pub config: Arc<Config>,
     pub auth: Arc<Authenticator>,
+    /// Per-client-address limits, shared by every core.
+    pub admission: Arc<Admission>,
     hasher: ahash::RandomState,
     sessions: RefCell<SessionSlab>,
     events: RefCell<TopicRegistry>,
@@ -518,18 +521,28 @@ impl Core {
         cores: usize,
         config: Arc<Config>,
         auth: Arc<Authenticator>,
+        admission: Arc<Admission>,
         congestion: Arc<Congestion>,
     ) -> Core {
+        let max_rpc_calls_in_flight = config.limits.max_rpc_calls_in_flight;
+        let max_record_size = config.max_record_size();
+        // Names spread evenly over the cores; each core holds its share of maxRecords.
+        let max_records_per_core = config.limits.max_records.div_ceil(cores);
         Core {
             id,
             cores,
             config,
             auth,
+            admission,
             hasher: name_hasher(),
             sessions: RefCell::new(SessionSlab::default()),
             events: RefCell::new(TopicRegistry::new(Topic::Event, cores)),
-            records: RefCell::new(RecordFeature::new(cores)),
-            rpc: RefCell::new(RpcFeature::default()),
+            records: RefCell::new(RecordFeature::new(
+                cores,
+                max_record_size,
+                max_records_per_core,
+            )),
+            rpc: RefCell::new(RpcFeature::new(max_rpc_calls_in_flight)),
             presence: RefCell::new(PresenceReplica::default()),
             deadlines: RefCell::new(Deadlines::default()),
             outgoing: RefCell::new((0..cores).map(|_| VecDeque::new()).collect()),
@@ -724,6 +737,15 @@ impl Core {
     }
 
     fn queue_for(&self, core: usize, message: CoreMessage) {
+        if core >= self.cores {
+            // Only a message from another node (through Redis) can name a core this process
+            // does not have: drop it rather than index past the queues.
+            crate::warn!(
+                "a message for core {core} (this node has {}): dropped",
+                self.cores
+            );
+            return;
+        }
         let weight = message.weight();
         let was_empty = {
             let mut outgoing = self.outgoing.borrow_mut();

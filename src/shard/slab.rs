@@ -31,6 +31,8 @@ pub struct SessionPort {
     pub id: SessionRef,
     buffer: RefCell<Vec<u8>>,
     waker: RefCell<Option<Waker>>,
+    /// Woken when the port is aborted (a connection task racing a write against that).
+    abort_waker: RefCell<Option<Waker>>,
     state: Cell<PortState>,
     limit: usize,
 }
@@ -41,6 +43,7 @@ impl SessionPort {
             id,
             buffer: RefCell::new(Vec::new()),
             waker: RefCell::new(None),
+            abort_waker: RefCell::new(None),
             state: Cell::new(PortState::Open),
             limit,
         }
@@ -62,6 +65,9 @@ impl SessionPort {
             drop(buffer);
             self.state.set(PortState::Abort);
             self.wake();
+            if let Some(waker) = self.abort_waker.borrow_mut().take() {
+                waker.wake();
+            }
             return Err(SlowConsumer { buffered });
         }
         let was_empty = buffer.is_empty();
@@ -105,6 +111,16 @@ impl SessionPort {
             return Poll::Ready(());
         }
         *self.waker.borrow_mut() = Some(context.waker().clone());
+        Poll::Pending
+    }
+
+    /// Ready once the port is aborted (slow consumer). Unlike `poll_ready`, it keeps its
+    /// waker registered while output accumulates.
+    pub fn poll_aborted(&self, context: &mut Context<'_>) -> Poll<()> {
+        if self.state.get() == PortState::Abort {
+            return Poll::Ready(());
+        }
+        *self.abort_waker.borrow_mut() = Some(context.waker().clone());
         Poll::Pending
     }
 
@@ -190,6 +206,28 @@ mod tests {
         assert!(slab.get(first).is_none());
         assert!(slab.get(second).is_some());
         assert_eq!(slab.len(), 1);
+    }
+
+    #[test]
+    fn an_abort_wakes_a_waiter_registered_while_output_was_pending() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        struct Flag(AtomicBool);
+        impl std::task::Wake for Flag {
+            fn wake(self: Arc<Self>) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let mut slab = SessionSlab::default();
+        let port = slab.insert(0, 10);
+        port.push(b"12345").expect("fits");
+        let flag = Arc::new(Flag(AtomicBool::new(false)));
+        let waker = Waker::from(Arc::clone(&flag));
+        let mut context = Context::from_waker(&waker);
+        assert_eq!(port.poll_aborted(&mut context), Poll::Pending);
+        assert!(port.push(b"123456").is_err());
+        assert!(flag.0.load(Ordering::SeqCst), "the abort woke the waiter");
+        assert_eq!(port.poll_aborted(&mut context), Poll::Ready(()));
     }
 
     #[test]

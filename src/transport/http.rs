@@ -88,14 +88,26 @@ impl Request {
         })
     }
 
-    /// `Content-Length` (0 when absent); `None` for a malformed value.
+    /// `Content-Length` (0 when absent); `None` for a malformed value, or for several
+    /// `Content-Length` headers (a request smuggling vector when they disagree).
     pub fn content_length(&self) -> Option<usize> {
-        match self.header("content-length") {
-            None => Some(0),
-            Some(value) => std::str::from_utf8(value)
-                .ok()
-                .and_then(|text| text.trim().parse().ok()),
+        let mut values = self
+            .headers
+            .iter()
+            .filter(|(key, _)| key == "content-length")
+            .map(|(_, value)| value);
+        let Some(value) = values.next() else {
+            return Some(0);
+        };
+        if values.next().is_some() {
+            return None;
         }
+        let text = std::str::from_utf8(value).ok()?.trim();
+        // Digits only: "+5" or "0x10" are not lengths.
+        if text.is_empty() || !text.bytes().all(|byte| byte.is_ascii_digit()) {
+            return None;
+        }
+        text.parse().ok()
     }
 
     /// HTTP/1.1 keeps the connection unless told otherwise; HTTP/1.0 closes unless told.
@@ -121,10 +133,12 @@ pub fn reason(status: u16) -> &'static str {
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        408 => "Request Timeout",
         413 => "Payload Too Large",
         426 => "Upgrade Required",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
+        501 => "Not Implemented",
         503 => "Service Unavailable",
         _ => "Unknown",
     }

@@ -189,6 +189,11 @@ impl Decoder {
             if self.failed {
                 return None;
             }
+            // A control frame may carry at most 125 bytes (RFC 6455 §5.5): one that announces
+            // more (a 16- or 64-bit length) is refused at its second byte, never buffered.
+            if self.buffer.len() >= 2 && self.buffer[0] & 0x08 != 0 && self.buffer[1] & 0x7f > 125 {
+                return self.fail(close_code::PROTOCOL_ERROR);
+            }
             // A header that announces more than the limit fails before the payload arrives.
             if let Some(announced) = announced_payload(&self.buffer) {
                 let so_far = self.message.as_ref().map_or(0, |(_, data)| data.len()) as u64;
@@ -516,6 +521,14 @@ mod tests {
             decode(&client_frame(0x89, &[0; 126]), 1024),
             vec![Event::Fail(1002)]
         );
+        // ... refused from the header alone: a ping announcing 2^40 bytes, nothing after it.
+        let mut decoder = Decoder::new(1 << 50);
+        let mut header = vec![0x89, 0x80 | 127];
+        header.extend_from_slice(&(1u64 << 40).to_be_bytes());
+        decoder.push(&header[..2]);
+        assert_eq!(decoder.next_event(), Some(Event::Fail(1002)));
+        decoder.push(&header[2..]);
+        assert_eq!(decoder.pending(), 0, "nothing buffered after the refusal");
         // Continuation with nothing to continue; a new message inside a fragmented one.
         assert_eq!(
             decode(&client_frame(0x80, b"x"), 1024),

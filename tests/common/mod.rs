@@ -3,6 +3,7 @@
 //! the captures (`|` = 0x1F, `+` = 0x1E).
 #![allow(dead_code)]
 
+pub mod attack;
 pub mod replay;
 
 /// File auth with the fixture users (md5, 100 iterations, 32-byte keys), as in the captures.
@@ -47,6 +48,84 @@ pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
+/// Runs the binary on `config` (a whole config file) and waits up to 10 s for it to exit:
+/// (its exit status, what it wrote to stderr). A server that keeps running is killed and
+/// reported as `None`.
+pub fn run_to_exit(config: &str) -> (Option<i32>, String) {
+    let dir = std::env::temp_dir().join(format!(
+        "corestream-exit-{}-{}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    std::fs::write(dir.join("config.yml"), config).expect("write config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_corestream"))
+        .args(["start", "--config"])
+        .arg(dir.join("config.yml"))
+        .args(["--cores", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn corestream");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break status.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        let _ = pipe.read_to_string(&mut stderr);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    (status, stderr)
+}
+
+/// The TCP ports process `pid` listens on (from /proc: its socket inodes, and the listening
+/// sockets of /proc/net/tcp and tcp6 with those inodes), sorted.
+pub fn listening_ports(pid: u32) -> Vec<u16> {
+    let inodes: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("fd dir")
+        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .filter_map(|target| {
+            let target = target.to_string_lossy().to_string();
+            Some(
+                target
+                    .strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .to_string(),
+            )
+        })
+        .collect();
+    let mut ports = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // local_address is field 1 (addr:PORT in hex), st is field 3 (0A = LISTEN),
+            // inode is field 9.
+            if fields.len() > 9 && fields[3] == "0A" && inodes.contains(fields[9]) {
+                if let Some(port) = fields[1]
+                    .rsplit(':')
+                    .next()
+                    .and_then(|hex| u16::from_str_radix(hex, 16).ok())
+                {
+                    ports.push(port);
+                }
+            }
+        }
+    }
+    ports.sort_unstable();
+    ports.dedup();
+    ports
+}
+
 pub struct Server {
     child: Child,
     pub tcp_port: u16,
@@ -65,7 +144,36 @@ impl Server {
         panic!("corestream did not start after 5 attempts");
     }
 
+    /// Starts the binary with `config` as the whole config file, `{http}` replaced by a free
+    /// port (the server's `http_port`; it has no TCP port).
+    pub fn start_raw(config: &str, cores: usize) -> Server {
+        for _ in 0..5 {
+            let http_port = free_port();
+            let text = config.replace("{http}", &http_port.to_string());
+            if let Some(mut server) = Server::launch(&text, cores) {
+                server.http_port = http_port;
+                server.tcp_port = 0;
+                return server;
+            }
+        }
+        panic!("corestream did not start after 5 attempts");
+    }
+
     fn try_start(extra: &str, cores: usize) -> Option<Server> {
+        let tcp_port = free_port();
+        let http_port = free_port();
+        let config = format!(
+            "host: 127.0.0.1\nport: {http_port}\ntcpHost: 127.0.0.1\ntcpPort: {tcp_port}\nlogLevel: WARN\n\
+             {extra}\n"
+        );
+        let mut server = Server::launch(&config, cores)?;
+        server.tcp_port = tcp_port;
+        server.http_port = http_port;
+        Some(server)
+    }
+
+    /// Runs the binary on `config` until it says it listens.
+    fn launch(config: &str, cores: usize) -> Option<Server> {
         let dir = std::env::temp_dir().join(format!(
             "corestream-test-{}-{}",
             std::process::id(),
@@ -75,12 +183,6 @@ impl Server {
         for file in ["users.yml", "permissions.yml"] {
             std::fs::copy(fixtures().join(file), dir.join(file)).expect("copy fixture");
         }
-        let tcp_port = free_port();
-        let http_port = free_port();
-        let config = format!(
-            "host: 127.0.0.1\nport: {http_port}\ntcpHost: 127.0.0.1\ntcpPort: {tcp_port}\nlogLevel: WARN\n\
-             {extra}\n"
-        );
         std::fs::write(dir.join("config.yml"), config).expect("write config");
         let mut child = Command::new(env!("CARGO_BIN_EXE_corestream"))
             .args(["start", "--config"])
@@ -109,8 +211,8 @@ impl Server {
         }
         Some(Server {
             child,
-            tcp_port,
-            http_port,
+            tcp_port: 0,
+            http_port: 0,
             dir,
         })
     }

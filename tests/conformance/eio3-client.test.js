@@ -177,6 +177,30 @@ describe("handshake", () => {
   });
 });
 
+describe("websocket handshake timing", () => {
+  // A raw WebSocket client (ws, as the official protocol suite uses it) that waits for
+  // `open` and only then attaches its `message` listener, as `await waitFor(socket, "open");
+  // await waitFor(socket, "message")` does. If the open packet travels in the same read as the
+  // 101 response, ws emits it before that listener exists and it is lost: the server must
+  // write it after the upgrade completed, as real engine.io servers do.
+  const WebSocket = require("ws");
+  const { once } = require("node:events");
+  it("a listener attached after `open` still receives the open packet (20 connections)", async () => {
+    const wsUrl = ENDPOINT.replace(/^http/, "ws") + "?EIO=3&transport=websocket";
+    for (let i = 0; i < 20; i++) {
+      const socket = new WebSocket(wsUrl);
+      await once(socket, "open");
+      const message = await Promise.race([
+        once(socket, "message").then(([data]) => data.toString()),
+        new Promise((resolve) => setTimeout(() => resolve(null), 2000)),
+      ]);
+      socket.terminate();
+      assert.ok(message !== null, `connection ${i}: the open packet was lost`);
+      assert.match(message, /^0\{"sid":/, `connection ${i}`);
+    }
+  });
+});
+
 describe("polling -> websocket upgrade", () => {
   it("upgrades, and no message sent around the upgrade is lost or reordered", async () => {
     const c = await open({ transports: ["polling", "websocket"] });

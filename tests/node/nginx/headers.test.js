@@ -112,6 +112,32 @@ test('variant A (no auth in nginx): user headers removed, keep-alive upstream, u
   }
 });
 
+test('every auth variant commented out: the user headers are still removed on every proxied path', { timeout: 15000 }, async () => {
+  const up = await fakeUpstream();
+  let ngx;
+  try {
+    ngx = await startNginx('hdr-off', up.url, ['--auth-off']);
+    const conf = require('fs').readFileSync(path.join(ngx.dir, 'corestream-http.conf'), 'utf8');
+    assert.doesNotMatch(conf, /^\s*[^#\s].*#@auth-/m, 'some variant line is still active');
+    const requests = [
+      { path: '/deepstream/?EIO=3&transport=polling', headers: forged },
+      { method: 'POST', path: '/deepstream/?EIO=3&transport=polling&sid=x', body: '1:6', headers: forged },
+      { path: '/deepstream', headers: Object.assign({}, upgrade, forged) },
+      { path: '/deepstream/?EIO=3&transport=websocket&sid=x', headers: Object.assign({}, upgrade, forged) },
+      { path: '/metrics', headers: forged },
+      { path: '/health-check', headers: forged },
+    ];
+    for (const request of requests) {
+      const seen = JSON.parse((await px.request(ngx.url, request)).body);
+      assert.equal(seen.headers['x-forwarded-user'], undefined, request.path);
+      assert.equal(seen.headers['x-forwarded-user-data'], undefined, request.path);
+    }
+  } finally {
+    stopNginx(ngx);
+    up.server.close();
+  }
+});
+
 test('variant B (basic auth): X-Forwarded-User is the authenticated user, never what the client sent', { timeout: 15000 }, async () => {
   const up = await fakeUpstream();
   let ngx;

@@ -1,0 +1,223 @@
+//! Socket options and bounded socket I/O for the connection tasks (`server`, `http_port`).
+//!
+//! Owns what every accepted socket gets (TCP_NODELAY, TCP keepalive, `TCP_USER_TIMEOUT`) and
+//! the two ways a connection task waits on a socket without waiting forever: a read with a
+//! deadline, and a write that gives up when its session is aborted (slow consumer) or its
+//! deadline passes. Called by the connection tasks only; it knows nothing of the protocol.
+
+use crate::config::Limits;
+use crate::shard::SessionPort;
+use futures_lite::future::{or, poll_fn};
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::time::Instant;
+
+/// Sets one integer socket option; failure only means the option is not set (logged).
+fn set_option(stream: &TcpStream, level: libc::c_int, name: libc::c_int, value: libc::c_int) {
+    let fd = stream.as_raw_fd();
+    let size = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `fd` is the open socket owned by `stream`, which outlives this call; the option
+    // value is a valid c_int whose size is passed alongside.
+    let result =
+        unsafe { libc::setsockopt(fd, level, name, (&value as *const libc::c_int).cast(), size) };
+    if result != 0 {
+        crate::debug!(
+            "setsockopt({level}, {name}) failed: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+fn millis(duration: std::time::Duration) -> libc::c_int {
+    libc::c_int::try_from(duration.as_millis()).unwrap_or(libc::c_int::MAX)
+}
+
+fn seconds(duration: std::time::Duration) -> libc::c_int {
+    libc::c_int::try_from(duration.as_secs().max(1)).unwrap_or(libc::c_int::MAX)
+}
+
+/// Every accepted socket: no Nagle delay; keepalive probes that find a dead peer after
+/// idle + interval x count; and `TCP_USER_TIMEOUT`, so data the peer does not acknowledge (or a
+/// zero window it never opens again) ends the connection instead of holding it forever.
+pub fn tune(stream: &TcpStream, limits: &Limits) {
+    let _ = stream.set_nodelay(true);
+    set_option(stream, libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1);
+    set_option(
+        stream,
+        libc::IPPROTO_TCP,
+        libc::TCP_KEEPIDLE,
+        seconds(limits.tcp_keep_alive_idle),
+    );
+    set_option(
+        stream,
+        libc::IPPROTO_TCP,
+        libc::TCP_KEEPINTVL,
+        seconds(limits.tcp_keep_alive_interval),
+    );
+    set_option(
+        stream,
+        libc::IPPROTO_TCP,
+        libc::TCP_KEEPCNT,
+        libc::c_int::try_from(limits.tcp_keep_alive_count).unwrap_or(libc::c_int::MAX),
+    );
+    set_option(
+        stream,
+        libc::IPPROTO_TCP,
+        libc::TCP_USER_TIMEOUT,
+        millis(limits.tcp_user_timeout),
+    );
+}
+
+/// What a bounded read got.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Read {
+    /// This many bytes were read into the buffer.
+    Data(usize),
+    /// The peer closed, or the read failed.
+    Closed,
+    /// The deadline passed first.
+    TimedOut,
+}
+
+/// Reads into `chunk`, giving up at `deadline`.
+pub async fn read_until(stream: &mut TcpStream, chunk: &mut [u8], deadline: Instant) -> Read {
+    let read = or(async { Some(stream.read(chunk).await) }, async {
+        glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())).await;
+        None
+    })
+    .await;
+    match read {
+        None => Read::TimedOut,
+        Some(Ok(0)) | Some(Err(_)) => Read::Closed,
+        Some(Ok(count)) => Read::Data(count),
+    }
+}
+
+/// Ready when the port must be aborted (slow consumer).
+pub fn aborted(port: &SessionPort) -> impl std::future::Future<Output = ()> + '_ {
+    poll_fn(move |context| port.poll_aborted(context))
+}
+
+/// Writes all of `bytes`. `false` when the write failed, the session's port was aborted while
+/// waiting (it kept producing output the client did not read), or `deadline` passed (a client
+/// that stopped reading altogether): the caller then drops the connection.
+pub async fn write_all_racing(
+    stream: &mut TcpStream,
+    bytes: &[u8],
+    port: Option<&SessionPort>,
+    deadline: Option<Instant>,
+) -> bool {
+    let write = async { stream.write_all(bytes).await.is_ok() };
+    let abort = async {
+        match port {
+            Some(port) => aborted(port).await,
+            None => futures_lite::future::pending::<()>().await,
+        }
+        false
+    };
+    let expire = async {
+        match deadline {
+            Some(deadline) => {
+                glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())).await
+            }
+            None => futures_lite::future::pending::<()>().await,
+        }
+        false
+    };
+    or(write, or(abort, expire)).await
+}
+
+/// The inodes of this process's sockets (from `/proc/self/fd`).
+fn own_socket_inodes() -> std::collections::HashSet<u64> {
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
+        return Default::default();
+    };
+    entries
+        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .filter_map(|target| {
+            let target = target.to_str()?;
+            target
+                .strip_prefix("socket:[")?
+                .strip_suffix(']')?
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
+/// An address of `/proc/net/tcp` (`0100007F:1785`) or `/proc/net/tcp6` (32 hex digits, then
+/// the port): each 32-bit word is printed in the machine's byte order.
+pub fn parse_proc_address(text: &str) -> Option<SocketAddr> {
+    let (address, port) = text.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    let mut bytes = Vec::with_capacity(16);
+    for word in 0..address.len() / 8 {
+        let value = u32::from_str_radix(address.get(word * 8..word * 8 + 8)?, 16).ok()?;
+        bytes.extend_from_slice(&value.to_ne_bytes());
+    }
+    let ip = match bytes.len() {
+        4 => IpAddr::from(<[u8; 4]>::try_from(bytes).ok()?),
+        16 => IpAddr::from(<[u8; 16]>::try_from(bytes).ok()?),
+        _ => return None,
+    };
+    Some(SocketAddr::new(ip, port))
+}
+
+/// Does a socket of another process listen on `address`'s port, on the same address or a
+/// wildcard that covers it? (Only possible when both use SO_REUSEPORT: the kernel would then
+/// split the connections between the two processes.)
+pub fn shared_with_another_process(address: SocketAddr) -> bool {
+    let ours = own_socket_inodes();
+    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|table| {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        text.lines().skip(1).any(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // local address (1), state (3: 0A is LISTEN), inode (9)
+            let (Some(local), Some(state), Some(inode)) =
+                (fields.get(1), fields.get(3), fields.get(9))
+            else {
+                return false;
+            };
+            let Some(local) = parse_proc_address(local) else {
+                return false;
+            };
+            let inode: u64 = inode.parse().unwrap_or(0);
+            *state == "0A"
+                && local.port() == address.port()
+                && !ours.contains(&inode)
+                && (local.ip() == address.ip()
+                    || local.ip().is_unspecified()
+                    || address.ip().is_unspecified())
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_net_tcp_addresses() {
+        #[cfg(target_endian = "little")]
+        {
+            assert_eq!(
+                parse_proc_address("0100007F:1785"),
+                Some("127.0.0.1:6021".parse().expect("address"))
+            );
+            assert_eq!(
+                parse_proc_address("00000000000000000000000001000000:1784"),
+                Some("[::1]:6020".parse().expect("address"))
+            );
+        }
+        assert_eq!(parse_proc_address("zz:1"), None);
+    }
+
+    #[test]
+    fn a_listener_of_this_process_is_not_another_process() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = listener.local_addr().expect("address");
+        assert!(!shared_with_another_process(address));
+    }
+}
