@@ -12,8 +12,11 @@ export RUSTC_BOOTSTRAP=1
 targets=$(cd fuzz && cargo fuzz list)
 for target in $targets; do
   mkdir -p "fuzz/corpus/$target"
+  # committed seeds (fuzz/seeds/<target>, when there are any) start the search from real inputs
+  seeds=()
+  [ -d "fuzz/seeds/$target" ] && seeds=("fuzz/seeds/$target")
   echo "== fuzz $target for ${seconds}s"
-  cargo fuzz run "$target" -- -max_total_time="$seconds" -rss_limit_mb=2048 2>&1 \
+  cargo fuzz run "$target" "fuzz/corpus/$target" "${seeds[@]}" -- -max_total_time="$seconds" -rss_limit_mb=2048 2>&1 \
     | grep -E "^#[0-9]+.*(DONE|pulse)|Done|ERROR|SUMMARY|panicked|deadly" | tail -3
   # cargo fuzz exits non-zero on a crash; pipefail carries it here.
 done

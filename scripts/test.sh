@@ -3,8 +3,8 @@
 # the real binary, the real deepstream.io-client-js 1.1.1 (TCP) and 2.3.4 (WebSocket) suites
 # from npm, each twice: against the real deepstream.io server of that version (the reference:
 # 1.1.1 on Node 20, 2.4.1 on Node 8 from npm) and against corestream on two cores; the cluster
-# tests with a real redis-server; the tests behind a real nginx; the WebSocket and engine.io
-# conformance suites; and a short run of every fuzz target.
+# tests with a real redis-server; the tests behind a real nginx; a 60-second soak run; the
+# WebSocket and engine.io conformance suites; and a short run of every fuzz target.
 # Installs what the tests need when missing (see scripts/ensure-tools.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,6 +36,9 @@ bash scripts/cluster-tests.sh
 
 echo "== real nginx in front of corestream nodes (nginx/ configs, PROXY protocol, proxy auth)"
 bash scripts/nginx-tests.sh
+
+echo "== soak: 60 s of mixed real-client load on two nodes and Redis, one node killed and restarted"
+bash scripts/soak.sh 60 20
 
 echo "== Autobahn WebSocket cases 1-10 against corestream's echo endpoint"
 bash scripts/conformance/autobahn-corestream.sh

@@ -30,11 +30,8 @@ use std::rc::Rc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Deepstream,
-    Echo,
-}
+/// deepstream's engine.io endpoint, or the echo endpoint (`engineioEchoPath`).
+pub use crate::http_route::Endpoint as Mode;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Carrier {

@@ -10,6 +10,7 @@
 //! Called by `server` (accept loops); it never knows what a record or an event is.
 
 use crate::admission::Refusal;
+use crate::http_route::{self, Endpoint, Route};
 use crate::auth::proxy::Caller;
 use crate::engineio_port::{self, Carrier, EioRegistry, EioSession};
 use crate::net::Read;
@@ -155,9 +156,6 @@ async fn put_session(
     crate::net::write_all_racing(stream, bytes, Some(port), Some(deadline)).await
 }
 
-fn path_matches(path: &str, configured: &str) -> bool {
-    path == configured || path.strip_suffix('/') == Some(configured)
-}
 
 async fn serve_http(
     core: Rc<Core>,
@@ -183,182 +181,126 @@ async fn serve_http(
                 Incoming::Gone => return,
             };
         let keep_alive = request.keep_alive();
-        let config = &core.config;
-        let caller = crate::auth::proxy::caller(config, peer, |name| request.header(name));
-        if !config.origins.allows(request.header("origin")) {
-            // `origins`: a page from another origin may not poll, post or upgrade (a browser
-            // would send the visitor's credentials for nginx along with it).
-            crate::info!(
-                "{}: request from origin {:?} refused (not in origins)",
-                caller.address.map(|a| a.to_string()).unwrap_or_default(),
-                String::from_utf8_lossy(request.header("origin").unwrap_or_default())
-            );
-            if !put(
-                &core,
-                &mut stream,
-                &response(403, &[], b"origin not allowed", keep_alive),
-            )
-            .await
-                || !keep_alive
-            {
-                return;
+        let caller = crate::auth::proxy::caller(&core.config, peer, |name| request.header(name));
+        let mut keep_open = keep_alive;
+        let reply = match http_route::route(&core.config, &request) {
+            Route::ForbiddenOrigin => {
+                // `origins`: a page from another origin may not poll, post or upgrade (a
+                // browser would send the visitor's credentials for nginx along with it).
+                crate::info!(
+                    "{}: request from origin {:?} refused (not in origins)",
+                    caller.address.map(|a| a.to_string()).unwrap_or_default(),
+                    String::from_utf8_lossy(request.header("origin").unwrap_or_default())
+                );
+                response(403, &[], b"origin not allowed", keep_alive)
             }
-            continue;
-        }
-        let engineio_mode = if request.query_param("EIO").is_none() {
-            None
-        } else if path_matches(&request.path, &config.url_path) {
-            Some(engineio_port::Mode::Deepstream)
-        } else if config
-            .engineio_echo_path
-            .as_deref()
-            .is_some_and(|echo| path_matches(&request.path, echo))
-        {
-            Some(engineio_port::Mode::Echo)
-        } else {
-            None
-        };
-        if let Some(mode) = engineio_mode {
-            // A WebSocket upgrade for a session of another core: hand the connection over, with
-            // the request, so the home core serves it.
-            let home = request
-                .query_param("sid")
-                .and_then(EioRegistry::home_core)
-                .filter(|home| *home < core.cores && *home != core.id);
-            if let (Some(home), true) = (home, request.is_websocket_upgrade()) {
-                let mut replay = original_head.clone();
-                replay.extend_from_slice(&body);
-                replay.extend_from_slice(&buffer);
-                // SAFETY: dup of our own open socket; the copy goes to the home core, which
-                // becomes its only user; ours is closed when `stream` drops below.
-                let duplicate = unsafe { libc::dup(std::os::fd::AsRawFd::as_raw_fd(&stream)) };
-                if duplicate >= 0 {
-                    core.route(
-                        home,
-                        crate::shard::CoreMessage::Adopt {
-                            fd: duplicate,
-                            received: replay,
-                        },
-                    );
+            Route::EngineIo(endpoint) => {
+                // A WebSocket upgrade for a session of another core: hand the connection over,
+                // with the request, so the home core serves it.
+                let home = request
+                    .query_param("sid")
+                    .and_then(EioRegistry::home_core)
+                    .filter(|home| *home < core.cores && *home != core.id);
+                if let (Some(home), true) = (home, request.is_websocket_upgrade()) {
+                    let mut replay = original_head;
+                    replay.extend_from_slice(&body);
+                    replay.extend_from_slice(&buffer);
+                    hand_over(&core, &stream, home, replay);
+                    return;
                 }
-                return;
-            }
-            let upgraded = serve_engineio(
-                &core,
-                &engineio,
-                &mut stream,
-                &request,
-                &body,
-                &mut buffer,
-                mode,
-                &caller,
-            )
-            .await;
-            match upgraded {
-                Fate::KeepAlive if keep_alive => continue,
-                _ => return,
-            }
-        }
-        if request.is_websocket_upgrade() {
-            let mode = if path_matches(&request.path, &config.url_path) {
-                Some(Mode::Deepstream)
-            } else if config
-                .websocket_echo_path
-                .as_deref()
-                .is_some_and(|echo| path_matches(&request.path, echo))
-            {
-                Some(Mode::Echo)
-            } else {
-                None
-            };
-            let Some(mode) = mode else {
-                // As deepstream 2.x does for an upgrade on another path.
-                let _ = put(
+                let fate = serve_engineio(
                     &core,
+                    &engineio,
                     &mut stream,
-                    &response(400, &[], b"URL not supported", false),
+                    &request,
+                    &body,
+                    &mut buffer,
+                    endpoint,
+                    &caller,
                 )
                 .await;
-                return;
-            };
-            if request.header("sec-websocket-version") != Some(b"13") {
-                let reply = response(426, &[("Sec-WebSocket-Version", "13")], b"", false);
-                let _ = put(&core, &mut stream, &reply).await;
-                return;
-            }
-            let Some(key) = request.header("sec-websocket-key") else {
-                let _ = put(&core, &mut stream, &response(400, &[], b"", false)).await;
-                return;
-            };
-            let accept = websocket::accept_key(key);
-            let handshake = format!(
-                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-                 Sec-WebSocket-Accept: {accept}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-            );
-            if !put(&core, &mut stream, handshake.as_bytes()).await {
-                return;
-            }
-            serve_websocket(core, stream, buffer, mode, caller).await;
-            return;
-        }
-        let reply = if path_matches(&request.path, &config.health_check_path) {
-            match request.method.as_str() {
-                // Healthy while every core answers within half a second.
-                "GET" | "HEAD" => {
-                    let answered = core.gather_stats_within(Duration::from_millis(500)).await;
-                    let redis_down = answered
-                        .iter()
-                        .filter(|stats| {
-                            stats.cluster.enabled
-                                && !(stats.cluster.command_link_up && stats.cluster.pubsub_link_up)
-                        })
-                        .count();
-                    if answered.len() == core.cores && redis_down > 0 {
-                        // Still 200: this node serves its own clients without Redis; the body
-                        // says the cluster is degraded (cross-node traffic and record writes
-                        // fail until Redis is back).
-                        let body = format!(
-                            "degraded: {redis_down} of {} cores have no Redis connection",
-                            core.cores
-                        );
-                        response(200, &[], body.as_bytes(), keep_alive)
-                    } else if answered.len() == core.cores {
-                        response(200, &[], b"", keep_alive)
-                    } else {
-                        let body = format!(
-                            "{} of {} cores did not answer",
-                            core.cores - answered.len(),
-                            core.cores
-                        );
-                        response(503, &[], body.as_bytes(), keep_alive)
-                    }
+                match fate {
+                    Fate::KeepAlive if keep_alive => continue,
+                    _ => return,
                 }
-                _ => response(405, &[("Allow", "GET")], b"", keep_alive),
             }
-        } else if request.path == "/metrics" {
-            match request.method.as_str() {
-                "GET" => {
-                    let stats = core.gather_stats().await;
-                    let body = prometheus(&stats);
-                    response(
-                        200,
-                        &[("Content-Type", "text/plain; version=0.0.4")],
-                        body.as_bytes(),
-                        keep_alive,
-                    )
+            Route::WebSocket {
+                endpoint,
+                handshake,
+            } => {
+                if put(&core, &mut stream, handshake.as_bytes()).await {
+                    serve_websocket(core, stream, buffer, endpoint, caller).await;
                 }
-                _ => response(405, &[("Allow", "GET")], b"", keep_alive),
+                return;
             }
-        } else if path_matches(&request.path, &config.url_path) {
-            // The deepstream path speaks WebSocket only.
-            response(426, &[("Upgrade", "websocket")], b"", keep_alive)
-        } else {
-            response(404, &[], b"", keep_alive)
+            Route::Health => health(&core, keep_alive).await,
+            Route::Metrics => {
+                let stats = core.gather_stats().await;
+                let body = prometheus(&stats);
+                let headers = [("Content-Type", "text/plain; version=0.0.4")];
+                response(200, &headers, body.as_bytes(), keep_alive)
+            }
+            Route::Answer {
+                status,
+                headers,
+                body,
+                close,
+            } => {
+                keep_open = keep_alive && !close;
+                response(status, headers, body, keep_open)
+            }
         };
-        if !put(&core, &mut stream, &reply).await || !keep_alive {
+        if !put(&core, &mut stream, &reply).await || !keep_open {
             return;
         }
     }
+}
+
+/// Hands the connection (and the bytes read from it) to the core that owns its engine.io
+/// session.
+fn hand_over(core: &Rc<Core>, stream: &TcpStream, home: usize, received: Vec<u8>) {
+    // SAFETY: dup of our own open socket; the copy goes to the home core, which becomes its
+    // only user; ours is closed when the caller drops `stream`.
+    let duplicate = unsafe { libc::dup(std::os::fd::AsRawFd::as_raw_fd(stream)) };
+    if duplicate >= 0 {
+        core.route(
+            home,
+            crate::shard::CoreMessage::Adopt {
+                fd: duplicate,
+                received,
+            },
+        );
+    }
+}
+
+/// The health check: 200 while every core answers within half a second (with a body saying
+/// so when the cluster's Redis is down), 503 otherwise.
+async fn health(core: &Rc<Core>, keep_alive: bool) -> Vec<u8> {
+    let answered = core.gather_stats_within(Duration::from_millis(500)).await;
+    let redis_down = answered
+        .iter()
+        .filter(|stats| {
+            stats.cluster.enabled && !(stats.cluster.command_link_up && stats.cluster.pubsub_link_up)
+        })
+        .count();
+    if answered.len() < core.cores {
+        let body = format!(
+            "{} of {} cores did not answer",
+            core.cores - answered.len(),
+            core.cores
+        );
+        return response(503, &[], body.as_bytes(), keep_alive);
+    }
+    if redis_down > 0 {
+        // Still 200: this node serves its own clients without Redis; the body says the
+        // cluster is degraded (cross-node traffic and record writes fail until Redis is back).
+        let body = format!(
+            "degraded: {redis_down} of {} cores have no Redis connection",
+            core.cores
+        );
+        return response(200, &[], body.as_bytes(), keep_alive);
+    }
+    response(200, &[], b"", keep_alive)
 }
 
 enum Fate {
@@ -401,7 +343,7 @@ async fn serve_engineio(
     request: &Request,
     body: &[u8],
     leftover: &mut Vec<u8>,
-    mode: engineio_port::Mode,
+    mode: Endpoint,
     caller: &Caller,
 ) -> Fate {
     let keep_alive = request.keep_alive();
@@ -763,11 +705,6 @@ async fn serve_engineio_websocket(
     session.close();
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    Deepstream,
-    Echo,
-}
 
 enum Wake {
     Read(std::io::Result<usize>),
@@ -780,7 +717,7 @@ async fn serve_websocket(
     core: Rc<Core>,
     mut stream: TcpStream,
     leftover: Vec<u8>,
-    mode: Mode,
+    mode: Endpoint,
     caller: Caller,
 ) {
     let peer = caller.address;
@@ -788,12 +725,12 @@ async fn serve_websocket(
     core.counters.session_opened(transport);
     let port = core.open_session();
     let mut session = match mode {
-        Mode::Deepstream => {
+        Endpoint::Deepstream => {
             let mut session = Session::start(Rc::clone(&core), Rc::clone(&port), Dialect::V2, peer);
             session.set_proxy_identity(caller.identity);
             Some(session)
         }
-        Mode::Echo => None,
+        Endpoint::Echo => None,
     };
     let mut decoder = Decoder::new(core.config.max_message_size);
     decoder.push(&leftover);
@@ -806,7 +743,7 @@ async fn serve_websocket(
     let mut auth_deadline = core
         .config
         .unauthenticated_client_timeout
-        .filter(|_| mode == Mode::Deepstream)
+        .filter(|_| mode == Endpoint::Deepstream)
         .map(|timeout| Instant::now() + timeout);
     let mut closing: Option<Option<u16>> = None;
     'connection: loop {
@@ -845,19 +782,19 @@ async fn serve_websocket(
         while let Some(event) = decoder.next_event() {
             heard_since_tick = true;
             match (event, mode) {
-                (Event::Text(text), Mode::Deepstream) => {
+                (Event::Text(text), Endpoint::Deepstream) => {
                     if let Some(session) = session.as_mut() {
                         session.handle_unit(Bytes::from(text)).await;
                     }
                 }
-                (Event::Text(text), Mode::Echo) => {
+                (Event::Text(text), Endpoint::Echo) => {
                     frame.clear();
                     websocket::write_text(&mut frame, &text);
                     if !put_session(&core, &mut stream, &port, &frame).await {
                         break 'connection;
                     }
                 }
-                (Event::Binary(data), Mode::Echo) => {
+                (Event::Binary(data), Endpoint::Echo) => {
                     frame.clear();
                     websocket::write_binary(&mut frame, &data);
                     if !put_session(&core, &mut stream, &port, &frame).await {
@@ -865,7 +802,7 @@ async fn serve_websocket(
                     }
                 }
                 // deepstream speaks text only.
-                (Event::Binary(_), Mode::Deepstream) => {
+                (Event::Binary(_), Endpoint::Deepstream) => {
                     closing = Some(Some(1003));
                     continue 'connection;
                 }
@@ -913,9 +850,9 @@ async fn serve_websocket(
             ),
             async {
                 let deadline = match (mode, auth_deadline) {
-                    (Mode::Deepstream, Some(auth)) => auth.min(next_tick),
-                    (Mode::Deepstream, None) => next_tick,
-                    (Mode::Echo, _) => {
+                    (Endpoint::Deepstream, Some(auth)) => auth.min(next_tick),
+                    (Endpoint::Deepstream, None) => next_tick,
+                    (Endpoint::Echo, _) => {
                         pending::<()>().await;
                         next_tick
                     }

@@ -14,6 +14,7 @@ pub mod config;
 pub mod engineio_port;
 pub mod features;
 pub mod http_port;
+pub mod http_route;
 pub mod net;
 pub mod protocol;
 pub mod random;

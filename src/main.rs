@@ -46,7 +46,16 @@ corestream's own keys: maxOutboundBufferSize (bytes a session may have unsent be
     port), trustedProxies (IP addresses whose PROXY headers and user headers are believed),
     auth type proxy-header (options header, dataHeader: the user a trusted proxy
     authenticated), websocketEchoPath, engineioEchoPath, engineioPingInterval,
-    engineioPingTimeout.
+    engineioPingTimeout, allowAllOrigins and origins (browser origins allowed on the HTTP port;
+    others get 403).
+Limits (README \"Security\"): maxParseErrors (10), maxSubscriptionsPerConnection (100000),
+    maxListenPatternsPerConnection (100), maxRpcNamesPerConnection (10000),
+    maxRpcCallsInFlightPerConnection (1000), maxRecordSize (maxMessageSize), maxRecords
+    (10000000), maxEngineioSessions (100000), maxEngineioSessionsPerAddress (1000),
+    maxEngineioQueuedPackets (1000), maxAuthAttemptsPerAddress (100) per authAttemptsWindow
+    (60000 ms), httpHeaderTimeout (10000 ms), httpBodyTimeout (30000 ms), httpKeepAliveTimeout
+    (75000 ms), tcpKeepAliveIdle (5000 ms), tcpKeepAliveInterval (5000 ms), tcpKeepAliveCount
+    (3), tcpUserTimeout (30000 ms).
 Other deepstream keys are accepted with a warning saying they have no effect yet.
 
 EXIT STATUS: 0 after a clean stop, 1 if the server cannot start (port in use, users file
