@@ -39,7 +39,7 @@ fn parse_all(unit: &[u8]) -> usize {
     let mut fields = 0;
     for parsed in messages(unit, Dialect::V1) {
         if let Parsed::Message(message) = parsed {
-            fields += message.topic.len() + message.action.len();
+            fields += message.topic.len() + message.action_raw.len();
             for field in message.data_fields() {
                 fields += field.len();
             }

@@ -6,7 +6,7 @@
 //! never touched on the message path). Called by the engine.io port (`engineio_port`) and the
 //! session (`session`, at login).
 
-use crate::config::Limits;
+use crate::base::config::Limits;
 use ahash::AHashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -10,9 +10,9 @@
 //! Called by `server` (accept loops); it never knows what a record or an event is.
 
 use crate::admission::Refusal;
-use crate::http_route::{self, Endpoint, Route};
 use crate::auth::proxy::Caller;
 use crate::engineio_port::{self, Carrier, EioRegistry, EioSession};
+use crate::http_route::{self, Endpoint, Route};
 use crate::net::Read;
 use crate::protocol::actions::Dialect;
 use crate::session::Session;
@@ -156,7 +156,6 @@ async fn put_session(
     crate::net::write_all_racing(stream, bytes, Some(port), Some(deadline)).await
 }
 
-
 async fn serve_http(
     core: Rc<Core>,
     engineio: Rc<EioRegistry>,
@@ -280,7 +279,8 @@ async fn health(core: &Rc<Core>, keep_alive: bool) -> Vec<u8> {
     let redis_down = answered
         .iter()
         .filter(|stats| {
-            stats.cluster.enabled && !(stats.cluster.command_link_up && stats.cluster.pubsub_link_up)
+            stats.cluster.enabled
+                && !(stats.cluster.command_link_up && stats.cluster.pubsub_link_up)
         })
         .count();
     if answered.len() < core.cores {
@@ -704,7 +704,6 @@ async fn serve_engineio_websocket(
     // The carrying WebSocket failed (or its client stopped reading): the session ends with it.
     session.close();
 }
-
 
 enum Wake {
     Read(std::io::Result<usize>),

@@ -7,7 +7,7 @@
 //! `websocketEchoPath`) with their handshake, the health check, `/metrics`, and the status of
 //! everything else. Called by `http_port` for every request.
 
-use crate::config::Config;
+use crate::base::config::Config;
 use crate::transport::http::Request;
 use crate::transport::websocket;
 
@@ -134,7 +134,7 @@ fn upgrade(config: &Config, request: &Request) -> Route {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Origins;
+    use crate::base::config::Origins;
     use crate::transport::http::{parse_request, Parse};
 
     fn parsed(head: &str) -> Request {
@@ -166,18 +166,27 @@ mod tests {
             Route::WebSocket {
                 endpoint: Endpoint::Deepstream,
                 handshake,
-            } => assert!(handshake.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{handshake}"),
+            } => assert!(
+                handshake.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+                "{handshake}"
+            ),
             other => panic!("{other:?}"),
         }
         assert!(matches!(
-            route(&config, &parsed(&format!("GET /echo HTTP/1.1\r\n{upgrade}\r\n"))),
+            route(
+                &config,
+                &parsed(&format!("GET /echo HTTP/1.1\r\n{upgrade}\r\n"))
+            ),
             Route::WebSocket {
                 endpoint: Endpoint::Echo,
                 ..
             }
         ));
         assert!(matches!(
-            route(&config, &parsed(&format!("GET /other HTTP/1.1\r\n{upgrade}\r\n"))),
+            route(
+                &config,
+                &parsed(&format!("GET /other HTTP/1.1\r\n{upgrade}\r\n"))
+            ),
             Route::Answer { status: 400, .. }
         ));
         assert_eq!(

@@ -9,8 +9,8 @@
 pub mod logging;
 pub mod admission;
 pub mod auth;
+pub mod base;
 pub mod cluster;
-pub mod config;
 pub mod engineio_port;
 pub mod features;
 pub mod http_port;

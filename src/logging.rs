@@ -1,23 +1,26 @@
-//! Logging: one line per event on stderr, `<UTC time> <LEVEL> core=<n> <text>`.
+//! Logging through `tracing`: one line per event on stderr.
 //!
-//! The level is set once at start from the config's `logLevel`. Every module logs through the
-//! macros `error!`, `warn!`, `info!`, `debug!` defined here; a core sets its number for the
-//! thread it runs on with `set_core`.
+//! The default format is the one operators already read, `<UTC time> <LEVEL> core=<n> <text>`;
+//! `logFormat: json` writes one JSON object per line instead (`time`, `level`, `core`, `target`,
+//! `message` and the event's fields), for log shippers. The level comes from `logLevel`;
+//! `logFilter` refines it per module with `tracing` directives (for example
+//! `corestream::cluster=debug,corestream::ports=warn`). Every module logs through the macros
+//! `error!`, `warn!`, `info!`, `debug!` defined here (thin wrappers of `tracing`'s, so the
+//! target is the calling module); a core tags the log lines of its thread with `set_core`.
+//! Called by `main` (once, at start) and by `server` (each core's thread).
 
-use crate::config::LogLevel;
+use crate::base::config::{LogFormat, LogLevel};
 use std::cell::Cell;
-use std::io::Write;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
-
-static LEVEL: AtomicU8 = AtomicU8::new(1);
+use tracing::{Event, Subscriber};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::EnvFilter;
 
 thread_local! {
     static CORE: Cell<Option<usize>> = const { Cell::new(None) };
-}
-
-pub fn set_level(level: LogLevel) {
-    LEVEL.store(rank(level), Ordering::Relaxed);
 }
 
 /// Tags the log lines of this thread with a core number.
@@ -25,41 +28,117 @@ pub fn set_core(core: usize) {
     CORE.with(|cell| cell.set(Some(core)));
 }
 
-fn rank(level: LogLevel) -> u8 {
+fn directive(level: LogLevel) -> &'static str {
     match level {
-        LogLevel::Debug => 0,
-        LogLevel::Info => 1,
-        LogLevel::Warn => 2,
-        LogLevel::Error => 3,
-        LogLevel::Off => 100,
+        LogLevel::Debug => "debug",
+        LogLevel::Info => "info",
+        LogLevel::Warn => "warn",
+        LogLevel::Error => "error",
+        LogLevel::Off => "off",
     }
 }
 
-pub fn enabled(level: LogLevel) -> bool {
-    rank(level) >= LEVEL.load(Ordering::Relaxed) && level != LogLevel::Off
+/// Installs the process-wide subscriber. `filter` (from `logFilter`) adds per-module
+/// directives after the level; a malformed one is an error naming it. A second call (tests
+/// that start several servers in one process) keeps the first subscriber.
+pub fn init(level: LogLevel, filter: Option<&str>, format: LogFormat) -> Result<(), String> {
+    let mut directives = directive(level).to_string();
+    if let Some(filter) = filter {
+        directives.push(',');
+        directives.push_str(filter);
+    }
+    let filter = EnvFilter::try_new(&directives)
+        .map_err(|error| format!("logFilter '{directives}': {error}"))?;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .event_format(Lines { format })
+        .try_init();
+    Ok(())
 }
 
-pub fn write(level: LogLevel, text: std::fmt::Arguments<'_>) {
-    let name = match level {
-        LogLevel::Debug => "DEBUG",
-        LogLevel::Info => "INFO",
-        LogLevel::Warn => "WARN",
-        LogLevel::Error => "ERROR",
-        LogLevel::Off => return,
-    };
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    let core = CORE.with(Cell::get);
-    let mut line = format!(
-        "{} {name}",
-        utc_timestamp(now.as_secs(), now.subsec_millis())
-    );
-    if let Some(core) = core {
-        line.push_str(&format!(" core={core}"));
+/// Sets only the level (tests that run servers in-process).
+pub fn set_level(level: LogLevel) {
+    let _ = init(level, None, LogFormat::Text);
+}
+
+/// The line format of both `logFormat`s.
+struct Lines {
+    format: LogFormat,
+}
+
+/// Collects an event's message and fields.
+#[derive(Default)]
+struct Fields {
+    message: String,
+    extra: Vec<(&'static str, String)>,
+}
+
+impl tracing::field::Visit for Fields {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            let _ = write!(self.message, "{value:?}");
+        } else {
+            self.extra.push((field.name(), format!("{value:?}")));
+        }
     }
-    line.push_str(&format!(" {text}\n"));
-    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == "message" {
+            self.message.push_str(value);
+        } else {
+            self.extra.push((field.name(), value.to_string()));
+        }
+    }
+}
+
+impl<S, N> FormatEvent<S, N> for Lines
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _context: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> std::fmt::Result {
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let time = utc_timestamp(now.as_secs(), now.subsec_millis());
+        let level = event.metadata().level().as_str();
+        let core = CORE.with(Cell::get);
+        match self.format {
+            LogFormat::Text => {
+                write!(writer, "{time} {level}")?;
+                if let Some(core) = core {
+                    write!(writer, " core={core}")?;
+                }
+                write!(writer, " {}", fields.message)?;
+                for (name, value) in &fields.extra {
+                    write!(writer, " {name}={value}")?;
+                }
+                writeln!(writer)
+            }
+            LogFormat::Json => {
+                let mut line = serde_json::Map::new();
+                line.insert("time".into(), time.into());
+                line.insert("level".into(), level.into());
+                if let Some(core) = core {
+                    line.insert("core".into(), core.into());
+                }
+                line.insert("target".into(), event.metadata().target().into());
+                line.insert("message".into(), fields.message.into());
+                for (name, value) in fields.extra {
+                    line.insert(name.into(), value.into());
+                }
+                writeln!(writer, "{}", serde_json::Value::Object(line))
+            }
+        }
+    }
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ` from seconds since the epoch (civil-from-days algorithm).
@@ -89,21 +168,13 @@ fn utc_timestamp(seconds: u64, millis: u32) -> String {
 }
 
 #[macro_export]
-macro_rules! log_at {
-    ($level:expr, $($arg:tt)*) => {
-        if $crate::logging::enabled($level) {
-            $crate::logging::write($level, format_args!($($arg)*));
-        }
-    };
-}
+macro_rules! error { ($($arg:tt)*) => { ::tracing::error!($($arg)*) }; }
 #[macro_export]
-macro_rules! error { ($($arg:tt)*) => { $crate::log_at!($crate::config::LogLevel::Error, $($arg)*) }; }
+macro_rules! warn { ($($arg:tt)*) => { ::tracing::warn!($($arg)*) }; }
 #[macro_export]
-macro_rules! warn { ($($arg:tt)*) => { $crate::log_at!($crate::config::LogLevel::Warn, $($arg)*) }; }
+macro_rules! info { ($($arg:tt)*) => { ::tracing::info!($($arg)*) }; }
 #[macro_export]
-macro_rules! info { ($($arg:tt)*) => { $crate::log_at!($crate::config::LogLevel::Info, $($arg)*) }; }
-#[macro_export]
-macro_rules! debug { ($($arg:tt)*) => { $crate::log_at!($crate::config::LogLevel::Debug, $($arg)*) }; }
+macro_rules! debug { ($($arg:tt)*) => { ::tracing::debug!($($arg)*) }; }
 
 #[cfg(test)]
 mod tests {

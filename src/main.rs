@@ -1,8 +1,9 @@
-//! The `corestream` command: parses the command line, loads the config, starts the server and
-//! waits for SIGINT/SIGTERM. Exit status: 0 after a clean stop, 1 when the server cannot start,
-//! 2 for a bad command line or config.
+//! The `corestream` command: parses the command line (clap), loads the config, starts the
+//! server and waits for SIGINT/SIGTERM. Exit status: 0 after a clean stop, 1 when the server
+//! cannot start, 2 for a bad command line or config.
 
-use corestream::config::Config;
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use corestream::base::config::Config;
 use corestream::server;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,26 +11,8 @@ use std::process::ExitCode;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const HELP: &str = "\
-corestream - a thread-per-core realtime server for the deepstream protocol
-
-USAGE:
-    corestream start [--config FILE] [--cores N]
-    corestream --help | --version
-
-COMMANDS:
-    start           Run the server until SIGINT or SIGTERM.
-
-OPTIONS:
-    -c, --config FILE   A deepstream 1.x or 2.x config file (YAML or JSON), read unchanged.
-                        Relative paths in it (users file, permissions file) are resolved
-                        against the file's folder. Without it every setting has deepstream's
-                        default: TCP on 0.0.0.0:6021, open auth.
-    -n, --cores N       Number of cores (one pinned executor each). Default: every online core.
-                        Overrides the config key 'cores'.
-    -h, --help          Show this help.
-    -V, --version       Show the version.
-
+/// What `corestream start --help` adds after the options: the config keys.
+const CONFIG_KEYS: &str = "\
 CONFIG KEYS (deepstream's): serverName, logLevel, port, host, tcpPort, tcpHost, urlPath,
     webServerEnabled, tcpServerEnabled, auth (type none | file with path, hash, iterations,
     keyLength | http with endpointUrl, permittedStatusCodes, requestTimeout), permission (type
@@ -48,7 +31,7 @@ corestream's own keys: maxOutboundBufferSize (bytes a session may have unsent be
     authenticated), websocketEchoPath, engineioEchoPath, engineioPingInterval,
     engineioPingTimeout, allowAllOrigins and origins (browser origins allowed on the HTTP port;
     others get 403).
-Limits (README \"Security\"): maxParseErrors (10), maxSubscriptionsPerConnection (100000),
+Limits (README, Security): maxParseErrors (10), maxSubscriptionsPerConnection (100000),
     maxListenPatternsPerConnection (100), maxRpcNamesPerConnection (10000),
     maxRpcCallsInFlightPerConnection (1000), maxRecordSize (maxMessageSize), maxRecords
     (10000000), maxEngineioSessions (100000), maxEngineioSessionsPerAddress (1000),
@@ -56,78 +39,58 @@ Limits (README \"Security\"): maxParseErrors (10), maxSubscriptionsPerConnection
     (60000 ms), httpHeaderTimeout (10000 ms), httpBodyTimeout (30000 ms), httpKeepAliveTimeout
     (75000 ms), tcpKeepAliveIdle (5000 ms), tcpKeepAliveInterval (5000 ms), tcpKeepAliveCount
     (3), tcpUserTimeout (30000 ms).
+Logging: logLevel, logFilter (per-module tracing directives, e.g.
+    corestream::cluster=debug), logFormat (text or json).
 Other deepstream keys are accepted with a warning saying they have no effect yet.
 
 EXIT STATUS: 0 after a clean stop, 1 if the server cannot start (port in use, users file
-    missing...), 2 for a bad command line or config file.
-";
+    missing...), 2 for a bad command line or config file.";
 
-struct Options {
-    config: Option<PathBuf>,
-    cores: Option<usize>,
+/// corestream - a thread-per-core realtime server for the deepstream protocol.
+#[derive(Parser)]
+#[command(name = "corestream", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
 }
 
-fn parse_arguments(arguments: &[String]) -> Result<Option<Options>, String> {
-    let mut options = Options {
-        config: None,
-        cores: None,
-    };
-    let mut iter = arguments.iter();
-    match iter.next().map(String::as_str) {
-        None => return Err("missing command (try 'corestream start' or '--help')".into()),
-        Some("-h" | "--help" | "help") => {
-            print!("{HELP}");
-            return Ok(None);
-        }
-        Some("-V" | "--version") => {
-            println!("corestream {}", env!("CARGO_PKG_VERSION"));
-            return Ok(None);
-        }
-        Some("start") => {}
-        Some(other) => return Err(format!("unknown command '{other}' (try '--help')")),
-    }
-    while let Some(argument) = iter.next() {
-        let (flag, inline) = match argument.split_once('=') {
-            Some((flag, value)) => (flag, Some(value.to_string())),
-            None => (argument.as_str(), None),
-        };
-        let mut value = |name: &str| {
-            inline
-                .clone()
-                .or_else(|| iter.next().cloned())
-                .ok_or_else(|| format!("{name} needs a value"))
-        };
-        match flag {
-            "-c" | "--config" => options.config = Some(PathBuf::from(value("--config")?)),
-            "-n" | "--cores" => {
-                let text = value("--cores")?;
-                let cores: usize = text
-                    .parse()
-                    .ok()
-                    .filter(|cores| *cores > 0)
-                    .ok_or_else(|| format!("--cores expects a number above 0, got '{text}'"))?;
-                options.cores = Some(cores);
-            }
-            "-h" | "--help" => {
-                print!("{HELP}");
-                return Ok(None);
-            }
-            other => return Err(format!("unknown option '{other}' (try '--help')")),
-        }
-    }
-    Ok(Some(options))
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server until SIGINT or SIGTERM.
+    #[command(after_long_help = CONFIG_KEYS)]
+    Start(StartArgs),
+    /// Print a completion script for a shell (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Args)]
+struct StartArgs {
+    /// A deepstream 1.x or 2.x config file (YAML or JSON), read unchanged. Relative paths in it
+    /// (users file, permissions file) are resolved against the file's folder. Without it every
+    /// setting has deepstream's default: TCP on 0.0.0.0:6021, HTTP on 0.0.0.0:6020, open auth.
+    #[arg(short, long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Number of cores (one pinned executor each). Default: every online core. Overrides the
+    /// config key 'cores'.
+    #[arg(short = 'n', long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    cores: Option<u16>,
 }
 
 fn main() -> ExitCode {
-    let arguments: Vec<String> = std::env::args().skip(1).collect();
-    let options = match parse_arguments(&arguments) {
-        Ok(Some(options)) => options,
-        Ok(None) => return ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("corestream: {message}");
-            return ExitCode::from(2);
+    match Cli::parse().command {
+        Command::Start(arguments) => start(arguments),
+        Command::Completions { shell } => {
+            let mut command = Cli::command();
+            clap_complete::generate(shell, &mut command, "corestream", &mut std::io::stdout());
+            ExitCode::SUCCESS
         }
-    };
+    }
+}
+
+fn start(options: StartArgs) -> ExitCode {
     let (mut config, warnings) = match &options.config {
         Some(path) => match Config::load(path) {
             Ok(loaded) => loaded,
@@ -138,10 +101,17 @@ fn main() -> ExitCode {
         },
         None => (Config::default(), Vec::new()),
     };
-    if options.cores.is_some() {
-        config.cores = options.cores;
+    if let Some(cores) = options.cores {
+        config.cores = Some(usize::from(cores));
     }
-    corestream::logging::set_level(config.log_level);
+    if let Err(error) = corestream::logging::init(
+        config.log_level,
+        config.log_filter.as_deref(),
+        config.log_format,
+    ) {
+        eprintln!("corestream: {error}");
+        return ExitCode::from(2);
+    }
     for warning in &warnings {
         corestream::warn!("{warning}");
     }

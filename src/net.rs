@@ -5,7 +5,7 @@
 //! deadline, and a write that gives up when its session is aborted (slow consumer) or its
 //! deadline passes. Called by the connection tasks only; it knows nothing of the protocol.
 
-use crate::config::Limits;
+use crate::base::config::Limits;
 use crate::shard::SessionPort;
 use futures_lite::future::{or, poll_fn};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};

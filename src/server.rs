@@ -9,7 +9,7 @@
 
 use crate::admission::Admission;
 use crate::auth::{AuthError, Authenticator};
-use crate::config::Config;
+use crate::base::config::Config;
 use crate::protocol::actions::Dialect;
 use crate::session::Session;
 use crate::shard::{Batch, Congestion, Core, CoreStats, PortState, Transport, CHANNEL_BATCHES};

@@ -11,7 +11,7 @@ use crate::auth::AuthOutcome;
 use crate::features::listen::compile_pattern;
 use crate::features::presence::counts_for_presence;
 use crate::features::rpc::provider_action;
-use crate::protocol::actions::{Dialect, Topic};
+use crate::protocol::actions::{Action, Dialect, Topic};
 use crate::protocol::message::{messages, write_message, Message, Parsed, MESSAGE_SEPARATOR};
 use crate::protocol::value::{typed_from_json, typed_string};
 use crate::shard::{Core, CoreMessage, PortState, PresenceAction, SessionPort};
@@ -158,7 +158,7 @@ impl Session {
             // 2.x: a pong is accepted, and ignored, in every state.
             if self.dialect == Dialect::V2 {
                 if let Parsed::Message(message) = parsed {
-                    if message.topic == b"C" && message.action == b"PO" {
+                    if message.topic == b"C" && message.action == Action::Pong {
                         continue;
                     }
                 }
@@ -202,7 +202,7 @@ impl Session {
     /// unparseable one.
     fn on_connection_message(&mut self, parsed: Parsed<'_>, unit: &Bytes) {
         match parsed {
-            Parsed::Message(message) if message.action == b"CHR" => {
+            Parsed::Message(message) if message.action == Action::ChallengeResponse => {
                 self.state = SessionState::AwaitingAuth;
                 self.reply(&[b"C", b"A"]);
             }
@@ -222,7 +222,7 @@ impl Session {
             }
             Parsed::Message(message) => {
                 let mut text = b"unknown action ".to_vec();
-                text.extend_from_slice(message.action);
+                text.extend_from_slice(message.action_raw);
                 self.reply(&[b"C", b"E", b"UNKNOWN_ACTION", &text]);
             }
             // deepstream 1.1.1 throws on an unparseable message here (it reads `.action` of
@@ -237,7 +237,7 @@ impl Session {
         let auth_data = match parsed {
             Parsed::Message(message)
                 if message.topic == b"A"
-                    && message.action == b"REQ"
+                    && message.action == Action::Request
                     && message.data_count() == 1 =>
             {
                 // Both references take any JSON whose `typeof` is 'object' (an array too);
@@ -397,7 +397,7 @@ impl Session {
                 b"E",
                 b"MESSAGE_PERMISSION_ERROR",
                 b"",
-                message.action,
+                message.action_raw,
             ]);
             return;
         }
@@ -431,16 +431,16 @@ impl Session {
         let code = Topic::Event.code();
         let session = self.port.id;
         match message.action {
-            b"S" | b"US" => {
+            Action::Subscribe | Action::Unsubscribe => {
                 let (Some(name), 1) = (message.data_at(0), message.data_count()) else {
                     return self.reply(&[code, b"E", b"INVALID_MESSAGE_DATA", message.raw]);
                 };
                 let name = Self::field_bytes(unit, name);
-                if message.action == b"S" && !self.may_subscribe(Topic::Event, &name) {
+                if message.action == Action::Subscribe && !self.may_subscribe(Topic::Event, &name) {
                     return;
                 }
                 let owner = self.core.owner(&name);
-                let request = if message.action == b"S" {
+                let request = if message.action == Action::Subscribe {
                     // Copied: a slice of the unit would keep the whole read buffer alive.
                     self.event_subscriptions
                         .insert(Bytes::copy_from_slice(&name));
@@ -459,7 +459,7 @@ impl Session {
                 };
                 self.core.route(owner, request);
             }
-            b"EVT" => {
+            Action::Event => {
                 let name = Self::field_bytes(unit, message.data_at(0).unwrap_or_default());
                 let owner = self.core.owner(&name);
                 let bytes = Self::message_bytes(unit, &message);
@@ -472,10 +472,12 @@ impl Session {
                     },
                 );
             }
-            b"L" => self.listen(Topic::Event, message),
-            b"UL" => self.unlisten(Topic::Event, message),
-            b"LA" | b"LR" => self.listen_response(Topic::Event, message, unit),
-            other => self.unknown_action(code, other),
+            Action::Listen => self.listen(Topic::Event, message),
+            Action::Unlisten => self.unlisten(Topic::Event, message),
+            Action::ListenAccept | Action::ListenReject => {
+                self.listen_response(Topic::Event, message, unit)
+            }
+            _ => self.unknown_action(code, message.action_raw),
         }
     }
 
@@ -524,7 +526,7 @@ impl Session {
             owner,
             CoreMessage::ListenResponse {
                 topic,
-                accept: message.action == b"LA",
+                accept: message.action == Action::ListenAccept,
                 pattern: Arc::from(String::from_utf8_lossy(pattern).as_ref()),
                 name,
                 session: self.port.id,
@@ -537,15 +539,25 @@ impl Session {
         let code = Topic::Record.code();
         let name = Self::field_bytes(unit, message.data_at(0).unwrap_or_default());
         match message.action {
-            b"CR" | b"US" | b"SN" | b"H" | b"HD" | b"U" | b"P" | b"CU" | b"D" => {
-                if message.action == b"CR" && !self.may_subscribe(Topic::Record, &name) {
+            Action::CreateOrRead
+            | Action::Unsubscribe
+            | Action::Snapshot
+            | Action::Has
+            | Action::Head
+            | Action::Update
+            | Action::Patch
+            | Action::CreateAndUpdate
+            | Action::Delete => {
+                if message.action == Action::CreateOrRead
+                    && !self.may_subscribe(Topic::Record, &name)
+                {
                     return;
                 }
-                if message.action == b"CR" {
+                if message.action == Action::CreateOrRead {
                     // Copied: a slice of the unit would keep the whole read buffer alive.
                     self.record_subscriptions
                         .insert(Bytes::copy_from_slice(&name));
-                } else if message.action == b"US" {
+                } else if message.action == Action::Unsubscribe {
                     self.record_subscriptions.remove(&name);
                 }
                 let owner = self.core.owner(&name);
@@ -559,21 +571,23 @@ impl Session {
                     },
                 );
             }
-            b"L" => self.listen(Topic::Record, message),
-            b"UL" => self.unlisten(Topic::Record, message),
-            b"LA" | b"LR" => self.listen_response(Topic::Record, message, unit),
-            other => self.unknown_action(code, other),
+            Action::Listen => self.listen(Topic::Record, message),
+            Action::Unlisten => self.unlisten(Topic::Record, message),
+            Action::ListenAccept | Action::ListenReject => {
+                self.listen_response(Topic::Record, message, unit)
+            }
+            _ => self.unknown_action(code, message.action_raw),
         }
     }
 
     /// 2.x presence requests are answered by this session's own core from its replica.
     fn on_presence_message(&mut self, message: Message<'_>) {
         let action = match message.action {
-            b"S" => PresenceAction::Subscribe,
-            b"US" => PresenceAction::Unsubscribe,
-            b"Q" => PresenceAction::Query,
+            Action::Subscribe => PresenceAction::Subscribe,
+            Action::Unsubscribe => PresenceAction::Unsubscribe,
+            Action::Query => PresenceAction::Query,
             // deepstream answers unknown presence actions on topic E.
-            other => return self.unknown_action(b"E", other),
+            _ => return self.unknown_action(b"E", message.action_raw),
         };
         let own: Arc<str> = Arc::from(self.username.as_deref().unwrap_or_default());
         self.core.route(
@@ -591,7 +605,7 @@ impl Session {
         let session = self.port.id;
         let field = |index: usize| message.data_at(index).map(|f| Self::field_bytes(unit, f));
         match message.action {
-            b"S" | b"US" => {
+            Action::Subscribe | Action::Unsubscribe => {
                 let Some(name) = field(0) else { return };
                 if !self.may_use_rpc_name(&name, None) {
                     return;
@@ -603,11 +617,11 @@ impl Session {
                     CoreMessage::RpcProvide {
                         name,
                         session,
-                        provide: message.action == b"S",
+                        provide: message.action == Action::Subscribe,
                     },
                 );
             }
-            b"REQ" => {
+            Action::Request => {
                 let (Some(name), Some(correlation)) = (field(0), field(1)) else {
                     return self.reply(&[code, b"E", b"INVALID_MESSAGE_DATA", message.raw]);
                 };
@@ -629,7 +643,7 @@ impl Session {
                     },
                 );
             }
-            b"A" if self.dialect == Dialect::V2 && message.data_at(0) != Some(b"REQ") => {
+            Action::Ack if self.dialect == Dialect::V2 && message.data_at(0) != Some(b"REQ") => {
                 // A 1.x-style ack on the 2.x endpoint: refused as 2.4.1 does (the request then
                 // times out waiting for a proper ack).
                 let mut text = b"unexpected state for rpc ".to_vec();
@@ -637,7 +651,7 @@ impl Session {
                 text.extend_from_slice(b" with action A");
                 self.reply(&[code, b"E", b"INVALID_RPC_CORRELATION_ID", &text]);
             }
-            b"A" | b"RES" | b"E" | b"REJ" => {
+            Action::Ack | Action::Response | Action::Error | Action::Reject => {
                 let Some((action, name_index)) =
                     provider_action(message.action, message.data_at(0), self.dialect)
                 else {
@@ -648,7 +662,7 @@ impl Session {
                     let mut text = b"unexpected state for rpc ".to_vec();
                     text.extend_from_slice(message.data_at(1).unwrap_or(b"undefined"));
                     text.extend_from_slice(b" with action ");
-                    text.extend_from_slice(message.action);
+                    text.extend_from_slice(message.action_raw);
                     return self.reply(&[code, b"E", b"INVALID_MESSAGE_DATA", &text]);
                 };
                 let owner = self.core.owner(&name);
@@ -665,7 +679,7 @@ impl Session {
                     },
                 );
             }
-            other => self.unknown_action(code, other),
+            _ => self.unknown_action(code, message.action_raw),
         }
     }
 

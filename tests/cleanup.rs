@@ -7,7 +7,7 @@
 mod common;
 
 use common::{free_port, wire, Client};
-use corestream::config::{Config, LogLevel};
+use corestream::base::config::{Config, LogLevel};
 use corestream::server;
 use std::io::Write;
 use std::time::{Duration, Instant};

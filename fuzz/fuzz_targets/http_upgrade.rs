@@ -6,7 +6,7 @@
 //! never buffer more than the frame limit.
 #![no_main]
 
-use corestream::config::{Config, Origins};
+use corestream::base::config::{Config, Origins};
 use corestream::http_route::{route, Route};
 use corestream::protocol::actions::Dialect;
 use corestream::protocol::message::messages;

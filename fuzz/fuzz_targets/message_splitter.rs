@@ -12,7 +12,7 @@ fuzz_target!(|unit: &[u8]| {
             if let Parsed::Message(message) = parsed {
                 let mut joined = message.topic.to_vec();
                 joined.push(0x1f);
-                joined.extend_from_slice(message.action);
+                joined.extend_from_slice(message.action_raw);
                 for field in message.data_fields() {
                     joined.push(0x1f);
                     joined.extend_from_slice(field);

@@ -7,7 +7,7 @@
 //! Node's `crypto.pbkdf2` receives it from deepstream).
 
 use super::{AuthError, AuthOutcome};
-use crate::config::{FileAuthConfig, PasswordHash};
+use crate::base::config::{FileAuthConfig, PasswordHash};
 use ahash::AHashMap;
 use base64::Engine;
 use serde_json::{Map, Value};
@@ -30,7 +30,7 @@ impl UsersFile {
         let path = config.path.display();
         let text = std::fs::read_to_string(&config.path)
             .map_err(|io| AuthError(format!("cannot read users file {path}: {io}")))?;
-        let parsed: Value = serde_yaml::from_str(&text).map_err(|yaml| {
+        let parsed: Value = yaml_serde::from_str(&text).map_err(|yaml| {
             AuthError(format!("users file {path} is not valid YAML/JSON: {yaml}"))
         })?;
         let Value::Object(entries) = parsed else {

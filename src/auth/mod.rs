@@ -14,7 +14,7 @@ mod webhook;
 pub use file::UsersFile;
 pub use proxy::ProxyIdentity;
 
-use crate::config::{AuthConfig, HttpAuthConfig};
+use crate::base::config::{AuthConfig, HttpAuthConfig};
 use crate::protocol::actions::Dialect;
 use serde_json::{Map, Value};
 use std::fmt;

@@ -6,7 +6,7 @@
 //! address it is ignored (the login is then refused), so a client that connects directly cannot
 //! claim a user by sending the header itself.
 
-use crate::config::{AuthConfig, Config};
+use crate::base::config::{AuthConfig, Config};
 use serde_json::Value;
 use std::net::SocketAddr;
 
@@ -96,7 +96,7 @@ pub fn identity<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ProxyHeaderAuthConfig;
+    use crate::base::config::ProxyHeaderAuthConfig;
 
     fn config() -> Config {
         Config {

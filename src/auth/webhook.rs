@@ -9,7 +9,7 @@
 //! together. A failed or timed-out call refuses the login and says why in the log.
 
 use super::{AuthOutcome, LoginContext};
-use crate::config::HttpAuthConfig;
+use crate::base::config::HttpAuthConfig;
 use serde_json::{json, Map, Value};
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};

@@ -9,6 +9,7 @@
 //! While a link is down, calls fail immediately: a core never waits on Redis to serve locally.
 
 use super::resp::{frame_length, parse, write_command, RespError};
+use crate::base::config::RedisTarget;
 use bytes::Bytes;
 use futures_lite::future::or;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -20,21 +21,6 @@ use std::future::poll_fn;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
 use std::time::Duration;
-
-/// Where Redis is and how to log in.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RedisTarget {
-    pub host: String,
-    pub port: u16,
-    pub password: Option<String>,
-    pub db: i64,
-}
-
-impl RedisTarget {
-    pub fn address(&self) -> String {
-        format!("{}:{}", self.host, self.port)
-    }
-}
 
 /// Why a Redis command did not produce a value.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,8 +3,8 @@
 //! One node leads listening. Its registries (`features::event::TopicRegistry`, role `Leader`)
 //! run discovery over every node's listeners and every node's interest in each name; the other
 //! nodes (role `Follower`) run none and report to the leader. The other nodes' listeners and
-//! subscribers appear in the leader's registries as stand-ins (`SessionRef::REMOTE_LISTENER`,
-//! `SessionRef::REMOTE_INTEREST`), and what the registries send to a stand-in travels to its
+//! subscribers appear in the leader's registries as stand-ins (`Address::NodeListener`,
+//! `Address::NodeInterest`), and what the registries send to a stand-in travels to its
 //! node. So `SP` in turn, the late-accept rule, `SR` when the last subscriber anywhere leaves
 //! and `SH` on every node behave as on one node, with one provider per name.
 //!
@@ -44,11 +44,12 @@
 
 use super::rpc::NODE_CHANNEL;
 use super::{bulk, channel, integer, Cluster, SEPARATOR};
+use crate::base::address::{Address, SessionRef};
 use crate::features::event::ListenRole;
 use crate::features::Effects;
-use crate::protocol::actions::{Dialect, Topic};
+use crate::protocol::actions::{Action, Dialect, Topic};
 use crate::protocol::message::{messages, Parsed};
-use crate::shard::{Core, CoreMessage, SessionRef};
+use crate::shard::{Core, CoreMessage};
 use ahash::AHashMap;
 use bytes::Bytes;
 use redis::Value;
@@ -132,7 +133,7 @@ pub struct ClusterListen {
     taken: Option<(Arc<str>, i64)>,
     /// Core 0: report again at the next claim (a link of core 0 reconnected, or the leader left).
     claim_now: bool,
-    /// Leader: the other nodes' listeners; a `REMOTE_LISTENER` stand-in's slot indexes this.
+    /// Leader: the other nodes' listeners; an `Address::NodeListener` stand-in's index is its place here.
     remote: Vec<Option<RemoteListener>>,
     remote_index: AHashMap<(Arc<str>, SessionRef), u32>,
     free: Vec<u32>,
@@ -213,11 +214,7 @@ impl ClusterListen {
 }
 
 fn listener_ref(slot: u32) -> SessionRef {
-    SessionRef {
-        core: SessionRef::REMOTE_LISTENER,
-        slot,
-        generation: 0,
-    }
+    SessionRef::node_listener(slot)
 }
 
 fn topic_of(code: &[u8]) -> Option<Topic> {
@@ -499,7 +496,7 @@ pub fn response_to_leader(
 /// Leader: what a registry sent to a stand-in (another node's listener, or another node's
 /// subscribers of a name) travels to that node.
 pub fn to_stand_in(cluster: &Cluster, to: SessionRef, bytes: &[u8]) {
-    if to.core == SessionRef::REMOTE_LISTENER {
+    if let Address::NodeListener { .. } = to.address() {
         let target = {
             let listen = cluster.listen.borrow();
             listen
@@ -639,7 +636,9 @@ pub fn on_node_message(core: &Rc<Core>, from: &str, kind: &[u8], body: Bytes) {
             }
             let bytes = copy(fields[3]);
             let revoke = match messages(&bytes, Dialect::V1).next() {
-                Some(Parsed::Message(parsed)) if parsed.action == b"SR" => {
+                Some(Parsed::Message(parsed))
+                    if parsed.action == Action::SubscriptionForPatternRemoved =>
+                {
                     match (
                         topic_of(parsed.topic),
                         parsed.data_at(0).and_then(pattern_of),
@@ -686,7 +685,7 @@ pub fn on_node_message(core: &Rc<Core>, from: &str, kind: &[u8], body: Bytes) {
             else {
                 return;
             };
-            if parsed.action != b"SH" {
+            if parsed.action != Action::SubscriptionHasProvider {
                 return;
             }
             to_owner(
@@ -713,9 +712,11 @@ pub fn handle(core: &Rc<Core>, cluster: &Cluster, node: &Arc<str>, message: Node
             let node_slot = cluster.remote_ref(node).slot;
             core.forget_remote_interest(
                 |stand_in| {
-                    stand_in.core == SessionRef::REMOTE_INTEREST
-                        && stand_in.slot == node_slot
-                        && stand_in.generation == u32::from(reset_core)
+                    stand_in.address()
+                        == Address::NodeInterest {
+                            node: node_slot,
+                            core: u32::from(reset_core),
+                        }
                 },
                 &mut effects,
             );
@@ -752,11 +753,8 @@ pub fn handle(core: &Rc<Core>, cluster: &Cluster, node: &Arc<str>, message: Node
             name,
             interested,
         } if leads => {
-            let stand_in = SessionRef {
-                core: SessionRef::REMOTE_INTEREST,
-                slot: cluster.remote_ref(node).slot,
-                generation: u32::from(owner_core),
-            };
+            let stand_in =
+                SessionRef::node_interest(cluster.remote_ref(node).slot, u32::from(owner_core));
             if let Some(mut registry) = core.registry(topic) {
                 registry.remote_interest(&name, stand_in, interested, &mut effects);
             }
@@ -823,7 +821,7 @@ pub fn node_gone(core: &Rc<Core>, cluster: &Cluster, node: &Arc<str>, effects: &
     if let Some(node_ref) = cluster.known_remote_ref(node) {
         core.forget_remote_interest(
             |stand_in| {
-                stand_in.core == SessionRef::REMOTE_INTEREST && stand_in.slot == node_ref.slot
+                matches!(stand_in.address(), Address::NodeInterest { node, .. } if node == node_ref.slot)
             },
             effects,
         );

@@ -38,26 +38,17 @@ pub mod records;
 pub mod resp;
 pub mod rpc;
 
-use crate::shard::{Core, CoreMessage, SessionRef};
+use crate::base::address::SessionRef;
+use crate::base::config::ClusterConfig;
+use crate::shard::{Core, CoreMessage};
 use ahash::{AHashMap, AHashSet};
 use bytes::Bytes;
-use link::{CommandLink, PubSubEvent, PubSubLink, RedisError, RedisTarget};
+use link::{CommandLink, PubSubEvent, PubSubLink, RedisError};
 use redis::Value;
 use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// The cluster settings (deepstream's plugin and cluster keys).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClusterConfig {
-    pub redis: RedisTarget,
-    /// This node's id in the cluster: serverName plus a random suffix (unique per start).
-    pub node: String,
-    pub keep_alive_interval: Duration,
-    pub active_check_interval: Duration,
-    pub node_inactive_timeout: Duration,
-}
 
 pub const EVENT_CHANNEL: &[u8] = b"cs:e:";
 pub const RECORD_CHANNEL: &[u8] = b"cs:r:";
@@ -290,22 +281,14 @@ impl Cluster {
                 slot
             }
         };
-        SessionRef {
-            core: SessionRef::REMOTE_CORE,
-            slot,
-            generation: 0,
-        }
+        SessionRef::node(slot)
     }
 
     pub fn known_remote_ref(&self, node: &str) -> Option<SessionRef> {
         self.remote_node_slots
             .borrow()
             .get(node)
-            .map(|slot| SessionRef {
-                core: SessionRef::REMOTE_CORE,
-                slot: *slot,
-                generation: 0,
-            })
+            .map(|slot| SessionRef::node(*slot))
     }
 
     pub fn remote_node(&self, slot: u32) -> Option<Arc<str>> {

@@ -18,12 +18,13 @@
 //!   cache `Loading` again (stale copies still answer reads while Redis is unreachable).
 
 use super::{bulk, channel, integer, Cluster, RECORD_CHANNEL, RECORD_KEY, SEPARATOR};
+use crate::base::address::SessionRef;
 use crate::features::record::WriteRequest;
 use crate::features::record_store::{Change, WriteError};
 use crate::features::Effects;
-use crate::protocol::actions::Dialect;
+use crate::protocol::actions::{Action, Dialect};
 use crate::protocol::message::{build_message, messages, Parsed};
-use crate::shard::{Core, SessionRef};
+use crate::shard::Core;
 use ahash::AHashMap;
 use bytes::Bytes;
 use redis::Value;
@@ -494,7 +495,7 @@ async fn run(core: &Rc<Core>, cluster: &Rc<Cluster>, name: &Bytes, operation: Re
     };
     let mut effects = Effects::default();
     match parsed.action {
-        b"CR" => {
+        Action::CreateOrRead => {
             // Follow the record (its channel, then its cache) before answering: the answer and
             // every change after it then reach this subscriber in order, none missed.
             // `None`: answer from the cache (its reply is shared); `Some`: from Redis.
@@ -541,27 +542,29 @@ async fn run(core: &Rc<Core>, cluster: &Rc<Cluster>, name: &Bytes, operation: Re
                 }
             }
         }
-        b"SN" if is_valid(cluster, name) => {
+        Action::Snapshot if is_valid(cluster, name) => {
             // Served from the cache: the reply of a large record is shared, not copied.
             let reply = core.records_mut().read_reply(name);
             let reply =
                 reply.unwrap_or_else(|| message(&[b"R", b"E", b"SN", name, b"RECORD_NOT_FOUND"]));
             effects.send(session, reply);
         }
-        b"SN" | b"H" | b"HD" => match current(core, cluster, name).await {
+        Action::Snapshot | Action::Has | Action::Head => match current(core, cluster, name).await {
             Ok(record) => {
                 let reply = match (parsed.action, record) {
-                    (b"H", record) => {
+                    (Action::Has, record) => {
                         let found: &[u8] = if record.is_some() { b"T" } else { b"F" };
                         message(&[b"R", b"H", name, found])
                     }
-                    (b"SN", Some((version, data))) => {
+                    (Action::Snapshot, Some((version, data))) => {
                         message(&[b"R", b"R", name, version.to_string().as_bytes(), &data])
                     }
                     (_, Some((version, _))) => {
                         message(&[b"R", b"HD", name, version.to_string().as_bytes()])
                     }
-                    (action, None) => message(&[b"R", b"E", action, name, b"RECORD_NOT_FOUND"]),
+                    (action, None) => {
+                        message(&[b"R", b"E", action.code(), name, b"RECORD_NOT_FOUND"])
+                    }
                 };
                 effects.send(session, reply);
             }
@@ -570,7 +573,7 @@ async fn run(core: &Rc<Core>, cluster: &Rc<Cluster>, name: &Bytes, operation: Re
                 effects.send(session, message(&[b"R", b"E", b"RECORD_LOAD_ERROR", name]));
             }
         },
-        b"US" => {
+        Action::Unsubscribe => {
             let subscribers = {
                 let mut records = core.records_mut();
                 records
@@ -580,7 +583,7 @@ async fn run(core: &Rc<Core>, cluster: &Rc<Cluster>, name: &Bytes, operation: Re
             };
             interest(cluster, core, name, subscribers);
         }
-        b"D" => {
+        Action::Delete => {
             let channel = channel(RECORD_CHANNEL, name);
             let origin = cluster.origin(Some(session));
             match cluster
@@ -602,7 +605,7 @@ async fn run(core: &Rc<Core>, cluster: &Rc<Cluster>, name: &Bytes, operation: Re
                 }
             }
         }
-        b"U" | b"P" | b"CU" => {
+        Action::Update | Action::Patch | Action::CreateAndUpdate => {
             let reply = write(core, cluster, session, dialect, &parsed).await;
             if let Some(reply) = reply {
                 effects.send(session, reply);

@@ -4,7 +4,7 @@
 //! nodes with providers (`cs:rpc:<name>`, kept by each node's owner core as its first provider
 //! comes and its last goes; `cs:rpcnames:<node>` indexes them for clean-up). A node with a
 //! local provider serves a request locally; one without asks Redis which nodes provide the
-//! name and adds one stand-in provider per node to the RPC feature (`SessionRef::REMOTE_CORE`),
+//! name and adds one stand-in provider per node to the RPC feature (`SessionRef::node`),
 //! so the feature's own routing, reject/reroute, deadlines and errors apply unchanged.
 //!
 //! What the feature sends to a stand-in travels on the target node's channel
@@ -16,11 +16,12 @@
 //! 2.x requester as it would a local provider's.
 
 use super::{bulk, channel, Cluster, SEPARATOR};
+use crate::base::address::SessionRef;
 use crate::features::rpc::provider_action;
 use crate::features::Effects;
-use crate::protocol::actions::Dialect;
+use crate::protocol::actions::{Action, Dialect};
 use crate::protocol::message::{messages, Parsed};
-use crate::shard::{Core, CoreMessage, SessionRef};
+use crate::shard::{Core, CoreMessage};
 use bytes::Bytes;
 use redis::Value;
 use std::rc::Rc;
@@ -163,10 +164,14 @@ pub fn forward(cluster: &Cluster, to: SessionRef, bytes: Bytes) {
     let Some(Parsed::Message(message)) = messages(&bytes, Dialect::V1).next() else {
         return;
     };
-    let kind: &[u8] = if message.action == b"REQ" { b"Q" } else { b"A" };
+    let kind: &[u8] = if message.action == Action::Request {
+        b"Q"
+    } else {
+        b"A"
+    };
     // Only errors about a call (`P|E|<error>|<name>|<cid>`) cross; the feature's complaints
     // about unknown calls (three fields) stay home, so two nodes never bounce them.
-    if message.action == b"E" && message.data_count() < 3 {
+    if message.action == Action::Error && message.data_count() < 3 {
         return;
     }
     let mut payload = kind.to_vec();

@@ -14,9 +14,9 @@
 use super::listen::{Candidate, ListenPatterns, ListenState};
 use super::subscriptions::Subscribers;
 use super::{Effect, Effects};
+use crate::base::address::SessionRef;
 use crate::protocol::actions::Topic;
 use crate::protocol::message::build_message;
-use crate::shard::SessionRef;
 use ahash::AHashMap;
 use bytes::Bytes;
 use std::sync::Arc;
@@ -27,8 +27,8 @@ pub enum ListenRole {
     /// A single node: discovery runs here, over this node's listeners and subscribers.
     Alone,
     /// The cluster's listen leader: discovery runs here over every node's listeners and
-    /// subscribers; the other nodes' appear as stand-ins (`SessionRef::REMOTE_LISTENER`,
-    /// `SessionRef::REMOTE_INTEREST`), and what is sent to them travels to their node.
+    /// subscribers; the other nodes' appear as stand-ins (`Address::NodeListener`,
+    /// `Address::NodeInterest`), and what is sent to them travels to their node.
     Leader,
     /// Another node leads: no discovery here. The first and last local subscriber of a name
     /// and the local listeners' answers go to the leader (`Effect::ListenInterest`,
@@ -817,14 +817,6 @@ mod tests {
         assert_eq!(sent(&effects), vec![(2, "R|SP|r/.*|r/x+".into())]);
     }
 
-    fn stand_in(core: u16, slot: u32) -> SessionRef {
-        SessionRef {
-            core,
-            slot,
-            generation: 0,
-        }
-    }
-
     #[test]
     fn leader_counts_other_nodes_interest_and_tells_them_sh() {
         let mut registry = TopicRegistry::new(Topic::Record, 1);
@@ -832,9 +824,9 @@ mod tests {
         registry.set_role(ListenRole::Leader, &mut effects);
         let pattern: Arc<str> = Arc::from("q/.*");
         let name = Bytes::from_static(b"q/x");
-        let remote_listener = stand_in(SessionRef::REMOTE_LISTENER, 0);
-        let node_b = stand_in(SessionRef::REMOTE_INTEREST, 1);
-        let node_c = stand_in(SessionRef::REMOTE_INTEREST, 2);
+        let remote_listener = SessionRef::node_listener(0);
+        let node_b = SessionRef::node_interest(1, 0);
+        let node_c = SessionRef::node_interest(2, 0);
         registry.listen_added(&pattern, remote_listener, &mut effects);
         let mut effects = Effects::default();
         registry.remote_interest(&name, node_b, true, &mut effects);
@@ -861,23 +853,21 @@ mod tests {
             &mut effects,
         );
         registry.remote_interest(&name, node_c, true, &mut effects);
-        let sent_to: Vec<(u16, u32, String)> = effects
+        let sent_to: Vec<(SessionRef, String)> = effects
             .list
             .iter()
             .filter_map(|effect| match effect {
-                Effect::Send { to, bytes } => Some((
-                    to.core,
-                    to.slot,
-                    crate::protocol::message::to_capture_notation(bytes),
-                )),
+                Effect::Send { to, bytes } => {
+                    Some((*to, crate::protocol::message::to_capture_notation(bytes)))
+                }
                 _ => None,
             })
             .collect();
         assert_eq!(
             sent_to,
             vec![
-                (SessionRef::REMOTE_INTEREST, 1, "R|SH|q/x|T+".into()),
-                (SessionRef::REMOTE_INTEREST, 2, "R|SH|q/x|T+".into()),
+                (node_b, "R|SH|q/x|T+".into()),
+                (node_c, "R|SH|q/x|T+".into()),
             ]
         );
         let mut effects = Effects::default();

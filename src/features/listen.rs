@@ -13,7 +13,7 @@
 //! (1.1.1 forgets it), and discovery stops when the last subscriber leaves (1.1.1 registers a
 //! provider for a name nobody wants).
 
-use crate::shard::SessionRef;
+use crate::base::address::SessionRef;
 use regex::Regex;
 use std::collections::VecDeque;
 use std::sync::Arc;

@@ -12,8 +12,8 @@ pub mod record_store;
 pub mod rpc;
 pub mod subscriptions;
 
+use crate::base::address::SessionRef;
 use crate::protocol::actions::Topic;
-use crate::shard::SessionRef;
 use bytes::Bytes;
 use std::sync::Arc;
 
@@ -81,8 +81,8 @@ impl Effects {
 #[cfg(test)]
 pub(crate) mod test_support {
     use super::{Effect, Effects};
+    use crate::base::address::SessionRef;
     use crate::protocol::message::to_capture_notation;
-    use crate::shard::SessionRef;
 
     /// A session on core 0.
     pub fn session(slot: u32) -> SessionRef {

@@ -11,8 +11,8 @@
 //! client (`U|S|<cid>|[...]`) and subscribes globally; so do we.
 
 use super::Effects;
+use crate::base::address::SessionRef;
 use crate::protocol::message::build_message;
-use crate::shard::SessionRef;
 use ahash::AHashMap;
 use bytes::Bytes;
 

@@ -11,9 +11,9 @@
 use super::event::{RegistrySize, TopicRegistry};
 use super::record_store::{parse_version, Change, RecordStore, WriteError};
 use super::Effects;
-use crate::protocol::actions::{Dialect, Topic};
+use crate::base::address::SessionRef;
+use crate::protocol::actions::{Action, Dialect, Topic};
 use crate::protocol::message::{build_message, messages, Message, Parsed};
-use crate::shard::SessionRef;
 use ahash::AHashMap;
 use bytes::Bytes;
 
@@ -109,7 +109,7 @@ impl RecordFeature {
         };
         let name_bytes = bytes.slice_ref(name);
         match parsed.action {
-            b"CR" => {
+            Action::CreateOrRead => {
                 if self.store.get_or_create(name).is_none() {
                     // maxRecords: the store is full and this record is new.
                     effects.send(
@@ -123,14 +123,14 @@ impl RecordFeature {
                     effects.send(session, reply);
                 }
             }
-            b"SN" => match self.read_reply(name) {
+            Action::Snapshot => match self.read_reply(name) {
                 Some(reply) => effects.send(session, reply),
                 None => effects.send(
                     session,
                     message(&[CODE, b"E", b"SN", name, b"RECORD_NOT_FOUND"]),
                 ),
             },
-            b"H" => {
+            Action::Has => {
                 let found: &[u8] = if self.store.get(name).is_some() {
                     b"T"
                 } else {
@@ -138,7 +138,7 @@ impl RecordFeature {
                 };
                 effects.send(session, message(&[CODE, b"H", name, found]));
             }
-            b"HD" => match self.store.get(name) {
+            Action::Head => match self.store.get(name) {
                 Some(record) => {
                     let version = record.version.to_string();
                     effects.send(session, message(&[CODE, b"HD", name, version.as_bytes()]));
@@ -148,10 +148,11 @@ impl RecordFeature {
                     message(&[CODE, b"E", b"HD", name, b"RECORD_NOT_FOUND"]),
                 ),
             },
-            b"US" => self
-                .subscriptions
-                .unsubscribe(&name_bytes, session, false, effects),
-            b"D" => {
+            Action::Unsubscribe => {
+                self.subscriptions
+                    .unsubscribe(&name_bytes, session, false, effects)
+            }
+            Action::Delete => {
                 self.store.delete(name);
                 self.forget_reply(name);
                 let ack = message(&[CODE, b"A", b"D", name]);
@@ -162,7 +163,9 @@ impl RecordFeature {
                 self.subscriptions
                     .remove_all_subscribers(&name_bytes, effects);
             }
-            b"U" | b"P" | b"CU" => self.write(session, dialect, bytes, &parsed, effects),
+            Action::Update | Action::Patch | Action::CreateAndUpdate => {
+                self.write(session, dialect, bytes, &parsed, effects)
+            }
             _ => {}
         }
     }
@@ -241,20 +244,20 @@ impl<'a> WriteRequest<'a> {
         if fields.len() < 3 {
             return Err(message(&[CODE, b"E", b"INVALID_MESSAGE_DATA", name]));
         }
-        let upsert = parsed.action == b"CU";
+        let upsert = parsed.action == Action::CreateAndUpdate;
         let Some(version) = parse_version(fields[1]) else {
             return Err(message(&[CODE, b"E", b"INVALID_VERSION", name, b"NaN"]));
         };
         // Which fields hold the change and the optional write config.
         let (is_patch, config) = match (parsed.action, dialect, fields.len()) {
-            (b"U", Dialect::V1, 3) => (false, None),
-            (b"P", Dialect::V1, 4) => (true, None),
-            (b"U", Dialect::V2, 3) => (false, None),
-            (b"U", Dialect::V2, 4) => (false, Some(fields[3])),
-            (b"P", Dialect::V2, 4) => (true, None),
-            (b"P", Dialect::V2, 5) => (true, Some(fields[4])),
-            (b"CU", _, 4) => (false, Some(fields[3])),
-            (b"CU", _, 5) => (true, Some(fields[4])),
+            (Action::Update, Dialect::V1, 3) => (false, None),
+            (Action::Patch, Dialect::V1, 4) => (true, None),
+            (Action::Update, Dialect::V2, 3) => (false, None),
+            (Action::Update, Dialect::V2, 4) => (false, Some(fields[3])),
+            (Action::Patch, Dialect::V2, 4) => (true, None),
+            (Action::Patch, Dialect::V2, 5) => (true, Some(fields[4])),
+            (Action::CreateAndUpdate, _, 4) => (false, Some(fields[3])),
+            (Action::CreateAndUpdate, _, 5) => (true, Some(fields[4])),
             _ => return Err(message(&[CODE, b"E", b"INVALID_MESSAGE_DATA", parsed.raw])),
         };
         let change = if is_patch {

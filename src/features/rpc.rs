@@ -14,9 +14,9 @@
 //! fails with `NO_RPC_PROVIDER`.
 
 use super::{Effect, Effects};
-use crate::protocol::actions::Dialect;
+use crate::base::address::SessionRef;
+use crate::protocol::actions::{Action, Dialect};
 use crate::protocol::message::build_message;
-use crate::shard::SessionRef;
 use ahash::AHashMap;
 use bytes::Bytes;
 
@@ -81,16 +81,16 @@ impl Default for RpcFeature {
 /// What a provider's message says: the action and where the RPC name is among its data
 /// fields (the correlation id follows it). `first` is the first data field.
 pub fn provider_action(
-    action: &[u8],
+    action: Action,
     first: Option<&[u8]>,
     dialect: Dialect,
 ) -> Option<(ProviderAction, usize)> {
     Some(match action {
-        b"A" if dialect == Dialect::V2 && first == Some(b"REQ") => (ProviderAction::Ack, 1),
-        b"A" => (ProviderAction::Ack, 0),
-        b"RES" => (ProviderAction::Response, 0),
-        b"E" => (ProviderAction::Error, 1),
-        b"REJ" => (ProviderAction::Reject, 0),
+        Action::Ack if dialect == Dialect::V2 && first == Some(b"REQ") => (ProviderAction::Ack, 1),
+        Action::Ack => (ProviderAction::Ack, 0),
+        Action::Response => (ProviderAction::Response, 0),
+        Action::Error => (ProviderAction::Error, 1),
+        Action::Reject => (ProviderAction::Reject, 0),
         _ => return None,
     })
 }
@@ -128,7 +128,7 @@ impl RpcFeature {
     }
 
     /// Does a session of this node provide `name`? (Other nodes' providers are stand-ins
-    /// whose `core` is `SessionRef::REMOTE_CORE`.)
+    /// `Address::Node`.)
     pub fn has_local_provider(&self, name: &[u8]) -> bool {
         self.providers
             .get(name)

@@ -6,7 +6,7 @@
 //! to its index makes subscribe and unsubscribe O(1).
 
 use super::{Effect, Effects};
-use crate::shard::SessionRef;
+use crate::base::address::SessionRef;
 use ahash::AHashMap;
 use bytes::Bytes;
 use std::sync::Arc;

@@ -5,7 +5,7 @@
 //! (memchr) over the unit, and every field is a slice borrowed from it: nothing is allocated per
 //! message. Called by the session (incoming units) and by every feature (outgoing messages).
 
-use super::actions::{is_known_action, Dialect};
+use super::actions::{Action, Dialect};
 use memchr::{memchr, memchr_iter};
 
 /// Ends a message (ASCII "record separator").
@@ -19,7 +19,10 @@ pub struct Message<'a> {
     /// The whole message without its 0x1E terminator (what deepstream calls `message.raw`).
     pub raw: &'a [u8],
     pub topic: &'a [u8],
-    pub action: &'a [u8],
+    /// The action, parsed once.
+    pub action: Action,
+    /// The action field as it arrived (quoted by `UNKNOWN_ACTION`).
+    pub action_raw: &'a [u8],
     /// Everything after the action's separator, or `None` when the message has two fields only.
     data: Option<&'a [u8]>,
 }
@@ -144,13 +147,14 @@ fn parse_piece(piece: &[u8], dialect: Dialect) -> Parsed<'_> {
         Some(second) => (&after_topic[..second], Some(&after_topic[second + 1..])),
         None => (after_topic, None),
     };
-    if !is_known_action(action, dialect) {
+    let Some(parsed_action) = Action::parse(action, dialect) else {
         return Parsed::ParseError { raw: piece };
-    }
+    };
     Parsed::Message(Message {
         raw: piece,
         topic,
-        action,
+        action: parsed_action,
+        action_raw: action,
         data,
     })
 }
@@ -202,6 +206,7 @@ pub fn to_capture_notation(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::actions::Action;
 
     fn wire(text: &str) -> Vec<u8> {
         from_capture_notation(text)
@@ -216,7 +221,8 @@ mod tests {
             panic!("expected a message")
         };
         assert_eq!(first.topic, b"E");
-        assert_eq!(first.action, b"EVT");
+        assert_eq!(first.action, Action::Event);
+        assert_eq!(first.action_raw, b"EVT");
         assert_eq!(first.data_count(), 2);
         assert_eq!(first.data_at(0), Some(&b"news"[..]));
         assert_eq!(first.data_at(1), Some(&b"Shello"[..]));

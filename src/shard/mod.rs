@@ -33,8 +33,9 @@ pub use slab::{PortState, SessionPort, SlowConsumer};
 
 use crate::admission::Admission;
 use crate::auth::Authenticator;
+pub use crate::base::address::SessionRef;
+use crate::base::config::Config;
 use crate::cluster::{Cluster, ClusterStats};
-use crate::config::Config;
 use crate::features::event::{ListenRole, RegistrySize, TopicRegistry};
 use crate::features::presence::PresenceReplica;
 use crate::features::record::RecordFeature;
@@ -56,38 +57,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
-
-/// Addresses one session anywhere in the process: its core, its slab slot and the slot's
-/// generation (so a reused slot never receives a message meant for its previous session).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct SessionRef {
-    pub core: u16,
-    pub slot: u32,
-    pub generation: u32,
-}
-
-impl SessionRef {
-    /// The `core` of a stand-in for another node of the cluster (an RPC provider or requester
-    /// there); its `slot` indexes the core's table of node ids (`cluster::Cluster::remote_ref`).
-    pub const REMOTE_CORE: u16 = u16::MAX;
-    /// The `core` of a stand-in for another node's subscribers of one name, in the listen
-    /// leader's registries (`cluster::listen`): `slot` indexes the node table as above,
-    /// `generation` is the core of that node which owns the name.
-    pub const REMOTE_INTEREST: u16 = u16::MAX - 1;
-    /// The `core` of a stand-in for a listener on another node, in the listen leader's
-    /// registries: `slot` indexes the core's table of remote listeners (`cluster::listen`).
-    pub const REMOTE_LISTENER: u16 = u16::MAX - 2;
-
-    /// A stand-in for another node (an RPC provider or requester there).
-    pub fn is_remote(&self) -> bool {
-        self.core == Self::REMOTE_CORE
-    }
-
-    /// Any stand-in for something on another node (no session of this process).
-    pub fn is_stand_in(&self) -> bool {
-        self.core >= Self::REMOTE_LISTENER
-    }
-}
 
 /// Messages between cores (see the module doc for the discipline).
 #[derive(Debug)]

@@ -5,7 +5,7 @@
 //! one send per turn. The buffer is bounded: a push past the limit marks the port for abort, frees
 //! the buffer and wakes the connection task, which drops the socket.
 
-use super::SessionRef;
+use crate::base::address::SessionRef;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};

@@ -6,13 +6,11 @@
 //! binary exits with status 2). Relative paths resolve against the config file's folder.
 //! Called by `main` (once, before any core starts).
 
-use crate::cluster::link::RedisTarget;
-use crate::cluster::ClusterConfig;
-use serde_yaml::Value;
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use yaml_serde::Value;
 
 /// A config problem, with the key it concerns.
 #[derive(Debug)]
@@ -47,6 +45,15 @@ pub enum LogLevel {
     Warn,
     Error,
     Off,
+}
+
+/// How log lines are written (`logFormat`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// `<UTC time> <LEVEL> core=<n> <text>`
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
 }
 
 /// The password hash of a users file (Node's `crypto.pbkdf2` digest names).
@@ -94,6 +101,32 @@ pub struct HttpAuthConfig {
     pub endpoint_url: String,
     pub permitted_status_codes: Vec<u16>,
     pub request_timeout: Duration,
+}
+
+/// The cluster settings (deepstream's plugin and cluster keys).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    pub redis: RedisTarget,
+    /// This node's id in the cluster: serverName plus a random suffix (unique per start).
+    pub node: String,
+    pub keep_alive_interval: Duration,
+    pub active_check_interval: Duration,
+    pub node_inactive_timeout: Duration,
+}
+
+/// Where Redis is and how to log in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisTarget {
+    pub host: String,
+    pub port: u16,
+    pub password: Option<String>,
+    pub db: i64,
+}
+
+impl RedisTarget {
+    pub fn address(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
 }
 
 /// Every resource one client can grow, with its limit (README "Security" lists each key).
@@ -206,6 +239,10 @@ pub struct Config {
     pub config_dir: PathBuf,
     pub server_name: String,
     pub log_level: LogLevel,
+    /// `logFilter`: per-module `tracing` directives on top of `logLevel`.
+    pub log_filter: Option<String>,
+    /// `logFormat`: `text` (default) or `json`.
+    pub log_format: LogFormat,
     pub tcp_enabled: bool,
     pub tcp_address: SocketAddr,
     pub http_enabled: bool,
@@ -257,6 +294,8 @@ impl Default for Config {
             config_dir: PathBuf::from("."),
             server_name: String::from("corestream"),
             log_level: LogLevel::Info,
+            log_filter: None,
+            log_format: LogFormat::Text,
             tcp_enabled: true,
             tcp_address: SocketAddr::from(([0, 0, 0, 0], 6021)),
             http_enabled: true,
@@ -343,7 +382,7 @@ impl Config {
         let root: Value = if text.trim().is_empty() {
             Value::Mapping(Default::default())
         } else {
-            serde_yaml::from_str(text)
+            yaml_serde::from_str(text)
                 .map_err(|yaml| error("", format!("the config file is not valid YAML: {yaml}")))?
         };
         let root = match root {
@@ -405,6 +444,16 @@ impl Config {
                     };
                 }
                 "logLevel" => config.log_level = log_level(key, value)?,
+                "logFilter" => config.log_filter = Some(string(key, value)?),
+                "logFormat" => {
+                    config.log_format = match string(key, value)?.as_str() {
+                        "text" => LogFormat::Text,
+                        "json" => LogFormat::Json,
+                        other => {
+                            return Err(error(key, format!("expected text or json, got {other}")))
+                        }
+                    }
+                }
                 "port" => config.http_address.set_port(port(key, value)?),
                 "host" => host = Some(string(key, value)?),
                 "tcpPort" => {
@@ -602,7 +651,7 @@ fn read_plugins(
 }
 
 /// The format a file is written in, from the keys it uses.
-fn detect_format(root: &serde_yaml::Mapping) -> ConfigFormat {
+fn detect_format(root: &yaml_serde::Mapping) -> ConfigFormat {
     if get(root, "connectionEndpoints").is_some() {
         ConfigFormat::V2
     } else if ["tcpPort", "tcpHost", "tcpServerEnabled", "webServerEnabled"]
@@ -716,7 +765,7 @@ fn read_addresses(key: &str, value: &Value) -> Result<Vec<std::net::IpAddr>, Con
         .collect()
 }
 
-fn get<'a>(map: &'a serde_yaml::Mapping, key: &str) -> Option<&'a Value> {
+fn get<'a>(map: &'a yaml_serde::Mapping, key: &str) -> Option<&'a Value> {
     map.get(key).filter(|value| !value.is_null())
 }
 
@@ -791,7 +840,7 @@ fn read_auth(value: &Value, config_dir: &Path) -> Result<AuthConfig, ConfigError
     match kind.as_str() {
         "none" => Ok(AuthConfig::Open),
         "file" => {
-            let empty = serde_yaml::Mapping::new();
+            let empty = yaml_serde::Mapping::new();
             let options = match get(auth, "options") {
                 Some(Value::Mapping(options)) => options,
                 Some(_) => return Err(error("auth.options", "expected a mapping")),
@@ -844,7 +893,7 @@ fn read_auth(value: &Value, config_dir: &Path) -> Result<AuthConfig, ConfigError
             }))
         }
         "proxy-header" => {
-            let empty = serde_yaml::Mapping::new();
+            let empty = yaml_serde::Mapping::new();
             let options = match get(auth, "options") {
                 Some(Value::Mapping(options)) => options,
                 Some(_) => return Err(error("auth.options", "expected a mapping")),
@@ -933,7 +982,7 @@ fn read_permission(value: &Value, config_dir: &Path) -> Result<(), ConfigError> 
                     format!("cannot read {}: {io}", path.display()),
                 )
             })?;
-            let rules: Value = serde_yaml::from_str(&text).map_err(|yaml| {
+            let rules: Value = yaml_serde::from_str(&text).map_err(|yaml| {
                 error(
                     "permission.options.path",
                     format!("{} is not valid YAML: {yaml}", path.display()),
