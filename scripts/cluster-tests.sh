@@ -17,114 +17,56 @@
 # including what a test process started and could not stop (their PID files in
 # $CLUSTER_WORK/pids). Exits with the status of `node --test`.
 set -euo pipefail
-
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
 
 TESTS=("$@")
 if [ "${#TESTS[@]}" -eq 0 ]; then
   TESTS=(tests/node/cluster/)
 fi
 
-if [ ! -d tests/node/node_modules/deepstream.io-client-js-2 ] || [ ! -d tests/node/node_modules/deepstream.io-client-js ]; then
-  (cd tests/node && npm install --no-audit --no-fund)
-fi
-NODE_MAJOR=$(node -p 'process.versions.node.split(".")[0]')
-if [ "$NODE_MAJOR" -lt 20 ]; then
-  echo "node on PATH is $(node --version): the tests need Node >= 20" >&2
-  exit 2
-fi
+ensure_npm tests/node deepstream.io-client-js deepstream.io-client-js-2
+require_node 20
 REDIS_SERVER=${REDIS_SERVER:-$(command -v redis-server || true)}
 if [ -z "$REDIS_SERVER" ]; then
   echo "redis-server is not installed (apt-get install redis-server)" >&2
   exit 2
 fi
-BIN=${CORESTREAM_BIN:-target/release/corestream}
-if [ ! -x "$BIN" ]; then
-  echo "corestream binary not found: $BIN (build it or set CORESTREAM_BIN)" >&2
-  exit 2
-fi
-BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
+require_corestream
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/corestream-cluster-tests.XXXXXX")
+make_work corestream-cluster-tests
 mkdir -p "$WORK/pids" "$WORK/redis"
-PIDS=()
 
-stop_pid() { # TERM, up to ~3 s, then KILL
-  local pid=$1
-  kill -TERM "$pid" 2>/dev/null || return 0
-  for _ in $(seq 30); do
-    kill -0 "$pid" 2>/dev/null || return 0
-    sleep 0.1
-  done
-  kill -KILL "$pid" 2>/dev/null || true
-}
-
-cleanup() {
-  local pid file
-  # whatever a test process started and left behind (it SIGKILLs its own on a normal exit)
+# whatever a test process started and left behind (it SIGKILLs its own on a normal exit)
+stop_leftovers() {
+  local file pid
   for file in "$WORK"/pids/*; do
     [ -f "$file" ] || continue
     pid=$(basename "$file")
     # only if it is still one of ours (the PID file names the command)
     if [ -r "/proc/$pid/cmdline" ] && grep -qaF "$(cat "$file")" "/proc/$pid/cmdline" 2>/dev/null; then
-      stop_pid "$pid"
+      stop_pid "$pid" || true
     fi
   done
-  for pid in "${PIDS[@]}"; do
-    stop_pid "$pid"
-    wait "$pid" 2>/dev/null || true
-  done
-  rm -rf "$WORK"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit stop_leftovers
 
-# distinct free loopback ports, all bound at once, then released
-read -r REDIS_PORT H1 T1 H2 T2 H3 T3 < <(node -e '
-  const net = require("net");
-  (async () => {
-    const servers = [];
-    for (let i = 0; i < 7; i++) {
-      const s = net.createServer();
-      await new Promise((r, j) => { s.once("error", j); s.listen(0, "127.0.0.1", r); });
-      servers.push(s);
-    }
-    console.log(servers.map((s) => s.address().port).join(" "));
-    servers.forEach((s) => s.close());
-  })().catch((e) => { console.error(e); process.exit(1); });
-')
-if [ -z "${T3:-}" ]; then
-  echo "could not find free ports" >&2
-  exit 2
-fi
-
-port_open() {
-  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
+ports=$(free_ports 7) || exit 2
+read -r REDIS_PORT H1 T1 H2 T2 H3 T3 <<<"$ports"
 
 # --- redis
-"$REDIS_SERVER" --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly yes --appendfsync always \
-  --dir "$WORK/redis" >"$WORK/redis.out" 2>&1 &
-REDIS_PID=$!
-PIDS+=("$REDIS_PID")
-for _ in $(seq 100); do
-  if ! kill -0 "$REDIS_PID" 2>/dev/null; then
-    echo "redis-server exited during startup:" >&2
-    cat "$WORK/redis.out" >&2
-    exit 1
-  fi
-  if node -e '
+redis_pong() {
+  node -e '
     const s = require("net").connect(Number(process.argv[1]), "127.0.0.1");
     s.on("connect", () => s.write("PING\r\n"));
     s.on("data", (d) => process.exit(String(d).startsWith("+PONG") ? 0 : 1));
     s.on("error", () => process.exit(1));
     setTimeout(() => process.exit(1), 1000);
-  ' "$REDIS_PORT"; then
-    break
-  fi
-  sleep 0.05
-done
+  ' "$REDIS_PORT"
+}
+start_server redis redis-server "$REDIS_SERVER" --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly yes \
+  --appendfsync always --dir "$WORK/redis"
+wait_server redis 100 0.05 redis_pong
 
 # --- the node config template (also used by tests that start nodes of their own):
 # tests/fixtures/open.yml without the keys set below, then the cluster keys
@@ -152,57 +94,35 @@ rpcAckTimeout: 1000
 rpcTimeout: 3000
 EOF
 
-start_node() { # start_node I HTTP TCP
-  local i=$1 http=$2 tcp=$3
-  sed -e "s/__PORT__/$http/" -e "s/__TCP_PORT__/$tcp/" -e "s/__REDIS_PORT__/$REDIS_PORT/g" "$TEMPLATE" >"$WORK/node$i.yml"
-  "$BIN" start --config "$WORK/node$i.yml" --cores 2 >"$WORK/node$i.out" 2>"$WORK/node$i.err" &
-  PIDS+=("$!")
-  eval "PID_$i=$!"
+# once the node serves and both of its Redis links are up on both cores
+node_linked() { # node_linked HTTP
+  local metrics
+  port_open "$1" || return 1
+  metrics=$(timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1; printf 'GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' >&3; cat <&3" 2>/dev/null || true)
+  grep -q '^corestream_redis_links_up{link="command"} 2' <<<"$metrics" &&
+    grep -q '^corestream_redis_links_up{link="pubsub"} 2' <<<"$metrics"
 }
-
-# 0 once the node serves and both of its Redis links are up on both cores
-wait_node() { # wait_node I HTTP
-  local i=$1 http=$2 pid metrics
-  eval "pid=\$PID_$i"
-  for _ in $(seq 200); do
-    if ! kill -0 "$pid" 2>/dev/null; then
-      echo "corestream (node$i) exited during startup:" >&2
-      cat "$WORK/node$i.out" "$WORK/node$i.err" >&2
-      return 1
-    fi
-    if port_open "$http"; then
-      metrics=$(timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$http; printf 'GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' >&3; cat <&3" 2>/dev/null || true)
-      if grep -q '^corestream_redis_links_up{link="command"} 2' <<<"$metrics" &&
-        grep -q '^corestream_redis_links_up{link="pubsub"} 2' <<<"$metrics"; then
-        return 0
-      fi
-    fi
-    sleep 0.05
-  done
-  echo "corestream (node$i) did not connect to Redis in time:" >&2
-  cat "$WORK/node$i.out" "$WORK/node$i.err" >&2
-  return 1
-}
-
-start_node 1 "$H1" "$T1"
-start_node 2 "$H2" "$T2"
-start_node 3 "$H3" "$T3"
-wait_node 1 "$H1"
-wait_node 2 "$H2"
-wait_node 3 "$H3"
+HTTP=("" "$H1" "$H2" "$H3")
+TCP=("" "$T1" "$T2" "$T3")
+for i in 1 2 3; do
+  fill_config "$TEMPLATE" "$WORK/node$i.yml" "${HTTP[$i]}" "${TCP[$i]}" -e "s/__REDIS_PORT__/$REDIS_PORT/g"
+  start_server "node$i" "corestream (node$i)" "$BIN" start --config "$WORK/node$i.yml" --cores 2
+done
+for i in 1 2 3; do
+  wait_server "node$i" 200 0.05 node_linked "${HTTP[$i]}"
+done
 # and every node stamped its first heartbeat (a node that does not yet appear in cs:nodes is
 # one the others cannot declare dead)
-if ! node -e '
+node -e '
   const c = require("./tests/node/lib/cluster");
   c.waitRedis(Number(process.argv[1]), ["HLEN", "cs:nodes"], (n) => n === 3, 10000, "three nodes in cs:nodes")
     .catch((e) => { console.error(e.message); process.exit(1); });
-' "$REDIS_PORT"; then
-  exit 1
-fi
+' "$REDIS_PORT"
 
+REDIS_PID=${SERVER_PID[redis]}
 export CLUSTER_NODES_TCP=127.0.0.1:$T1,127.0.0.1:$T2,127.0.0.1:$T3
 export CLUSTER_NODES_HTTP=127.0.0.1:$H1,127.0.0.1:$H2,127.0.0.1:$H3
-export CLUSTER_NODE_PIDS=$PID_1,$PID_2,$PID_3
+export CLUSTER_NODE_PIDS=${SERVER_PID[node1]},${SERVER_PID[node2]},${SERVER_PID[node3]}
 export CLUSTER_REDIS_PORT=$REDIS_PORT
 export CLUSTER_REDIS_PID=$REDIS_PID
 export CLUSTER_REDIS_DIR=$WORK/redis
@@ -222,24 +142,15 @@ fi
 echo "# cluster tests took $(($(date +%s) - started)) s"
 
 # the shared cluster must have survived the tests
-for pid in "$REDIS_PID" "$PID_1" "$PID_2" "$PID_3"; do
-  if ! kill -0 "$pid" 2>/dev/null; then
-    echo "process $pid of the shared cluster is no longer running after the tests" >&2
-    status=1
-  fi
-done
+check_running redis node1 node2 node3 || status=1
 
 if [ "$status" -ne 0 ]; then
-  for i in 1 2 3; do
-    echo "----- corestream (node$i) output -----" >&2
-    grep -hv 'accepted but not supported yet' "$WORK/node$i.out" "$WORK/node$i.err" | tail -n 30 >&2 || true
-  done
+  show_output 30 node1 node2 node3
   for file in "$WORK"/extra-*.out "$WORK"/extra-*.err; do
     [ -s "$file" ] || continue
     echo "----- $(basename "$file") -----" >&2
     grep -hv 'accepted but not supported yet' "$file" | tail -n 30 >&2 || true
   done
-  echo "----- redis-server -----" >&2
-  tail -n 20 "$WORK/redis.out" >&2 || true
+  show_output 20 redis
 fi
 exit "$status"

@@ -18,79 +18,36 @@
 # connects from 127.0.0.1, is not a trusted proxy. Everything is stopped by PID on exit.
 # Exits with the status of `node --test`.
 set -euo pipefail
-
 cd "$(dirname "$0")/.."
-ROOT=$(pwd)
+source scripts/lib.sh
 
 TESTS=("$@")
 if [ "${#TESTS[@]}" -eq 0 ]; then
   TESTS=(tests/node/nginx/)
 fi
 
-if [ ! -d tests/node/node_modules/deepstream.io-client-js-2 ]; then
-  (cd tests/node && npm install --no-audit --no-fund)
-fi
-NODE_MAJOR=$(node -p 'process.versions.node.split(".")[0]')
-if [ "$NODE_MAJOR" -lt 20 ]; then
-  echo "node on PATH is $(node --version): the tests need Node >= 20" >&2
-  exit 2
-fi
+ensure_npm tests/node deepstream.io-client-js deepstream.io-client-js-2
+require_node 20
 if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
   echo "nginx is not installed (apt-get install nginx libnginx-mod-stream)" >&2
   exit 2
 fi
-BIN=${CORESTREAM_BIN:-target/release/corestream}
-if [ ! -x "$BIN" ]; then
-  echo "corestream binary not found: $BIN (build it or set CORESTREAM_BIN)" >&2
-  exit 2
-fi
+require_corestream
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/corestream-nginx-tests.XXXXXX")
+make_work corestream-nginx-tests
 chmod 0711 "$WORK" # nginx's workers run as another user when this runs as root
-PIDS=()
 NGINX_DIRS=()
-
-cleanup() {
-  local pid dir
-  # ours, and any a test started there (tests/node/nginx/headers.test.js)
+# ours, and any a test started there (tests/node/nginx/headers.test.js)
+stop_nginxes() {
+  local dir
   for dir in "$WORK"/nginx-*/; do
     [ -d "$dir" ] && bash scripts/nginx.sh --dir "$dir" --stop || true
   done
-  for pid in "${PIDS[@]}"; do
-    kill -TERM "$pid" 2>/dev/null || true
-  done
-  for pid in "${PIDS[@]}"; do
-    for _ in $(seq 30); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  rm -rf "$WORK"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit stop_nginxes
 
-# distinct free loopback ports, all bound at once, then released
-read -r A_HTTP A_TCP B_HTTP B_TCP AUTH_HTTP AUTH_TCP NGINX_HTTP NGINX_TCP NGINX_BASIC NGINX_AUTHREQ NGINX_STRIP AUTH_SERVICE < <(node -e '
-  const net = require("net");
-  (async () => {
-    const servers = [];
-    for (let i = 0; i < 12; i++) {
-      const s = net.createServer();
-      await new Promise((r, j) => { s.once("error", j); s.listen(0, "127.0.0.1", r); });
-      servers.push(s);
-    }
-    console.log(servers.map((s) => s.address().port).join(" "));
-    servers.forEach((s) => s.close());
-  })().catch((e) => { console.error(e); process.exit(1); });
-')
-if [ -z "${AUTH_SERVICE:-}" ]; then
-  echo "could not find free ports" >&2
-  exit 2
-fi
+ports=$(free_ports 12) || exit 2
+read -r A_HTTP A_TCP B_HTTP B_TCP AUTH_HTTP AUTH_TCP NGINX_HTTP NGINX_TCP NGINX_BASIC NGINX_AUTHREQ NGINX_STRIP AUTH_SERVICE <<<"$ports"
 
 PROXY_ADDR=127.0.0.2
 
@@ -100,7 +57,7 @@ node_config() {
   local name=$1 http=$2 tcp=$3 extra=$4
   local drop_auth=()
   if grep -q '^auth:' <<<"$extra"; then drop_auth=(-e '/^auth:$/,/^$/d'); fi
-  sed -e "s/__PORT__/$http/" -e "s/__TCP_PORT__/$tcp/" "${drop_auth[@]}" tests/fixtures/open.yml >"$WORK/$name.yml"
+  fill_config tests/fixtures/open.yml "$WORK/$name.yml" "$http" "$tcp" "${drop_auth[@]}"
   printf '\n# added by scripts/nginx-tests.sh\n%s\n' "$extra" >>"$WORK/$name.yml"
 }
 cp tests/fixtures/permissions.yml "$WORK/"
@@ -115,32 +72,11 @@ auth:
     header: X-Forwarded-User
     dataHeader: X-Forwarded-User-Data"
 
-port_open() {
-  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-
 start_node() { # start_node NAME
-  "$BIN" start --config "$WORK/$1.yml" --cores 2 >"$WORK/$1.out" 2>"$WORK/$1.err" &
-  PIDS+=("$!")
-  eval "PID_$1=$!"
+  start_server "$1" "corestream ($1)" "$BIN" start --config "$WORK/$1.yml" --cores 2
 }
-
 wait_node() { # wait_node NAME HTTP_PORT -> 0 when serving; 1 (output on stderr) if not
-  local name=$1 port=$2 pid
-  eval "pid=\$PID_$name"
-  for _ in $(seq 200); do
-    if ! kill -0 "$pid" 2>/dev/null; then
-      wait "$pid" 2>/dev/null || true
-      echo "corestream ($name) exited during startup:" >&2
-      cat "$WORK/$name.out" "$WORK/$name.err" >&2
-      return 1
-    fi
-    if port_open "$port"; then return 0; fi
-    sleep 0.1
-  done
-  echo "corestream ($name) did not listen in time:" >&2
-  cat "$WORK/$name.out" "$WORK/$name.err" >&2
-  return 1
+  wait_server "$1" 200 0.1 port_open "$2"
 }
 
 start_node a
@@ -197,21 +133,10 @@ fi
 
 nodes=(a b)
 [ -n "$AUTH_NODE_ERROR" ] || nodes+=(auth)
-for name in "${nodes[@]}"; do
-  eval "pid=\$PID_$name"
-  if ! kill -0 "$pid" 2>/dev/null; then
-    echo "corestream ($name) is no longer running after the tests" >&2
-    status=1
-  fi
-done
+check_running "${nodes[@]}" || status=1
 
 if [ "$status" -ne 0 ]; then
-  for name in a b auth; do
-    if [ -s "$WORK/$name.err" ] || [ -s "$WORK/$name.out" ]; then
-      echo "----- corestream ($name) output -----" >&2
-      grep -hv 'accepted but not supported yet' "$WORK/$name.out" "$WORK/$name.err" | tail -n 30 >&2 || true
-    fi
-  done
+  show_output 30 a b auth
   for dir in "${NGINX_DIRS[@]}"; do
     if [ -s "$dir/error.log" ]; then
       echo "----- nginx $(basename "$dir") error.log -----" >&2

@@ -34,6 +34,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+source "$ROOT/scripts/lib.sh"
 NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
 
 die() {
@@ -70,20 +71,13 @@ if [ "$STOP" = 1 ]; then
   [ -s "$DIR/nginx.pid" ] || exit 0
   pid=$(cat "$DIR/nginx.pid")
   workers=$(ps -o pid= --ppid "$pid" 2>/dev/null || true)
-  kill -TERM "$pid" 2>/dev/null || exit 0
   # gone, or a zombie waiting for whoever adopted it (this script's nginx outlives its parent)
-  for _ in $(seq 100); do
-    state=$(ps -o stat= -p "$pid" 2>/dev/null || true)
-    if [ -z "$state" ] || [[ "$state" == Z* ]]; then
-      rm -f "$DIR/nginx.pid"
-      exit 0
-    fi
-    sleep 0.05
-  done
-  echo "nginx.sh: nginx (PID $pid) did not stop in 5 s: killing it and its workers" >&2
-  for p in $pid $workers; do
-    kill -KILL "$p" 2>/dev/null || true
-  done
+  if ! stop_pid "$pid" 50; then
+    echo "nginx.sh: nginx (PID $pid) did not stop in 5 s: killed it, and its workers" >&2
+    for p in $workers; do
+      kill -KILL "$p" 2>/dev/null || true
+    done
+  fi
   rm -f "$DIR/nginx.pid"
   exit 0
 fi
@@ -294,18 +288,9 @@ pid=$!
 # Ready once nginx wrote its pid file: it does so after opening every listening socket (a
 # client connecting before the worker runs waits in the listen backlog). Connecting to find
 # out would make the stream server open a connection to a node for nothing.
-for _ in $(seq 100); do
-  if ! kill -0 "$pid" 2>/dev/null; then
-    echo "nginx.sh: nginx exited during startup:" >&2
-    cat "$DIR/nginx.out" "$DIR/error.log" >&2 2>/dev/null || true
-    exit 1
-  fi
-  if [ "$(cat "$DIR/nginx.pid" 2>/dev/null)" = "$pid" ]; then
-    echo "$pid"
-    exit 0
-  fi
-  sleep 0.05
-done
-echo "nginx.sh: nginx (PID $pid) did not start in time" >&2
-kill -TERM "$pid" 2>/dev/null || true
-exit 1
+pid_file_is() { [ "$(cat "$DIR/nginx.pid" 2>/dev/null)" = "$1" ]; }
+if ! wait_ready "nginx.sh: nginx (PID $pid)" "$pid" 100 0.05 "$DIR/nginx.out" "$DIR/error.log" -- pid_file_is "$pid"; then
+  kill -TERM "$pid" 2>/dev/null || true
+  exit 1
+fi
+echo "$pid"

@@ -10,11 +10,10 @@
 # Not part of CI as a whole; the test command runs a 60-second version.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
 SECONDS_TO_RUN=${1:-1800}
 KILL_EVERY=${2:-45}
-if [ ! -d tests/node/node_modules/deepstream.io-client-js-2 ]; then
-  (cd tests/node && npm install --no-audit --no-fund --loglevel=error)
-fi
+ensure_npm tests/node deepstream.io-client-js deepstream.io-client-js-2
 command -v redis-server >/dev/null || { echo "redis-server is not installed" >&2; exit 2; }
 BIN=${CORESTREAM_BIN:-target/release/corestream}
 [ -x "$BIN" ] || cargo build --release --bin corestream

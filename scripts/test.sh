@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test of corestream: unit tests, the black-box tests over real sockets against
+# Runs every test of corestream: the structure check of src/ (scripts/check-structure.py), unit
+# tests, the black-box tests over real sockets against
 # the real binary, the real deepstream.io-client-js 1.1.1 (TCP) and 2.3.4 (WebSocket) suites
 # from npm, each twice: against the real deepstream.io server of that version (the reference:
 # 1.1.1 on Node 20, 2.4.1 on Node 8 from npm) and against corestream on two cores; the cluster
@@ -9,11 +10,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/ensure-tools.sh
+source scripts/lib.sh
 
 started=$(date +%s)
-if [ ! -d tests/node/node_modules ]; then
-  (cd tests/node && npm install --no-audit --no-fund --loglevel=error)
-fi
+ensure_npm tests/node deepstream.io deepstream.io-client-js deepstream.io-client-js-2 deepstream.io-2 node-8/bin/node
+
+echo "== the shape of src/: no import cycle, layers import downward only, no function over 120 lines"
+python3 scripts/check-structure.py
 
 echo "== cargo test (unit tests and black-box tests over real sockets)"
 cargo test --release

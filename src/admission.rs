@@ -3,7 +3,7 @@
 //!
 //! One `Admission` per process, behind an `Arc` in every `Core`. It is consulted when a session
 //! starts and when a login fails: rare events next to messages, so a mutex is fine here (it is
-//! never touched on the message path). Called by the engine.io port (`engineio_port`) and the
+//! never touched on the message path). Called by the engine.io port (`ports::engineio`) and the
 //! session (`session`, at login).
 
 use crate::base::config::Limits;

@@ -1,5 +1,5 @@
 //! Unpredictable bytes from the operating system's cryptographic generator (`getrandom(2)`),
-//! for credentials such as engine.io session ids. Called by `engineio_port`.
+//! for credentials such as engine.io session ids. Called by `ports::engineio`.
 
 /// `N` bytes from the kernel's cryptographic generator. The kernel's pool is initialised long
 /// before a server starts; should the call still fail, `/dev/urandom` is read, and if that fails

@@ -1,31 +1,24 @@
 //! Starting and stopping the server: one pinned glommio executor per core, the channel mesh
-//! between them, each core's listeners (SO_REUSEPORT, so the kernel spreads connections over
-//! the cores), and the task that drives each connection.
-//!
-//! A connection task owns its socket. It reads, frames units (`transport`), hands them to its
-//! `Session`, and writes the session's outbound buffer with one send per turn. Called by `main`
-//! and by tests (which start servers in-process and read each core's registries through
-//! `ServerHandle::stats`).
+//! between them, each core's dispatcher (`dispatch::Core`) with its cluster layer, and each
+//! core's listeners (SO_REUSEPORT, so the kernel spreads connections over the cores), whose
+//! connections the ports (`ports`) serve. Called by `main` and by tests (which start servers
+//! in-process and read each core's registries through `ServerHandle::stats`).
 
 use crate::admission::Admission;
 use crate::auth::{AuthError, Authenticator};
 use crate::base::config::Config;
-use crate::protocol::actions::Dialect;
-use crate::session::Session;
-use crate::shard::{Batch, Congestion, Core, CoreStats, PortState, Transport, CHANNEL_BATCHES};
-use crate::transport::proxy_protocol::{self, ProxyHeader};
-use crate::transport::tcp::{Frame, TcpFramer, MAXIMUM_MESSAGE_SIZE_EXCEEDED};
+use crate::dispatch::{Batch, Core, Shared};
+use crate::metrics::CoreStats;
+use crate::shard::{Congestion, CHANNEL_BATCHES};
 use crossbeam::channel::{Receiver, Sender, TryRecvError};
-use futures_lite::future::{or, pending, poll_fn};
-use futures_lite::AsyncReadExt;
 use glommio::channels::channel_mesh::MeshBuilder;
-use glommio::net::{TcpListener, TcpStream};
+use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement};
 use std::fmt;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Why the server could not start.
 #[derive(Debug)]
@@ -212,7 +205,7 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         config.http_enabled.then_some(config.http_address),
     ];
     for address in addresses.into_iter().flatten() {
-        if crate::net::shared_with_another_process(address) {
+        if crate::ports::net::shared_with_another_process(address) {
             handle.shutdown();
             return Err(StartError::PortInUse {
                 address,
@@ -251,16 +244,18 @@ async fn run_core(setup: CoreSetup) {
         ready,
     } = setup;
     crate::logging::set_core(id);
-    let core = Rc::new(Core::new(
-        id,
-        cores,
-        Arc::clone(&config),
+    let shared = Shared {
+        config: Arc::clone(&config),
         auth,
         admission,
-        congestion,
-    ));
+    };
+    let core = Rc::new(Core::new(id, cores, shared, congestion));
+    let cluster = config.cluster.as_ref().map(|cluster_config| {
+        let cluster = crate::cluster::Cluster::new(id, cluster_config);
+        core.set_cluster(Rc::clone(&cluster) as Rc<dyn crate::dispatch::ClusterSeam>);
+        cluster
+    });
     if let Some(cluster) = &config.cluster {
-        core.set_cluster(crate::cluster::Cluster::new(id, cluster));
         if id == 0 {
             crate::info!(
                 "cluster: node {} through Redis at {}",
@@ -278,9 +273,12 @@ async fn run_core(setup: CoreSetup) {
     };
     let senders = Rc::new(senders);
     glommio::spawn_local(Rc::clone(&core).run_deadlines()).detach();
-    crate::cluster::Cluster::start(&core);
+    if let Some(cluster) = &cluster {
+        crate::cluster::Cluster::start(&core, cluster);
+    }
     for peer in (0..cores).filter(|peer| *peer != id) {
-        glommio::spawn_local(Rc::clone(&core).run_flusher(peer, Rc::clone(&senders))).detach();
+        let flusher = Rc::clone(core.mesh()).run_flusher(peer, Rc::clone(&senders));
+        glommio::spawn_local(flusher).detach();
     }
     for (peer, receiver) in receivers.streams() {
         let core = Rc::clone(&core);
@@ -296,7 +294,7 @@ async fn run_core(setup: CoreSetup) {
         match listen(config.tcp_address) {
             Ok(listener) => {
                 let core = Rc::clone(&core);
-                glommio::spawn_local(accept_tcp(core, listener)).detach();
+                glommio::spawn_local(crate::ports::tcp::accept_tcp(core, listener)).detach();
             }
             Err(error) => {
                 let _ = ready.send(Err(format!(
@@ -311,7 +309,7 @@ async fn run_core(setup: CoreSetup) {
         match listen(config.http_address) {
             Ok(listener) => {
                 let core = Rc::clone(&core);
-                glommio::spawn_local(crate::http_port::accept_http(core, listener)).detach();
+                glommio::spawn_local(crate::ports::http::accept_http(core, listener)).detach();
             }
             Err(error) => {
                 let _ = ready.send(Err(format!(
@@ -333,7 +331,7 @@ async fn run_core(setup: CoreSetup) {
         }
     }
     if id == 0 {
-        if let Some(cluster) = core.cluster() {
+        if let Some(cluster) = &cluster {
             // Leave the cluster now rather than after clusterNodeInactiveTimeout.
             let leave = cluster.leave();
             futures_lite::future::or(leave, async {
@@ -343,181 +341,4 @@ async fn run_core(setup: CoreSetup) {
         }
     }
     crate::debug!("core {id} stopping");
-}
-
-async fn accept_tcp(core: Rc<Core>, listener: TcpListener) {
-    loop {
-        match listener.accept().await {
-            Ok(stream) => {
-                let count = core.counters.connections_accepted.get() + 1;
-                core.counters.connections_accepted.set(count);
-                glommio::spawn_local(serve_tcp(Rc::clone(&core), stream)).detach();
-            }
-            Err(error) => {
-                // Out of file descriptors and the like: say so, back off, keep serving.
-                crate::error!("accepting a TCP connection failed: {error}");
-                glommio::timer::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
-}
-
-enum Wake {
-    Read(std::io::Result<usize>),
-    Output,
-    AuthDeadline,
-}
-
-/// How long a proxy may take to send its PROXY header.
-const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Reads the PROXY protocol header of a connection from a trusted proxy: the client's address
-/// (`None`: a LOCAL connection, keep the socket's) and the bytes that followed the header.
-async fn read_proxy_header(
-    core: &Core,
-    stream: &mut TcpStream,
-    peer: Option<SocketAddr>,
-) -> Result<(Option<SocketAddr>, Vec<u8>), String> {
-    let trusted = peer.is_some_and(|peer| core.config.trusted_proxies.contains(&peer.ip()));
-    if !trusted {
-        return Err("not a trusted proxy (tcpProxyProtocol is on; see trustedProxies)".into());
-    }
-    let deadline = Instant::now() + PROXY_HEADER_TIMEOUT;
-    let mut received = Vec::new();
-    let mut chunk = [0u8; 1024];
-    loop {
-        match proxy_protocol::parse(&received) {
-            Ok(Some((header, length))) => {
-                let source = match header {
-                    ProxyHeader::Proxied { source } => Some(source),
-                    ProxyHeader::Local => None,
-                };
-                return Ok((source, received.split_off(length)));
-            }
-            Ok(None) => {}
-            Err(error) => return Err(error.to_string()),
-        }
-        let read = or(async { Some(stream.read(&mut chunk).await) }, async {
-            glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())).await;
-            None
-        })
-        .await;
-        match read {
-            None => return Err("no PROXY header within 5 s".into()),
-            Some(Ok(0)) | Some(Err(_)) => return Err("closed before its PROXY header".into()),
-            Some(Ok(count)) => received.extend_from_slice(&chunk[..count]),
-        }
-    }
-}
-
-/// Drives one 1.x TCP connection until either side closes it.
-async fn serve_tcp(core: Rc<Core>, mut stream: TcpStream) {
-    crate::net::tune(&stream, &core.config.limits);
-    let mut peer = stream.peer_addr().ok();
-    let mut leftover = Vec::new();
-    if core.config.tcp_proxy_protocol {
-        match read_proxy_header(&core, &mut stream, peer).await {
-            Ok((source, rest)) => {
-                peer = source.or(peer);
-                leftover = rest;
-            }
-            Err(reason) => {
-                crate::warn!(
-                    "{}: {reason}: connection closed",
-                    peer.map(|p| p.to_string()).unwrap_or_default()
-                );
-                return;
-            }
-        }
-    }
-    core.counters.session_opened(Transport::Tcp);
-    let port = core.open_session();
-    let mut session = Session::start(Rc::clone(&core), Rc::clone(&port), Dialect::V1, peer);
-    let mut framer = TcpFramer::new(core.config.max_message_size);
-    if !leftover.is_empty() {
-        if let Some(Frame::Unit(unit)) = framer.push(&leftover) {
-            session.handle_unit(unit).await;
-        }
-    }
-    let mut chunk = vec![0u8; 16 * 1024];
-    let mut writing = Vec::new();
-    let mut auth_deadline = core
-        .config
-        .unauthenticated_client_timeout
-        .map(|timeout| Instant::now() + timeout);
-    loop {
-        if port.state() == PortState::Abort {
-            break;
-        }
-        if port.has_output() {
-            // One send per turn: everything appended since the last write goes out at once.
-            port.take_into(&mut writing);
-            core.counters.bytes_out(Transport::Tcp, writing.len());
-            let written =
-                crate::net::write_all_racing(&mut stream, &writing, Some(&port), None).await;
-            writing.clear();
-            if !written {
-                break;
-            }
-            continue;
-        }
-        if matches!(
-            port.state(),
-            PortState::CloseAfterFlush | PortState::TerminateAfterFlush
-        ) {
-            break;
-        }
-        if session.auth_timer_cleared() {
-            auth_deadline = None;
-        }
-        let wake = or(
-            or(
-                async {
-                    // Backpressure: while a peer core's queue is over its limit, stop reading.
-                    core.wait_uncongested().await;
-                    Wake::Read(stream.read(&mut chunk).await)
-                },
-                async {
-                    poll_fn(|context| port.poll_ready(context)).await;
-                    Wake::Output
-                },
-            ),
-            async {
-                match auth_deadline {
-                    Some(deadline) => {
-                        glommio::timer::sleep(deadline.saturating_duration_since(Instant::now()))
-                            .await
-                    }
-                    None => pending::<()>().await,
-                }
-                Wake::AuthDeadline
-            },
-        )
-        .await;
-        match wake {
-            Wake::Read(Ok(0)) | Wake::Read(Err(_)) => break,
-            Wake::Read(Ok(received)) => {
-                core.counters.bytes_in(Transport::Tcp, received);
-                match framer.push(&chunk[..received]) {
-                    Some(Frame::Unit(unit)) => session.handle_unit(unit).await,
-                    Some(Frame::Oversized) => {
-                        crate::warn!(
-                            "{}: message longer than maxMessageSize ({} bytes) dropped",
-                            peer.map(|p| p.to_string()).unwrap_or_default(),
-                            core.config.max_message_size
-                        );
-                        core.push_to(&port, MAXIMUM_MESSAGE_SIZE_EXCEEDED);
-                    }
-                    None => {}
-                }
-            }
-            Wake::Output => {}
-            Wake::AuthDeadline => {
-                session.on_auth_timeout();
-                auth_deadline = None;
-            }
-        }
-    }
-    session.close();
-    core.counters.session_closed(Transport::Tcp);
 }

@@ -8,13 +8,17 @@
 //! leaves nothing behind on any core.
 
 use crate::auth::AuthOutcome;
+use crate::dispatch::{
+    Core, CoreMessage, PresenceAction, PresenceMessage, RecordMessage, RpcMessage, RpcRequest,
+    Subscription,
+};
 use crate::features::listen::compile_pattern;
 use crate::features::presence::counts_for_presence;
 use crate::features::rpc::provider_action;
 use crate::protocol::actions::{Action, Dialect, Topic};
 use crate::protocol::message::{messages, write_message, Message, Parsed, MESSAGE_SEPARATOR};
 use crate::protocol::value::{typed_from_json, typed_string};
-use crate::shard::{Core, CoreMessage, PortState, PresenceAction, SessionPort};
+use crate::shard::{PortState, SessionPort};
 use ahash::{AHashMap, AHashSet};
 use bytes::Bytes;
 use serde_json::Value;
@@ -181,7 +185,7 @@ impl Session {
     /// One more unparseable message; past `maxParseErrors` the connection is closed.
     fn count_parse_error(&mut self) {
         self.parse_errors += 1;
-        if self.parse_errors >= self.core.config.limits.max_parse_errors
+        if self.parse_errors >= self.core.config().limits.max_parse_errors
             && self.state != SessionState::Closed
         {
             crate::warn!(
@@ -252,7 +256,7 @@ impl Session {
             _ => return self.invalid_auth_message(),
         };
         let address = self.peer.map(|peer| peer.ip());
-        if !self.core.admission.login_allowed(address) {
+        if !self.core.admission().login_allowed(address) {
             // maxAuthAttemptsPerAddress: this address failed too often within the window,
             // whichever connections it used.
             crate::warn!(
@@ -268,7 +272,7 @@ impl Session {
             self.close_after_flush();
             return;
         }
-        let authenticator = Arc::clone(&self.core.auth);
+        let authenticator = Arc::clone(self.core.auth());
         let dialect = self.dialect;
         let context = crate::auth::LoginContext {
             peer: self.peer,
@@ -310,7 +314,7 @@ impl Session {
                 );
                 if self.dialect == Dialect::V2 && counts_for_presence(&username) {
                     let login: Arc<str> = Arc::from(username.as_str());
-                    self.core.broadcast(|| CoreMessage::Presence {
+                    self.core.broadcast(|| PresenceMessage::Changed {
                         username: Arc::clone(&login),
                         joined: true,
                         local: true,
@@ -332,13 +336,13 @@ impl Session {
                 self.reply(&[b"A", b"E", b"INVALID_AUTH_DATA", &typed]);
                 self.auth_attempts += 1;
                 self.core.counters.auth_failure();
-                self.core.admission.login_failed(address);
+                self.core.admission().login_failed(address);
                 crate::info!(
                     "invalid authentication data from {} (attempt {})",
                     self.peer.map(|p| p.to_string()).unwrap_or_default(),
                     self.auth_attempts
                 );
-                if self.auth_attempts >= self.core.config.max_auth_attempts {
+                if self.auth_attempts >= self.core.config().max_auth_attempts {
                     self.reply(&[
                         b"A",
                         b"E",
@@ -444,14 +448,14 @@ impl Session {
                     // Copied: a slice of the unit would keep the whole read buffer alive.
                     self.event_subscriptions
                         .insert(Bytes::copy_from_slice(&name));
-                    CoreMessage::Subscribe {
+                    Subscription::Subscribe {
                         topic: Topic::Event,
                         name,
                         session,
                     }
                 } else {
                     self.event_subscriptions.remove(&name);
-                    CoreMessage::Unsubscribe {
+                    Subscription::Unsubscribe {
                         topic: Topic::Event,
                         name,
                         session,
@@ -465,7 +469,7 @@ impl Session {
                 let bytes = Self::message_bytes(unit, &message);
                 self.core.route(
                     owner,
-                    CoreMessage::Emit {
+                    Subscription::Emit {
                         name,
                         message: bytes,
                         sender: session,
@@ -489,7 +493,7 @@ impl Session {
             _ => self.event_subscriptions.contains(name),
         };
         let count = self.event_subscriptions.len() + self.record_subscriptions.len();
-        if known || count < self.core.config.limits.max_subscriptions {
+        if known || count < self.core.config().limits.max_subscriptions {
             return true;
         }
         self.reply(&[topic.code(), b"E", b"TOO_MANY_SUBSCRIPTIONS", name]);
@@ -500,7 +504,7 @@ impl Session {
     /// is answered with its correlation id, so the requester's callback gets the error.
     fn may_use_rpc_name(&mut self, name: &[u8], correlation: Option<&[u8]>) -> bool {
         if self.rpc_names.contains(name)
-            || self.rpc_names.len() < self.core.config.limits.max_rpc_names
+            || self.rpc_names.len() < self.core.config().limits.max_rpc_names
         {
             return true;
         }
@@ -524,7 +528,7 @@ impl Session {
         let owner = self.core.owner(&name);
         self.core.route(
             owner,
-            CoreMessage::ListenResponse {
+            Subscription::ListenResponse {
                 topic,
                 accept: message.action == Action::ListenAccept,
                 pattern: Arc::from(String::from_utf8_lossy(pattern).as_ref()),
@@ -563,7 +567,7 @@ impl Session {
                 let owner = self.core.owner(&name);
                 self.core.route(
                     owner,
-                    CoreMessage::Record {
+                    RecordMessage {
                         session: self.port.id,
                         dialect: self.dialect,
                         name,
@@ -592,7 +596,7 @@ impl Session {
         let own: Arc<str> = Arc::from(self.username.as_deref().unwrap_or_default());
         self.core.route(
             self.core.id,
-            CoreMessage::PresenceRequest {
+            PresenceMessage::Request {
                 session: self.port.id,
                 action,
                 username: own,
@@ -614,7 +618,7 @@ impl Session {
                 let owner = self.core.owner(&name);
                 self.core.route(
                     owner,
-                    CoreMessage::RpcProvide {
+                    RpcMessage::Provide {
                         name,
                         session,
                         provide: message.action == Action::Subscribe,
@@ -634,13 +638,13 @@ impl Session {
                 let owner = self.core.owner(&name);
                 self.core.route(
                     owner,
-                    CoreMessage::RpcRequest {
+                    RpcMessage::Request(RpcRequest {
                         name,
                         correlation,
                         session,
                         dialect: self.dialect,
                         message: Self::message_bytes(unit, &message),
-                    },
+                    }),
                 );
             }
             Action::Ack if self.dialect == Dialect::V2 && message.data_at(0) != Some(b"REQ") => {
@@ -668,7 +672,7 @@ impl Session {
                 let owner = self.core.owner(&name);
                 self.core.route(
                     owner,
-                    CoreMessage::RpcFromProvider {
+                    RpcMessage::FromProvider {
                         action,
                         name,
                         correlation,
@@ -696,7 +700,7 @@ impl Session {
         if let Err(error) = compile_pattern(&pattern) {
             return self.reply(&[code, b"E", b"INVALID_MESSAGE_DATA", error.as_bytes()]);
         }
-        let limit = self.core.config.limits.max_listen_patterns;
+        let limit = self.core.config().limits.max_listen_patterns;
         let known = self.listens.contains(&(topic, Arc::from(pattern.as_str())));
         if !known && self.listens.len() >= limit {
             // Every core compiles and matches each pattern: they are bounded per session.
@@ -709,7 +713,7 @@ impl Session {
         }
         self.reply(&[code, b"A", b"L", pattern.as_bytes()]);
         let session = self.port.id;
-        self.core.broadcast(|| CoreMessage::ListenAdded {
+        self.core.broadcast(|| Subscription::ListenAdded {
             topic,
             pattern: Arc::clone(&pattern),
             session,
@@ -728,7 +732,7 @@ impl Session {
         if topic == Topic::Event {
             self.reply(&[code, b"A", b"UL", pattern.as_bytes()]);
         }
-        self.core.broadcast(|| CoreMessage::ListenRemoved {
+        self.core.broadcast(|| Subscription::ListenRemoved {
             topic,
             pattern: Arc::clone(&pattern),
             session,
@@ -759,20 +763,22 @@ impl Session {
                     .push(name);
             }
             for (owner, names) in by_owner {
-                self.core.route(
-                    owner,
-                    CoreMessage::SessionClosed {
+                let closed: CoreMessage = match topic {
+                    Topic::Rpc => RpcMessage::SessionClosed { session, names }.into(),
+                    _ => Subscription::SessionClosed {
                         session,
                         topic,
                         names,
-                    },
-                );
+                    }
+                    .into(),
+                };
+                self.core.route(owner, closed);
             }
         }
         if self.dialect == Dialect::V2 {
             self.core.route(
                 self.core.id,
-                CoreMessage::PresenceRequest {
+                PresenceMessage::Request {
                     session,
                     action: PresenceAction::Closed,
                     username: Arc::from(""),
@@ -780,14 +786,14 @@ impl Session {
             );
         }
         if let Some(login) = self.presence_login.take() {
-            self.core.broadcast(|| CoreMessage::Presence {
+            self.core.broadcast(|| PresenceMessage::Changed {
                 username: Arc::clone(&login),
                 joined: false,
                 local: true,
             });
         }
         for (topic, pattern) in std::mem::take(&mut self.listens) {
-            self.core.broadcast(|| CoreMessage::ListenRemoved {
+            self.core.broadcast(|| Subscription::ListenRemoved {
                 topic,
                 pattern: Arc::clone(&pattern),
                 session,

@@ -15,55 +15,11 @@ fn replay(scenario: &str, config: &str) {
     replay::replay("v1", scenario, || Box::new(server.connect()));
 }
 
-capture!(handshake_open_auth, "raw-handshake-open-auth");
-capture!(
-    auth_before_challenge_response,
-    "raw-auth-before-challenge-response"
-);
-capture!(auth_invalid_json, "raw-auth-invalid-json");
-capture!(message_before_auth, "raw-message-before-auth");
-capture!(
-    file_auth_failures,
-    "raw-file-auth-failures",
-    config = FILE_AUTH
-);
-capture!(
-    file_auth_success,
-    "raw-file-auth-success",
-    config = FILE_AUTH
-);
-capture!(event_typed_payloads, "raw-event-typed-payloads");
-capture!(event_emit_to_library, "raw-event-emit-to-library");
-capture!(event_missing_name, "raw-event-missing-name");
-capture!(
-    multiple_and_not_subscribed,
-    "raw-multiple-and-not-subscribed"
-);
+// The scenarios captured with both servers (`common::both_dialects`), then this dialect's own.
+both_dialects!();
+
 capture!(garbage, "raw-garbage");
-capture!(too_short_ignored, "raw-too-short-ignored");
 capture!(unknown_action, "raw-unknown-action");
-capture!(unknown_topic, "raw-unknown-topic");
-capture!(known_action_wrong_topic, "raw-known-action-wrong-topic");
-capture!(library_login_open, "lib-login-open");
-capture!(
-    library_login_file_success,
-    "lib-login-file-success",
-    config = FILE_AUTH
-);
-capture!(
-    library_login_file_failure,
-    "lib-login-file-failure",
-    config = FILE_AUTH
-);
-capture!(
-    library_event_subscribe_emit_unsubscribe,
-    "lib-event-subscribe-emit-unsubscribe"
-);
-capture!(library_event_listen_accept, "lib-event-listen-accept");
-capture!(
-    library_event_listen_existing_subscription,
-    "lib-event-listen-existing-subscription"
-);
 
 const RPC_TIMEOUTS: &str = "rpcAckTimeout: 1000\nrpcTimeout: 3000\n";
 

@@ -17,33 +17,9 @@ fn replay(scenario: &str, extra: &str) {
     replay::replay("v2", scenario, || Box::new(server.connect_ws()));
 }
 
-capture!(handshake_open_auth, "raw-handshake-open-auth");
-capture!(
-    auth_before_challenge_response,
-    "raw-auth-before-challenge-response"
-);
-capture!(auth_invalid_json, "raw-auth-invalid-json");
-capture!(message_before_auth, "raw-message-before-auth");
-capture!(
-    file_auth_failures,
-    "raw-file-auth-failures",
-    config = FILE_AUTH
-);
-capture!(
-    file_auth_success,
-    "raw-file-auth-success",
-    config = FILE_AUTH
-);
-capture!(event_typed_payloads, "raw-event-typed-payloads");
-capture!(event_emit_to_library, "raw-event-emit-to-library");
-capture!(event_missing_name, "raw-event-missing-name");
-capture!(
-    multiple_and_not_subscribed,
-    "raw-multiple-and-not-subscribed"
-);
-capture!(too_short_ignored, "raw-too-short-ignored");
-capture!(unknown_topic, "raw-unknown-topic");
-capture!(known_action_wrong_topic, "raw-known-action-wrong-topic");
+// The scenarios captured with both servers (`common::both_dialects`), then this dialect's own.
+both_dialects!();
+
 capture!(listen_wire, "raw-listen-wire");
 capture!(record_wire, "raw-record-wire");
 capture!(record_write_ack, "raw-record-write-ack-v2");
@@ -52,26 +28,6 @@ capture!(record_update_invalid_json, "raw-record-update-invalid-json");
 capture!(rpc_wire, "raw-rpc-wire");
 capture!(rpc_unsolicited_response, "raw-rpc-unsolicited-response");
 capture!(presence_wire, "raw-presence-wire");
-capture!(library_login_open, "lib-login-open");
-capture!(
-    library_login_file_success,
-    "lib-login-file-success",
-    config = FILE_AUTH
-);
-capture!(
-    library_login_file_failure,
-    "lib-login-file-failure",
-    config = FILE_AUTH
-);
-capture!(
-    library_event_subscribe_emit_unsubscribe,
-    "lib-event-subscribe-emit-unsubscribe"
-);
-capture!(library_event_listen_accept, "lib-event-listen-accept");
-capture!(
-    library_event_listen_existing_subscription,
-    "lib-event-listen-existing-subscription"
-);
 capture!(library_record_create_set_get, "lib-record-create-set-get");
 capture!(library_record_has_snapshot, "lib-record-has-snapshot");
 capture!(

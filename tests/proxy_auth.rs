@@ -147,11 +147,7 @@ fn proxy_header_auth_believes_only_a_trusted_proxy() {
     bob.expect("U|Q|alice+");
     // no header from the trusted proxy: refused
     let mut nobody = WsClient::connect(trusted.http_port, "/deepstream");
-    nobody.expect("C|CH+");
-    nobody.send("C|CHR|ws://localhost/deepstream+");
-    nobody.expect("C|A+");
-    nobody.send("A|REQ|{\"username\":\"alice\"}+");
-    nobody.expect("A|E|INVALID_AUTH_DATA|U+");
+    nobody.login_as_proxied_refused();
 
     // the same header from an address that is not a trusted proxy: refused
     let untrusted = Server::start(
@@ -163,15 +159,13 @@ fn proxy_header_auth_believes_only_a_trusted_proxy() {
         "/deepstream",
         "X-Forwarded-User: alice\r\n",
     );
-    direct.expect("C|CH+");
-    direct.send("C|CHR|ws://localhost/deepstream+");
-    direct.expect("C|A+");
-    direct.send("A|REQ|{\"username\":\"alice\"}+");
-    direct.expect("A|E|INVALID_AUTH_DATA|U+");
+    direct.login_as_proxied_refused();
 }
 
 trait ProxiedLogin {
     fn login_as_proxied(&mut self);
+    /// Claims to be alice without a header a trusted proxy set: refused.
+    fn login_as_proxied_refused(&mut self);
 }
 
 impl ProxiedLogin for WsClient {
@@ -181,5 +175,13 @@ impl ProxiedLogin for WsClient {
         self.expect("C|A+");
         self.send("A|REQ|{}+");
         self.expect("A|A+");
+    }
+
+    fn login_as_proxied_refused(&mut self) {
+        self.expect("C|CH+");
+        self.send("C|CHR|ws://localhost/deepstream+");
+        self.expect("C|A+");
+        self.send("A|REQ|{\"username\":\"alice\"}+");
+        self.expect("A|E|INVALID_AUTH_DATA|U+");
     }
 }

@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use corestream::protocol::message::from_capture_notation as wire;
+use corestream::transport::websocket;
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -999,21 +1000,8 @@ impl WsClient {
 
     /// One masked text frame.
     fn frame(payload: &[u8]) -> Vec<u8> {
-        let mask = [0x11, 0x22, 0x33, 0x44];
-        let mut frame = vec![0x81];
-        match payload.len() {
-            length @ 0..=125 => frame.push(0x80 | length as u8),
-            length @ 126..=65535 => {
-                frame.push(0x80 | 126);
-                frame.extend_from_slice(&(length as u16).to_be_bytes());
-            }
-            length => {
-                frame.push(0x80 | 127);
-                frame.extend_from_slice(&(length as u64).to_be_bytes());
-            }
-        }
-        frame.extend_from_slice(&mask);
-        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        let mut frame = Vec::new();
+        websocket::write_client_frame(&mut frame, 0x81, payload, [0x11, 0x22, 0x33, 0x44]);
         frame
     }
 

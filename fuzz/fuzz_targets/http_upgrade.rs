@@ -7,7 +7,7 @@
 #![no_main]
 
 use corestream::base::config::{Config, Origins};
-use corestream::http_route::{route, Route};
+use corestream::ports::route::{route, Route};
 use corestream::protocol::actions::Dialect;
 use corestream::protocol::message::messages;
 use corestream::transport::engineio::{decode_binary_payload, decode_text_payload};

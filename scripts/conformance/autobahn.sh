@@ -41,6 +41,7 @@ esac
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
+source "$ROOT/scripts/lib.sh"
 REPORT_DIR=${2:-$ROOT/target/conformance/autobahn}
 VENV=$HERE/.venv
 
@@ -61,43 +62,16 @@ if [ -z "${AUTOBAHN_CASES:-}" ] && [ -z "${AUTOBAHN_EXCLUDE:-}" ]; then
   EXPECTED=301
 fi
 
-SERVER_PID=
-cleanup() {
-  if [ -n "$SERVER_PID" ]; then
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    for _ in $(seq 30); do
-      kill -0 "$SERVER_PID" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -KILL "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-  fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
+make_work autobahn
 mkdir -p "$REPORT_DIR"
 rm -f "$REPORT_DIR/index.json"
 
 if [ "$URL" = reference ]; then
   CONF=$ROOT/tests/conformance
-  if [ ! -d "$CONF/node_modules/ws" ]; then
-    (cd "$CONF" && npm install --no-audit --no-fund)
-  fi
-  node "$CONF/ws-echo-server.js" 0 /echo >"$REPORT_DIR/server.out" 2>&1 &
-  SERVER_PID=$!
-  for _ in $(seq 100); do
-    grep -q '^listening' "$REPORT_DIR/server.out" && break
-    kill -0 "$SERVER_PID" 2>/dev/null || break
-    sleep 0.1
-  done
-  URL=$(awk '/^listening/ { print $2; exit }' "$REPORT_DIR/server.out")
-  if [ -z "$URL" ]; then
-    echo "the reference server did not start:" >&2
-    cat "$REPORT_DIR/server.out" >&2
-    exit 2
-  fi
+  ensure_npm "$CONF" ws
+  start_server reference "the reference server" node "$CONF/ws-echo-server.js" 0 /echo
+  wait_server reference 100 0.1 grep -q '^listening' "$WORK/reference.out" || exit 2
+  URL=$(awk '/^listening/ { print $2; exit }' "$WORK/reference.out")
   echo "autobahn: reference server ws@$(node -p "require('$CONF/node_modules/ws/package.json').version") at $URL" >&2
 fi
 

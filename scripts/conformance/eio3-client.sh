@@ -19,6 +19,7 @@ usage() {
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
+source "$ROOT/scripts/lib.sh"
 CONF=$ROOT/tests/conformance
 
 URL=${1:-}
@@ -28,43 +29,14 @@ case "$URL" in
   *) usage ;;
 esac
 
-if [ ! -d "$CONF/node_modules/engine.io-client" ] || [ ! -d "$CONF/node_modules/engine.io" ]; then
-  (cd "$CONF" && npm install --no-audit --no-fund)
-fi
-
-SERVER_PID=
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/eio3-client.XXXXXX")
-cleanup() {
-  if [ -n "$SERVER_PID" ]; then
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    for _ in $(seq 30); do
-      kill -0 "$SERVER_PID" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -KILL "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-  fi
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+ensure_npm "$CONF" engine.io-client engine.io
+make_work eio3-client
 
 if [ "$URL" = reference ]; then
   EIO_PATH_ARG=/engine.io
-  node "$CONF/eio3-echo-server.js" 0 "$EIO_PATH_ARG" >"$WORK/server.out" 2>&1 &
-  SERVER_PID=$!
-  for _ in $(seq 100); do
-    grep -q '^listening' "$WORK/server.out" && break
-    kill -0 "$SERVER_PID" 2>/dev/null || break
-    sleep 0.1
-  done
-  if ! grep -q '^listening' "$WORK/server.out"; then
-    echo "the reference server did not start:" >&2
-    cat "$WORK/server.out" >&2
-    exit 1
-  fi
-  URL=$(awk '/^listening/ { print $2; exit }' "$WORK/server.out")
+  start_server reference "the reference server" node "$CONF/eio3-echo-server.js" 0 "$EIO_PATH_ARG"
+  wait_server reference 100 0.1 grep -q '^listening' "$WORK/reference.out"
+  URL=$(awk '/^listening/ { print $2; exit }' "$WORK/reference.out")
   echo "# server: engine.io@$(node -p "require('$CONF/node_modules/engine.io/package.json').version") reference echo server at $URL$EIO_PATH_ARG"
 else
   echo "# server: $URL$EIO_PATH_ARG"
@@ -75,8 +47,7 @@ status=0
 EIO_URL=${URL%/} EIO_PATH=$EIO_PATH_ARG \
   timeout --kill-after=10 "${EIO_CLIENT_TIMEOUT:-120}" \
   node --test "$CONF/eio3-client.test.js" || status=$?
-if [ "$status" -ne 0 ] && [ -n "$SERVER_PID" ] && [ -s "$WORK/server.out" ]; then
-  echo "----- reference server output -----" >&2
-  tail -n 50 "$WORK/server.out" >&2
+if [ "$status" -ne 0 ] && [ -n "${SERVER_PID[reference]:-}" ]; then
+  show_output 50 reference
 fi
 exit "$status"

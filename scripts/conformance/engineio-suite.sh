@@ -47,31 +47,13 @@ esac
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
+source "$ROOT/scripts/lib.sh"
 CONF=$ROOT/tests/conformance
 SUITE_PORT=3000
 REF=${EIO_SUITE_REF:-v3}
 
-if [ ! -d "$CONF/node_modules/mocha" ] || [ ! -d "$CONF/node_modules/engine.io" ]; then
-  (cd "$CONF" && npm install --no-audit --no-fund)
-fi
-
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/engineio-suite.XXXXXX")
-SERVER_PID=
-cleanup() {
-  if [ -n "$SERVER_PID" ]; then
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    for _ in $(seq 30); do
-      kill -0 "$SERVER_PID" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -KILL "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-  fi
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+ensure_npm "$CONF" mocha engine.io
+make_work engineio-suite
 
 # --- copy the suite's files out of the snapshot ------------------------------
 if git --git-dir="$SNAPSHOT" rev-parse --verify --quiet "$REF^{commit}" >/dev/null 2>&1; then
@@ -107,10 +89,6 @@ echo "# the suite hardcodes $SUITE_URL/engine.io/ (pingInterval 300, pingTimeout
 echo '{ "type": "module", "private": true }' >"$WORK/package.json"
 ln -s "$CONF/node_modules" "$WORK/node_modules"
 
-port_open() {
-  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-
 # --- the server under test ------------------------------------------------------
 if [ "$MODE" = reference ]; then
   if port_open "$SUITE_PORT"; then
@@ -118,21 +96,8 @@ if [ "$MODE" = reference ]; then
     echo "so stop whatever listens there first (or use 'external' mode to test that server)" >&2
     exit 1
   fi
-  node "$CONF/eio3-echo-server.js" "$SUITE_PORT" /engine.io >"$WORK/server.out" 2>&1 &
-  SERVER_PID=$!
-  for _ in $(seq 100); do
-    grep -q '^listening' "$WORK/server.out" && break
-    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-      echo "the reference server exited during startup:" >&2
-      cat "$WORK/server.out" >&2
-      exit 1
-    fi
-    sleep 0.1
-  done
-  grep -q '^listening' "$WORK/server.out" || {
-    echo "the reference server did not start" >&2
-    exit 1
-  }
+  start_server reference "the reference server" node "$CONF/eio3-echo-server.js" "$SUITE_PORT" /engine.io
+  wait_server reference 100 0.1 grep -q '^listening' "$WORK/reference.out"
   echo "# server: engine.io@$(node -p "require('$CONF/node_modules/engine.io/package.json').version") reference echo server"
 else
   if ! port_open "$SUITE_PORT"; then
@@ -155,8 +120,7 @@ echo "# mocha --retries $RETRIES (see EIO_SUITE_RETRIES in $0)"
 status=0
 (cd "$WORK" && timeout --kill-after=10 "${EIO_SUITE_TIMEOUT:-180}" \
   "$CONF/node_modules/.bin/mocha" --exit --retries "$RETRIES" test-suite.js) || status=$?
-if [ "$status" -ne 0 ] && [ -n "$SERVER_PID" ] && [ -s "$WORK/server.out" ]; then
-  echo "----- reference server output -----" >&2
-  tail -n 50 "$WORK/server.out" >&2
+if [ "$status" -ne 0 ] && [ -n "${SERVER_PID[reference]:-}" ]; then
+  show_output 50 reference
 fi
 exit "$status"

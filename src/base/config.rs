@@ -409,16 +409,7 @@ impl Config {
         }
 
         config.format = detect_format(&root);
-        // A 2.x file has no TCP endpoint: the 1.x TCP port opens only when the file asks for it.
-        let mut tcp_asked = false;
-        let (mut allow_all_origins, mut origins) = endpoint_origins;
-        let mut host: Option<String> = None;
-        let mut tcp_host: Option<String> = None;
-        let mut redis: Option<RedisTarget> = None;
-        // deepstream 1.x's defaults
-        let mut keep_alive_interval = Duration::from_millis(5000);
-        let mut active_check_interval = Duration::from_millis(1000);
-        let mut node_inactive_timeout = Duration::from_millis(6000);
+        let mut pending = PendingKeys::new(endpoint_origins);
         for (key, value) in root.iter() {
             let Some(key) = key.as_str() else {
                 return Err(error("", format!("a key is not a string: {key:?}")));
@@ -429,99 +420,50 @@ impl Config {
             if read_limit(key, value, &mut config.limits)? {
                 continue;
             }
-            match key {
-                "allowAllOrigins" => allow_all_origins = Some(boolean(key, value)?),
-                "origins" => origins = Some(read_strings(key, value)?),
-                "httpServer" => {
-                    read_http_server(value, &mut allow_all_origins, &mut origins, &mut warnings)?
-                }
-                "serverName" => {
-                    let name = string(key, value)?;
-                    config.server_name = if name == "UUID" {
-                        format!("corestream-{:016x}", fastrand::u64(..))
-                    } else {
-                        name
-                    };
-                }
-                "logLevel" => config.log_level = log_level(key, value)?,
-                "logFilter" => config.log_filter = Some(string(key, value)?),
-                "logFormat" => {
-                    config.log_format = match string(key, value)?.as_str() {
-                        "text" => LogFormat::Text,
-                        "json" => LogFormat::Json,
-                        other => {
-                            return Err(error(key, format!("expected text or json, got {other}")))
-                        }
-                    }
-                }
-                "port" => config.http_address.set_port(port(key, value)?),
-                "host" => host = Some(string(key, value)?),
-                "tcpPort" => {
-                    config.tcp_address.set_port(port(key, value)?);
-                    tcp_asked = true;
-                }
-                "tcpHost" => {
-                    tcp_host = Some(string(key, value)?);
-                    tcp_asked = true;
-                }
-                "urlPath" => config.url_path = string(key, value)?,
-                "webServerEnabled" => config.http_enabled = boolean(key, value)?,
-                "tcpServerEnabled" => {
-                    config.tcp_enabled = boolean(key, value)?;
-                    tcp_asked = config.tcp_enabled;
-                }
-                "auth" => config.auth = read_auth(value, config_dir)?,
-                "permission" => read_permission(value, config_dir)?,
-                "rpcAckTimeout" => config.rpc_ack_timeout = millis(key, value)?,
-                "rpcTimeout" => config.rpc_timeout = millis(key, value)?,
-                "listenResponseTimeout" => config.listen_response_timeout = millis(key, value)?,
-                "unauthenticatedClientTimeout" => {
-                    config.unauthenticated_client_timeout = optional_millis(key, value)?
-                }
-                "maxAuthAttempts" => config.max_auth_attempts = positive(key, value)? as u32,
-                "maxMessageSize" => config.max_message_size = positive(key, value)? as usize,
-                "logInvalidAuthData" => config.log_invalid_auth_data = boolean(key, value)?,
-                "maxOutboundBufferSize" => {
-                    config.max_outbound_buffer_size = positive(key, value)? as usize
-                }
-                "ioMemory" => config.io_memory = positive(key, value)? as usize,
-                "spinBeforePark" => config.spin_before_park = millis(key, value)?,
-                "cores" => config.cores = Some(positive(key, value)? as usize),
-                "healthCheckPath" => config.health_check_path = string(key, value)?,
-                "heartbeatInterval" => config.heartbeat_interval = positive_millis(key, value)?,
-                "websocketEchoPath" => config.websocket_echo_path = Some(string(key, value)?),
-                "engineioEchoPath" => config.engineio_echo_path = Some(string(key, value)?),
-                "engineioPingInterval" => {
-                    config.engineio_ping_interval = positive_millis(key, value)?
-                }
-                "engineioPingTimeout" => {
-                    config.engineio_ping_timeout = positive_millis(key, value)?
-                }
-                "connectionEndpoints" => {}
-                "plugins" => redis = read_plugins(value, &mut warnings)?,
-                "tcpProxyProtocol" => config.tcp_proxy_protocol = boolean(key, value)?,
-                "trustedProxies" => config.trusted_proxies = read_addresses(key, value)?,
-                "clusterKeepAliveInterval" => keep_alive_interval = positive_millis(key, value)?,
-                "clusterActiveCheckInterval" => {
-                    active_check_interval = positive_millis(key, value)?
-                }
-                "clusterNodeInactiveTimeout" => {
-                    node_inactive_timeout = positive_millis(key, value)?
-                }
-                known if IGNORED.contains(&known) => {}
-                known if NOT_YET_SUPPORTED.contains(&known) => warnings.push(format!(
-                    "config key '{known}' is accepted but not supported yet: it has no effect"
-                )),
-                unknown => warnings.push(format!(
-                    "config key '{unknown}' is not a deepstream or corestream key: ignored"
-                )),
-            }
+            read_key(key, value, &mut config, &mut pending, &mut warnings)?;
         }
-        if config.format == ConfigFormat::V2 && !tcp_asked {
+        pending.apply(&mut config)?;
+        check(&config)?;
+        Ok((config, warnings))
+    }
+}
+
+/// What a few keys say that is applied once every key is read (they depend on each other).
+struct PendingKeys {
+    /// A 2.x file has no TCP endpoint: the 1.x TCP port opens only when the file asks for it.
+    tcp_asked: bool,
+    allow_all_origins: Option<bool>,
+    origins: Option<Vec<String>>,
+    host: Option<String>,
+    tcp_host: Option<String>,
+    redis: Option<RedisTarget>,
+    keep_alive_interval: Duration,
+    active_check_interval: Duration,
+    node_inactive_timeout: Duration,
+}
+
+impl PendingKeys {
+    fn new((allow_all_origins, origins): OriginKeys) -> PendingKeys {
+        PendingKeys {
+            tcp_asked: false,
+            allow_all_origins,
+            origins,
+            host: None,
+            tcp_host: None,
+            redis: None,
+            // deepstream 1.x's defaults
+            keep_alive_interval: Duration::from_millis(5000),
+            active_check_interval: Duration::from_millis(1000),
+            node_inactive_timeout: Duration::from_millis(6000),
+        }
+    }
+
+    fn apply(self, config: &mut Config) -> Result<(), ConfigError> {
+        if config.format == ConfigFormat::V2 && !self.tcp_asked {
             config.tcp_enabled = false;
         }
         config.origins =
-            match (allow_all_origins, origins) {
+            match (self.allow_all_origins, self.origins) {
                 (Some(false), Some(list)) if !list.is_empty() => Origins::Only(list),
                 (Some(false), _) => return Err(error(
                     "origins",
@@ -532,41 +474,141 @@ impl Config {
                 (None, Some(list)) if !list.is_empty() => Origins::Only(list),
                 _ => Origins::All,
             };
-        if let Some(host) = host {
+        if let Some(host) = self.host {
             config.http_address = resolve("host", &host, config.http_address.port())?;
         }
-        if let Some(tcp_host) = tcp_host {
+        if let Some(tcp_host) = self.tcp_host {
             config.tcp_address = resolve("tcpHost", &tcp_host, config.tcp_address.port())?;
         }
-        if let Some(redis) = redis {
+        if let Some(redis) = self.redis {
             config.cluster = Some(ClusterConfig {
                 redis,
                 node: format!("{}-{:08x}", config.server_name, fastrand::u32(..)),
-                keep_alive_interval,
-                active_check_interval,
-                node_inactive_timeout,
+                keep_alive_interval: self.keep_alive_interval,
+                active_check_interval: self.active_check_interval,
+                node_inactive_timeout: self.node_inactive_timeout,
             });
         }
-        if matches!(config.auth, AuthConfig::ProxyHeader(_)) && config.trusted_proxies.is_empty() {
-            return Err(error(
-                "trustedProxies",
-                "auth type 'proxy-header' needs the addresses of the proxies to trust",
-            ));
-        }
-        if config.tcp_proxy_protocol && config.trusted_proxies.is_empty() {
-            return Err(error(
-                "trustedProxies",
-                "tcpProxyProtocol needs the addresses of the proxies to trust",
-            ));
-        }
-        if !config.http_enabled && !config.tcp_enabled {
-            return Err(error(
-                "tcpServerEnabled",
-                "webServerEnabled and tcpServerEnabled are both false: nothing to serve",
-            ));
-        }
-        Ok((config, warnings))
+        Ok(())
     }
+}
+
+/// The combinations of keys that cannot work.
+fn check(config: &Config) -> Result<(), ConfigError> {
+    if matches!(config.auth, AuthConfig::ProxyHeader(_)) && config.trusted_proxies.is_empty() {
+        return Err(error(
+            "trustedProxies",
+            "auth type 'proxy-header' needs the addresses of the proxies to trust",
+        ));
+    }
+    if config.tcp_proxy_protocol && config.trusted_proxies.is_empty() {
+        return Err(error(
+            "trustedProxies",
+            "tcpProxyProtocol needs the addresses of the proxies to trust",
+        ));
+    }
+    if !config.http_enabled && !config.tcp_enabled {
+        return Err(error(
+            "tcpServerEnabled",
+            "webServerEnabled and tcpServerEnabled are both false: nothing to serve",
+        ));
+    }
+    Ok(())
+}
+
+/// One top-level key (the limits are read by `read_limit`).
+fn read_key(
+    key: &str,
+    value: &Value,
+    config: &mut Config,
+    pending: &mut PendingKeys,
+    warnings: &mut Vec<String>,
+) -> Result<(), ConfigError> {
+    let config_dir = config.config_dir.clone();
+    let config_dir = config_dir.as_path();
+    match key {
+        "allowAllOrigins" => pending.allow_all_origins = Some(boolean(key, value)?),
+        "origins" => pending.origins = Some(read_strings(key, value)?),
+        "httpServer" => read_http_server(
+            value,
+            &mut pending.allow_all_origins,
+            &mut pending.origins,
+            warnings,
+        )?,
+        "serverName" => {
+            let name = string(key, value)?;
+            config.server_name = if name == "UUID" {
+                format!("corestream-{:016x}", fastrand::u64(..))
+            } else {
+                name
+            };
+        }
+        "logLevel" => config.log_level = log_level(key, value)?,
+        "logFilter" => config.log_filter = Some(string(key, value)?),
+        "logFormat" => {
+            config.log_format = match string(key, value)?.as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                other => return Err(error(key, format!("expected text or json, got {other}"))),
+            }
+        }
+        "port" => config.http_address.set_port(port(key, value)?),
+        "host" => pending.host = Some(string(key, value)?),
+        "tcpPort" => {
+            config.tcp_address.set_port(port(key, value)?);
+            pending.tcp_asked = true;
+        }
+        "tcpHost" => {
+            pending.tcp_host = Some(string(key, value)?);
+            pending.tcp_asked = true;
+        }
+        "urlPath" => config.url_path = string(key, value)?,
+        "webServerEnabled" => config.http_enabled = boolean(key, value)?,
+        "tcpServerEnabled" => {
+            config.tcp_enabled = boolean(key, value)?;
+            pending.tcp_asked = config.tcp_enabled;
+        }
+        "auth" => config.auth = read_auth(value, config_dir)?,
+        "permission" => read_permission(value, config_dir)?,
+        "rpcAckTimeout" => config.rpc_ack_timeout = millis(key, value)?,
+        "rpcTimeout" => config.rpc_timeout = millis(key, value)?,
+        "listenResponseTimeout" => config.listen_response_timeout = millis(key, value)?,
+        "unauthenticatedClientTimeout" => {
+            config.unauthenticated_client_timeout = optional_millis(key, value)?
+        }
+        "maxAuthAttempts" => config.max_auth_attempts = positive(key, value)? as u32,
+        "maxMessageSize" => config.max_message_size = positive(key, value)? as usize,
+        "logInvalidAuthData" => config.log_invalid_auth_data = boolean(key, value)?,
+        "maxOutboundBufferSize" => config.max_outbound_buffer_size = positive(key, value)? as usize,
+        "ioMemory" => config.io_memory = positive(key, value)? as usize,
+        "spinBeforePark" => config.spin_before_park = millis(key, value)?,
+        "cores" => config.cores = Some(positive(key, value)? as usize),
+        "healthCheckPath" => config.health_check_path = string(key, value)?,
+        "heartbeatInterval" => config.heartbeat_interval = positive_millis(key, value)?,
+        "websocketEchoPath" => config.websocket_echo_path = Some(string(key, value)?),
+        "engineioEchoPath" => config.engineio_echo_path = Some(string(key, value)?),
+        "engineioPingInterval" => config.engineio_ping_interval = positive_millis(key, value)?,
+        "engineioPingTimeout" => config.engineio_ping_timeout = positive_millis(key, value)?,
+        "connectionEndpoints" => {}
+        "plugins" => pending.redis = read_plugins(value, warnings)?,
+        "tcpProxyProtocol" => config.tcp_proxy_protocol = boolean(key, value)?,
+        "trustedProxies" => config.trusted_proxies = read_addresses(key, value)?,
+        "clusterKeepAliveInterval" => pending.keep_alive_interval = positive_millis(key, value)?,
+        "clusterActiveCheckInterval" => {
+            pending.active_check_interval = positive_millis(key, value)?
+        }
+        "clusterNodeInactiveTimeout" => {
+            pending.node_inactive_timeout = positive_millis(key, value)?
+        }
+        known if IGNORED.contains(&known) => {}
+        known if NOT_YET_SUPPORTED.contains(&known) => warnings.push(format!(
+            "config key '{known}' is accepted but not supported yet: it has no effect"
+        )),
+        unknown => warnings.push(format!(
+            "config key '{unknown}' is not a deepstream or corestream key: ignored"
+        )),
+    }
+    Ok(())
 }
 
 /// `plugins`: the Redis of the `message` (and `cache`) plugin, as deepstream's
@@ -837,122 +879,128 @@ fn read_auth(value: &Value, config_dir: &Path) -> Result<AuthConfig, ConfigError
         Some(kind) => string("auth.type", kind)?,
         None => return Err(error("auth.type", "missing")),
     };
+    let empty = yaml_serde::Mapping::new();
+    let options = match get(auth, "options") {
+        Some(Value::Mapping(options)) => Some(options),
+        Some(_) if kind != "none" => return Err(error("auth.options", "expected a mapping")),
+        _ => None,
+    };
     match kind.as_str() {
         "none" => Ok(AuthConfig::Open),
-        "file" => {
-            let empty = yaml_serde::Mapping::new();
-            let options = match get(auth, "options") {
-                Some(Value::Mapping(options)) => options,
-                Some(_) => return Err(error("auth.options", "expected a mapping")),
-                None => &empty,
-            };
-            let path = match get(options, "path") {
-                Some(path) => config_dir.join(string("auth.options.path", path)?),
-                None => return Err(error("auth.options.path", "missing: the users file")),
-            };
-            let hash = match get(options, "hash") {
-                None => None,
-                Some(hash) => Some(match string("auth.options.hash", hash)?.as_str() {
-                    "md5" => PasswordHash::Md5,
-                    "sha1" => PasswordHash::Sha1,
-                    "sha256" => PasswordHash::Sha256,
-                    "sha512" => PasswordHash::Sha512,
-                    other => {
-                        return Err(error(
-                            "auth.options.hash",
-                            format!("unknown hash '{other}' (md5, sha1, sha256 or sha512)"),
-                        ))
-                    }
-                }),
-            };
-            let iterations = match get(options, "iterations") {
-                Some(value) => positive("auth.options.iterations", value)? as u32,
-                None if hash.is_some() => {
-                    return Err(error(
-                        "auth.options.iterations",
-                        "missing (needed with hash)",
-                    ))
-                }
-                None => 0,
-            };
-            let key_length = match get(options, "keyLength") {
-                Some(value) => positive("auth.options.keyLength", value)? as usize,
-                None if hash.is_some() => {
-                    return Err(error(
-                        "auth.options.keyLength",
-                        "missing (needed with hash)",
-                    ))
-                }
-                None => 0,
-            };
-            Ok(AuthConfig::File(FileAuthConfig {
-                path,
-                hash,
-                iterations,
-                key_length,
-            }))
-        }
-        "proxy-header" => {
-            let empty = yaml_serde::Mapping::new();
-            let options = match get(auth, "options") {
-                Some(Value::Mapping(options)) => options,
-                Some(_) => return Err(error("auth.options", "expected a mapping")),
-                None => &empty,
-            };
-            let header = |key: &str, default: &str| -> Result<String, ConfigError> {
-                Ok(match get(options, key) {
-                    Some(value) => string(&format!("auth.options.{key}"), value)?,
-                    None => default.to_string(),
-                }
-                .to_ascii_lowercase())
-            };
-            Ok(AuthConfig::ProxyHeader(ProxyHeaderAuthConfig {
-                header: header("header", "X-Forwarded-User")?,
-                data_header: header("dataHeader", "X-Forwarded-User-Data")?,
-            }))
-        }
-        "http" => {
-            let Some(Value::Mapping(options)) = get(auth, "options") else {
-                return Err(error("auth.options", "expected a mapping with endpointUrl"));
-            };
-            let endpoint_url = match get(options, "endpointUrl") {
-                Some(value) => string("auth.options.endpointUrl", value)?,
-                None => return Err(error("auth.options.endpointUrl", "missing")),
-            };
-            if !endpoint_url.starts_with("http://") {
-                return Err(error(
-                    "auth.options.endpointUrl",
-                    "only http:// URLs are supported (terminate TLS in a local proxy)",
-                ));
-            }
-            let permitted_status_codes = match get(options, "permittedStatusCodes") {
-                Some(Value::Sequence(codes)) => codes
-                    .iter()
-                    .map(|code| port("auth.options.permittedStatusCodes", code))
-                    .collect::<Result<Vec<u16>, ConfigError>>()?,
-                Some(other) => {
-                    return Err(error(
-                        "auth.options.permittedStatusCodes",
-                        format!("expected a list of status codes, not {}", describe(other)),
-                    ))
-                }
-                None => vec![200],
-            };
-            let request_timeout = match get(options, "requestTimeout") {
-                Some(value) => positive_millis("auth.options.requestTimeout", value)?,
-                None => Duration::from_millis(2000),
-            };
-            Ok(AuthConfig::Http(HttpAuthConfig {
-                endpoint_url,
-                permitted_status_codes,
-                request_timeout,
-            }))
-        }
+        "file" => read_file_auth(options.unwrap_or(&empty), config_dir),
+        "proxy-header" => read_proxy_header_auth(options.unwrap_or(&empty)),
+        "http" => match options {
+            Some(options) => read_http_auth(options),
+            None => Err(error("auth.options", "expected a mapping with endpointUrl")),
+        },
         other => Err(error(
             "auth.type",
             format!("unknown auth type '{other}' (none, file, http or proxy-header)"),
         )),
     }
+}
+
+/// `auth: {type: file}`: the users file and how its passwords are hashed.
+fn read_file_auth(
+    options: &yaml_serde::Mapping,
+    config_dir: &Path,
+) -> Result<AuthConfig, ConfigError> {
+    let path = match get(options, "path") {
+        Some(path) => config_dir.join(string("auth.options.path", path)?),
+        None => return Err(error("auth.options.path", "missing: the users file")),
+    };
+    let hash = match get(options, "hash") {
+        None => None,
+        Some(hash) => Some(match string("auth.options.hash", hash)?.as_str() {
+            "md5" => PasswordHash::Md5,
+            "sha1" => PasswordHash::Sha1,
+            "sha256" => PasswordHash::Sha256,
+            "sha512" => PasswordHash::Sha512,
+            other => {
+                return Err(error(
+                    "auth.options.hash",
+                    format!("unknown hash '{other}' (md5, sha1, sha256 or sha512)"),
+                ))
+            }
+        }),
+    };
+    let iterations = match get(options, "iterations") {
+        Some(value) => positive("auth.options.iterations", value)? as u32,
+        None if hash.is_some() => {
+            return Err(error(
+                "auth.options.iterations",
+                "missing (needed with hash)",
+            ))
+        }
+        None => 0,
+    };
+    let key_length = match get(options, "keyLength") {
+        Some(value) => positive("auth.options.keyLength", value)? as usize,
+        None if hash.is_some() => {
+            return Err(error(
+                "auth.options.keyLength",
+                "missing (needed with hash)",
+            ))
+        }
+        None => 0,
+    };
+    Ok(AuthConfig::File(FileAuthConfig {
+        path,
+        hash,
+        iterations,
+        key_length,
+    }))
+}
+
+/// `auth: {type: proxy-header}`: the headers a trusted proxy puts the user in.
+fn read_proxy_header_auth(options: &yaml_serde::Mapping) -> Result<AuthConfig, ConfigError> {
+    let header = |key: &str, default: &str| -> Result<String, ConfigError> {
+        Ok(match get(options, key) {
+            Some(value) => string(&format!("auth.options.{key}"), value)?,
+            None => default.to_string(),
+        }
+        .to_ascii_lowercase())
+    };
+    Ok(AuthConfig::ProxyHeader(ProxyHeaderAuthConfig {
+        header: header("header", "X-Forwarded-User")?,
+        data_header: header("dataHeader", "X-Forwarded-User-Data")?,
+    }))
+}
+
+/// `auth: {type: http}`: the webhook.
+fn read_http_auth(options: &yaml_serde::Mapping) -> Result<AuthConfig, ConfigError> {
+    let endpoint_url = match get(options, "endpointUrl") {
+        Some(value) => string("auth.options.endpointUrl", value)?,
+        None => return Err(error("auth.options.endpointUrl", "missing")),
+    };
+    if !endpoint_url.starts_with("http://") {
+        return Err(error(
+            "auth.options.endpointUrl",
+            "only http:// URLs are supported (terminate TLS in a local proxy)",
+        ));
+    }
+    let permitted_status_codes = match get(options, "permittedStatusCodes") {
+        Some(Value::Sequence(codes)) => codes
+            .iter()
+            .map(|code| port("auth.options.permittedStatusCodes", code))
+            .collect::<Result<Vec<u16>, ConfigError>>()?,
+        Some(other) => {
+            return Err(error(
+                "auth.options.permittedStatusCodes",
+                format!("expected a list of status codes, not {}", describe(other)),
+            ))
+        }
+        None => vec![200],
+    };
+    let request_timeout = match get(options, "requestTimeout") {
+        Some(value) => positive_millis("auth.options.requestTimeout", value)?,
+        None => Duration::from_millis(2000),
+    };
+    Ok(AuthConfig::Http(HttpAuthConfig {
+        endpoint_url,
+        permitted_status_codes,
+        request_timeout,
+    }))
 }
 
 /// corestream does not evaluate permission rules yet. Rather than silently allowing what a

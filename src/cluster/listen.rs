@@ -8,8 +8,9 @@
 //! node. So `SP` in turn, the late-accept rule, `SR` when the last subscriber anywhere leaves
 //! and `SH` on every node behave as on one node, with one provider per name.
 //!
-//! Called by `shard::Core` (effects, listen registrations on core 0, the `ListenLeader` and
-//! `ListenFromNode` messages) and by `cluster` (core 0's liveness loop and node channel).
+//! Called through the dispatcher's seam (`ClusterSeam`: effects, listen registrations on core 0,
+//! the `NodeMessage::ListenLeader` and `Listen` messages) and by `cluster` (core 0's liveness
+//! loop and node channel, decoded by `wire`).
 //!
 //! ## Choosing the leader
 //! The hash `cs:listen-leader` holds {node, epoch}. Core 0 of every node runs `CLAIM` every
@@ -42,14 +43,15 @@
 //! (`SR`, then `SP` again from the new leader). Two nodes can both believe they lead for at
 //! most one check interval after the leader's death, while their views of `cs:nodes` differ.
 
-use super::rpc::NODE_CHANNEL;
+use super::wire::{self, NodeWire, NODE_CHANNEL};
 use super::{bulk, channel, integer, Cluster, SEPARATOR};
 use crate::base::address::{Address, SessionRef};
+use crate::dispatch::seam::ListenResponse;
+use crate::dispatch::{Core, Delivery, ListenFromNode, NodeMessage};
 use crate::features::event::ListenRole;
 use crate::features::Effects;
 use crate::protocol::actions::{Action, Dialect, Topic};
 use crate::protocol::message::{messages, Parsed};
-use crate::shard::{Core, CoreMessage};
 use ahash::AHashMap;
 use bytes::Bytes;
 use redis::Value;
@@ -76,48 +78,6 @@ redis.call('HSET', KEYS[1], 'node', ARGV[1])
 redis.call('PUBLISH', KEYS[3], ARGV[1] .. '\30' .. epoch)
 return {ARGV[1], epoch}
 ";
-
-/// What another node said about listening, decoded on core 0 and handled on the core `route`
-/// picks.
-#[derive(Debug, Clone)]
-pub enum NodeMessage {
-    Reset {
-        core: u16,
-    },
-    Listener {
-        topic: Topic,
-        pattern: Arc<str>,
-        session: SessionRef,
-        added: bool,
-    },
-    Interest {
-        topic: Topic,
-        core: u16,
-        name: Bytes,
-        interested: bool,
-    },
-    Response {
-        topic: Topic,
-        accept: bool,
-        pattern: Arc<str>,
-        name: Bytes,
-        session: SessionRef,
-        raw: Bytes,
-    },
-    /// An `SR` for a local listener (the owner core of the name forgets its accept first).
-    Revoke {
-        topic: Topic,
-        pattern: Arc<str>,
-        name: Bytes,
-        session: SessionRef,
-        bytes: Bytes,
-    },
-    ProviderState {
-        topic: Topic,
-        name: Bytes,
-        provided: bool,
-    },
-}
 
 struct RemoteListener {
     node: Arc<str>,
@@ -217,41 +177,10 @@ fn listener_ref(slot: u32) -> SessionRef {
     SessionRef::node_listener(slot)
 }
 
-fn topic_of(code: &[u8]) -> Option<Topic> {
-    match code {
-        b"E" => Some(Topic::Event),
-        b"R" => Some(Topic::Record),
-        _ => None,
-    }
-}
-
-fn flag(value: bool) -> &'static [u8] {
-    if value {
-        b"1"
-    } else {
-        b"0"
-    }
-}
-
-/// Publishes `<kind>␞<this node>␞<fields...>` on `node`'s channel.
-fn send(cluster: &Cluster, node: &str, kind: &[u8], fields: &[&[u8]]) {
-    let mut payload = Vec::with_capacity(64);
-    payload.extend_from_slice(kind);
-    payload.push(SEPARATOR);
-    payload.extend_from_slice(cluster.node.as_bytes());
-    for field in fields {
-        payload.push(SEPARATOR);
-        payload.extend_from_slice(field);
-    }
+/// Publishes `message` on `node`'s channel.
+fn send(cluster: &Cluster, node: &str, message: &NodeWire) {
+    let payload = wire::encode(&cluster.node, message);
     cluster.publish(&channel(NODE_CHANNEL, node.as_bytes()), &payload);
-}
-
-fn session_fields(session: SessionRef) -> [String; 3] {
-    [
-        session.core.to_string(),
-        session.slot.to_string(),
-        session.generation.to_string(),
-    ]
 }
 
 // ----- core 0: the leader ------------------------------------------------------------------
@@ -336,7 +265,7 @@ fn take_leader(core: &Rc<Core>, cluster: &Rc<Cluster>, leader: Arc<str>, epoch: 
         leader,
         if leads { ": this node" } else { "" }
     );
-    core.broadcast(|| CoreMessage::ListenLeader {
+    core.broadcast(|| NodeMessage::ListenLeader {
         leader: Arc::clone(&leader),
         leads,
     });
@@ -375,7 +304,8 @@ pub fn leader_changed(core: &Rc<Core>, cluster: &Cluster, leader: Arc<str>, lead
     if leads {
         return;
     }
-    send(cluster, &leader, b"LX", &[core.id.to_string().as_bytes()]);
+    let own_core = u16::try_from(core.id).unwrap_or(u16::MAX);
+    send(cluster, &leader, &NodeWire::ListenReset { core: own_core });
     for topic in [Topic::Event, Topic::Record] {
         let (listeners, names) = match core.registry(topic) {
             Some(registry) => (
@@ -386,29 +316,23 @@ pub fn leader_changed(core: &Rc<Core>, cluster: &Cluster, leader: Arc<str>, lead
         };
         if core.id == 0 {
             for (pattern, session) in listeners {
-                let [c, s, g] = session_fields(session);
-                send(
-                    cluster,
-                    &leader,
-                    b"LL",
-                    &[
-                        topic.code(),
-                        c.as_bytes(),
-                        s.as_bytes(),
-                        g.as_bytes(),
-                        pattern.as_bytes(),
-                    ],
-                );
+                let listener = NodeWire::Listener {
+                    topic,
+                    session,
+                    pattern,
+                    added: true,
+                };
+                send(cluster, &leader, &listener);
             }
         }
-        let own_core = core.id.to_string();
         for name in names {
-            send(
-                cluster,
-                &leader,
-                b"LI",
-                &[topic.code(), own_core.as_bytes(), b"1", &name],
-            );
+            let interest = NodeWire::Interest {
+                topic,
+                core: own_core,
+                interested: true,
+                name,
+            };
+            send(cluster, &leader, &interest);
         }
     }
 }
@@ -426,20 +350,13 @@ pub fn listener_changed(
     let Some(leader) = cluster.listen.borrow().followed() else {
         return;
     };
-    let [c, s, g] = session_fields(session);
-    let kind: &[u8] = if added { b"LL" } else { b"LU" };
-    send(
-        cluster,
-        &leader,
-        kind,
-        &[
-            topic.code(),
-            c.as_bytes(),
-            s.as_bytes(),
-            g.as_bytes(),
-            pattern.as_bytes(),
-        ],
-    );
+    let listener = NodeWire::Listener {
+        topic,
+        session,
+        pattern: Arc::from(pattern),
+        added,
+    };
+    send(cluster, &leader, &listener);
 }
 
 /// The owner core of `name` on a follower: its first local subscriber came or its last went.
@@ -447,48 +364,29 @@ pub fn interest(cluster: &Cluster, core: usize, topic: Topic, name: &[u8], inter
     let Some(leader) = cluster.listen.borrow().followed() else {
         return;
     };
-    send(
-        cluster,
-        &leader,
-        b"LI",
-        &[
-            topic.code(),
-            core.to_string().as_bytes(),
-            flag(interested),
-            name,
-        ],
-    );
+    let interest = NodeWire::Interest {
+        topic,
+        core: u16::try_from(core).unwrap_or(u16::MAX),
+        interested,
+        name: Bytes::copy_from_slice(name),
+    };
+    send(cluster, &leader, &interest);
 }
 
 /// The owner core of `name` on a follower: a local listener's `LA` / `LR`.
-pub fn response_to_leader(
-    cluster: &Cluster,
-    topic: Topic,
-    accept: bool,
-    pattern: &str,
-    name: &[u8],
-    session: SessionRef,
-    raw: &[u8],
-) {
+pub fn response_to_leader(cluster: &Cluster, response: ListenResponse<'_>) {
     let Some(leader) = cluster.listen.borrow().followed() else {
         return;
     };
-    let [c, s, g] = session_fields(session);
-    send(
-        cluster,
-        &leader,
-        b"LR",
-        &[
-            topic.code(),
-            c.as_bytes(),
-            s.as_bytes(),
-            g.as_bytes(),
-            flag(accept),
-            pattern.as_bytes(),
-            name,
-            raw,
-        ],
-    );
+    let response = NodeWire::Response {
+        topic: response.topic,
+        session: response.session,
+        accept: response.accept,
+        pattern: Arc::from(response.pattern),
+        name: Bytes::copy_from_slice(response.name),
+        raw: Bytes::copy_from_slice(response.raw),
+    };
+    send(cluster, &leader, &response);
 }
 
 // ----- the leader sends to stand-ins ---------------------------------------------------------
@@ -506,209 +404,156 @@ pub fn to_stand_in(cluster: &Cluster, to: SessionRef, bytes: &[u8]) {
                 .map(|entry| (Arc::clone(&entry.node), entry.session))
         };
         if let Some((node, session)) = target {
-            let [c, s, g] = session_fields(session);
-            send(
-                cluster,
-                &node,
-                b"LS",
-                &[c.as_bytes(), s.as_bytes(), g.as_bytes(), bytes],
-            );
+            let message = Bytes::copy_from_slice(bytes);
+            send(cluster, &node, &NodeWire::ToListener { session, message });
         }
     } else if let Some(node) = cluster.remote_node(to.slot) {
-        send(cluster, &node, b"LH", &[bytes]);
+        let message = Bytes::copy_from_slice(bytes);
+        send(cluster, &node, &NodeWire::ToSubscribers { message });
     }
 }
 
 // ----- core 0: what another node sent --------------------------------------------------------
 
-fn parse_session(core: &[u8], slot: &[u8], generation: &[u8]) -> Option<SessionRef> {
-    let number = |bytes: &[u8]| std::str::from_utf8(bytes).ok()?.parse::<u64>().ok();
-    Some(SessionRef {
-        core: u16::try_from(number(core)?).ok()?,
-        slot: u32::try_from(number(slot)?).ok()?,
-        generation: u32::try_from(number(generation)?).ok()?,
-    })
-}
-
-fn parse_core(bytes: &[u8]) -> Option<u16> {
-    std::str::from_utf8(bytes).ok()?.parse().ok()
-}
-
-/// Core 0: `kind` (`L?`) arrived from `from` with `body` (the fields after the sender).
-pub fn on_node_message(core: &Rc<Core>, from: &str, kind: &[u8], body: Bytes) {
-    let node: Arc<str> = Arc::from(from);
-    let field_count = match kind {
-        b"LX" => 1,
-        b"LL" | b"LU" => 5,
-        b"LI" => 4,
-        b"LR" => 8,
-        b"LS" => 4,
-        b"LH" => 1,
-        _ => return,
-    };
-    let fields: Vec<&[u8]> = body
-        .splitn(field_count, |byte| *byte == SEPARATOR)
-        .collect();
-    if fields.len() != field_count {
-        return;
-    }
-    let copy = |bytes: &[u8]| Bytes::copy_from_slice(bytes);
-    let pattern_of = |bytes: &[u8]| std::str::from_utf8(bytes).ok().map(Arc::<str>::from);
-    let broadcast = |message: NodeMessage| {
-        core.broadcast(|| CoreMessage::ListenFromNode {
+/// Core 0: what another node sent about listening, for the cores that must act on it.
+pub fn on_node_message(core: &Rc<Core>, node: Arc<str>, message: NodeWire) {
+    let broadcast = |message: ListenFromNode| {
+        core.broadcast(|| NodeMessage::Listen {
             node: Arc::clone(&node),
             message: message.clone(),
         })
     };
-    let to_owner = |name: &[u8], message: NodeMessage| {
-        core.route(
-            core.owner(name),
-            CoreMessage::ListenFromNode {
-                node: Arc::clone(&node),
-                message,
-            },
-        )
+    let to_owner = |name: &[u8], message: ListenFromNode| {
+        let node = Arc::clone(&node);
+        core.route(core.owner(name), NodeMessage::Listen { node, message })
     };
-    match kind {
-        b"LX" => {
-            if let Some(reset_core) = parse_core(fields[0]) {
-                broadcast(NodeMessage::Reset { core: reset_core });
+    match message {
+        NodeWire::ListenReset { core } => broadcast(ListenFromNode::Reset { core }),
+        NodeWire::Listener {
+            topic,
+            session,
+            pattern,
+            added,
+        } => broadcast(ListenFromNode::Listener {
+            topic,
+            pattern,
+            session,
+            added,
+        }),
+        NodeWire::Interest {
+            topic,
+            core: owner_core,
+            interested,
+            name,
+        } => to_owner(
+            &name.clone(),
+            ListenFromNode::Interest {
+                topic,
+                core: owner_core,
+                name,
+                interested,
+            },
+        ),
+        NodeWire::Response {
+            topic,
+            session,
+            accept,
+            pattern,
+            name,
+            raw,
+        } => to_owner(
+            &name.clone(),
+            ListenFromNode::Response {
+                topic,
+                accept,
+                pattern,
+                name,
+                session,
+                raw,
+            },
+        ),
+        NodeWire::ToListener { session, message } => to_listener(core, &node, session, message),
+        NodeWire::ToSubscribers { message } => {
+            if let Some((name, state)) = provider_state(&message) {
+                to_owner(&name, state);
             }
         }
-        b"LL" | b"LU" => {
-            let (Some(topic), Some(session), Some(pattern)) = (
-                topic_of(fields[0]),
-                parse_session(fields[1], fields[2], fields[3]),
-                pattern_of(fields[4]),
-            ) else {
-                return;
-            };
-            broadcast(NodeMessage::Listener {
+        NodeWire::RpcRequest(_) | NodeWire::RpcAnswer(_) => {}
+    }
+}
+
+/// The leader's message for one of this node's listeners: an `SR` goes to the owner core of
+/// the name first (it forgets the accept), anything else straight to the listener's core.
+fn to_listener(core: &Rc<Core>, node: &Arc<str>, session: SessionRef, bytes: Bytes) {
+    if usize::from(session.core) >= core.cores() {
+        return;
+    }
+    match revoked(&bytes) {
+        Some((topic, pattern, name)) => {
+            let owner = core.owner(&name);
+            let message = ListenFromNode::Revoke {
                 topic,
                 pattern,
+                name,
                 session,
-                added: kind == b"LL",
-            });
+                bytes,
+            };
+            let node = Arc::clone(node);
+            core.route(owner, NodeMessage::Listen { node, message });
         }
-        b"LI" => {
-            let (Some(topic), Some(owner_core)) = (topic_of(fields[0]), parse_core(fields[1]))
-            else {
-                return;
-            };
-            let name = fields[3];
-            to_owner(
-                name,
-                NodeMessage::Interest {
-                    topic,
-                    core: owner_core,
-                    name: copy(name),
-                    interested: fields[2] == b"1",
-                },
-            );
-        }
-        b"LR" => {
-            let (Some(topic), Some(session), Some(pattern)) = (
-                topic_of(fields[0]),
-                parse_session(fields[1], fields[2], fields[3]),
-                pattern_of(fields[5]),
-            ) else {
-                return;
-            };
-            let name = fields[6];
-            to_owner(
-                name,
-                NodeMessage::Response {
-                    topic,
-                    accept: fields[4] == b"1",
-                    pattern,
-                    name: copy(name),
-                    session,
-                    raw: copy(fields[7]),
-                },
-            );
-        }
-        b"LS" => {
-            let Some(session) = parse_session(fields[0], fields[1], fields[2]) else {
-                return;
-            };
-            if usize::from(session.core) >= core.cores {
-                return;
-            }
-            let bytes = copy(fields[3]);
-            let revoke = match messages(&bytes, Dialect::V1).next() {
-                Some(Parsed::Message(parsed))
-                    if parsed.action == Action::SubscriptionForPatternRemoved =>
-                {
-                    match (
-                        topic_of(parsed.topic),
-                        parsed.data_at(0).and_then(pattern_of),
-                        parsed.data_at(1),
-                    ) {
-                        (Some(topic), Some(pattern), Some(name)) => {
-                            Some((topic, pattern, copy(name)))
-                        }
-                        _ => None,
-                    }
-                }
-                _ => None,
-            };
-            match revoke {
-                Some((topic, pattern, name)) => {
-                    let owner = core.owner(&name);
-                    core.route(
-                        owner,
-                        CoreMessage::ListenFromNode {
-                            node: Arc::clone(&node),
-                            message: NodeMessage::Revoke {
-                                topic,
-                                pattern,
-                                name,
-                                session,
-                                bytes,
-                            },
-                        },
-                    );
-                }
-                None => core.route(
-                    usize::from(session.core),
-                    CoreMessage::Send { to: session, bytes },
-                ),
-            }
-        }
-        b"LH" => {
-            let bytes = fields[0];
-            let Some(Parsed::Message(parsed)) = messages(bytes, Dialect::V1).next() else {
-                return;
-            };
-            let (Some(topic), Some(name), Some(provided)) =
-                (topic_of(parsed.topic), parsed.data_at(0), parsed.data_at(1))
-            else {
-                return;
-            };
-            if parsed.action != Action::SubscriptionHasProvider {
-                return;
-            }
-            to_owner(
-                name,
-                NodeMessage::ProviderState {
-                    topic,
-                    name: copy(name),
-                    provided: provided == b"T",
-                },
-            );
-        }
-        _ => {}
+        None => core.route(
+            usize::from(session.core),
+            Delivery::Send { to: session, bytes },
+        ),
+    }
+}
+
+/// (topic, pattern, name) of an `SR` message.
+fn revoked(bytes: &[u8]) -> Option<(Topic, Arc<str>, Bytes)> {
+    let Some(Parsed::Message(parsed)) = messages(bytes, Dialect::V1).next() else {
+        return None;
+    };
+    if parsed.action != Action::SubscriptionForPatternRemoved {
+        return None;
+    }
+    let pattern = std::str::from_utf8(parsed.data_at(0)?).ok()?;
+    let name = Bytes::copy_from_slice(parsed.data_at(1)?);
+    Some((topic_of(parsed.topic)?, Arc::from(pattern), name))
+}
+
+/// The name of an `SH` message and what to tell its owner core.
+fn provider_state(bytes: &[u8]) -> Option<(Bytes, ListenFromNode)> {
+    let Some(Parsed::Message(parsed)) = messages(bytes, Dialect::V1).next() else {
+        return None;
+    };
+    if parsed.action != Action::SubscriptionHasProvider {
+        return None;
+    }
+    let name = Bytes::copy_from_slice(parsed.data_at(0)?);
+    let state = ListenFromNode::ProviderState {
+        topic: topic_of(parsed.topic)?,
+        name: name.clone(),
+        provided: parsed.data_at(1)? == b"T",
+    };
+    Some((name, state))
+}
+
+fn topic_of(code: &[u8]) -> Option<Topic> {
+    match code {
+        b"E" => Some(Topic::Event),
+        b"R" => Some(Topic::Record),
+        _ => None,
     }
 }
 
 // ----- every core: handling what another node sent -------------------------------------------
 
 /// On the core `on_node_message` picked: apply what `node` said.
-pub fn handle(core: &Rc<Core>, cluster: &Cluster, node: &Arc<str>, message: NodeMessage) {
+pub fn handle(core: &Rc<Core>, cluster: &Cluster, node: &Arc<str>, message: ListenFromNode) {
     let mut effects = Effects::default();
     let leads = cluster.listen.borrow().leads();
     match message {
-        NodeMessage::Reset { core: reset_core } if leads => {
+        ListenFromNode::Reset { core: reset_core } if leads => {
             let node_slot = cluster.remote_ref(node).slot;
             core.forget_remote_interest(
                 |stand_in| {
@@ -724,7 +569,7 @@ pub fn handle(core: &Rc<Core>, cluster: &Cluster, node: &Arc<str>, message: Node
                 forget_listeners_of(core, cluster, node, &mut effects);
             }
         }
-        NodeMessage::Listener {
+        ListenFromNode::Listener {
             topic,
             pattern,
             session,
@@ -747,7 +592,7 @@ pub fn handle(core: &Rc<Core>, cluster: &Cluster, node: &Arc<str>, message: Node
                 }
             }
         }
-        NodeMessage::Interest {
+        ListenFromNode::Interest {
             topic,
             core: owner_core,
             name,
@@ -759,7 +604,7 @@ pub fn handle(core: &Rc<Core>, cluster: &Cluster, node: &Arc<str>, message: Node
                 registry.remote_interest(&name, stand_in, interested, &mut effects);
             }
         }
-        NodeMessage::Response {
+        ListenFromNode::Response {
             topic,
             accept,
             pattern,
@@ -774,7 +619,7 @@ pub fn handle(core: &Rc<Core>, cluster: &Cluster, node: &Arc<str>, message: Node
                 }
             }
         }
-        NodeMessage::Revoke {
+        ListenFromNode::Revoke {
             topic,
             pattern,
             name,
@@ -786,7 +631,7 @@ pub fn handle(core: &Rc<Core>, cluster: &Cluster, node: &Arc<str>, message: Node
             }
             effects.send(session, bytes);
         }
-        NodeMessage::ProviderState {
+        ListenFromNode::ProviderState {
             topic,
             name,
             provided,

@@ -2,9 +2,10 @@
 //!
 //! One `Cluster` per core, created by `server::run_core` when the config names a Redis
 //! (`plugins.message` / `plugins.cache` with `name: redis`). It owns the core's two Redis links
-//! (`link`) and the cluster state of the names this core owns; `shard::Core` calls it at the
-//! few points where a name's state crosses the node boundary, and the pub/sub link calls back
-//! into the core with what other nodes published.
+//! (`link`) and the cluster state of the names this core owns. The dispatcher calls it through
+//! `dispatch::ClusterSeam` (implemented in `seam`) at the few points where a name's state
+//! crosses the node boundary, and the pub/sub link calls back into the core with what other
+//! nodes published. Node-to-node messages have one typed codec (`wire`).
 //!
 //! ## What travels through Redis (keys and channels all start with `cs:`)
 //! - Events: the owner core of a name subscribes to `cs:e:<name>` while the node has
@@ -37,10 +38,13 @@ pub mod listen;
 pub mod records;
 pub mod resp;
 pub mod rpc;
+mod seam;
+pub mod wire;
 
 use crate::base::address::SessionRef;
 use crate::base::config::ClusterConfig;
-use crate::shard::{Core, CoreMessage};
+use crate::dispatch::{Core, NodeMessage, PresenceMessage, RpcFromNode};
+pub use crate::metrics::ClusterStats;
 use ahash::{AHashMap, AHashSet};
 use bytes::Bytes;
 use link::{CommandLink, PubSubEvent, PubSubLink, RedisError};
@@ -64,6 +68,11 @@ pub const SEPARATOR: u8 = 0x1e;
 const HEARTBEAT: &str = "local t = redis.call('TIME')
 return redis.call('HSET', KEYS[1], ARGV[1], t[1] * 1000 + math.floor(t[2] / 1000))";
 
+/// Replaces the set KEYS[1] with ARGV, atomically.
+const REPLACE_SET: &str = "redis.call('DEL', KEYS[1])
+for i = 1, #ARGV do redis.call('SADD', KEYS[1], ARGV[i]) end
+return #ARGV";
+
 /// `{now_ms, node, stamp, node, stamp, ...}` of `cs:nodes`, by Redis's clock.
 const NODES: &str = "local t = redis.call('TIME')
 local out = {t[1] * 1000 + math.floor(t[2] / 1000)}
@@ -82,22 +91,10 @@ pub struct ClusterCounters {
     pub remote_nodes: Cell<u64>,
 }
 
-/// What `/metrics` and `/health-check` show of one core's cluster layer.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct ClusterStats {
-    pub enabled: bool,
-    pub command_link_up: bool,
-    pub pubsub_link_up: bool,
-    pub reconnects: u64,
-    pub channels: u64,
-    pub published: u64,
-    pub received: u64,
-    pub write_conflicts: u64,
-    pub redis_errors: u64,
-    pub redis_commands: u64,
-    pub remote_nodes: u64,
-    /// This node leads listening for the cluster (`listen`).
-    pub listen_leader: bool,
+/// The cluster layer of `core` (its own type, behind the dispatcher's seam).
+pub fn of(core: &Core) -> Option<Rc<Cluster>> {
+    let seam = Rc::clone(core.cluster_seam()?);
+    seam.into_any().downcast::<Cluster>().ok()
 }
 
 /// Presence as core 0 of a node sees the cluster.
@@ -170,16 +167,13 @@ impl Cluster {
     }
 
     /// Starts the links (and on core 0 the liveness tasks and presence channel) of `core`.
-    pub fn start(core: &Rc<Core>) {
-        let Some(cluster) = core.cluster() else {
-            return;
-        };
+    pub fn start(core: &Rc<Core>, cluster: &Rc<Cluster>) {
         let weak = Rc::downgrade(core);
         let weak_for_commands = Rc::downgrade(core);
         let on_command_link = Rc::new(move |up: bool| {
             if up {
                 if let Some(core) = weak_for_commands.upgrade() {
-                    if let Some(cluster) = core.cluster() {
+                    if let Some(cluster) = of(&core) {
                         // What this node registered may have been lost with the connection.
                         rpc::announce_again(&cluster);
                         if core.id == 0 {
@@ -206,7 +200,7 @@ impl Cluster {
                 .pubsub
                 .subscribe(Bytes::from_static(listen::LEADER_CHANNEL));
             cluster.pubsub.subscribe(Bytes::from(channel(
-                rpc::NODE_CHANNEL,
+                wire::NODE_CHANNEL,
                 cluster.node.as_bytes(),
             )));
             glommio::spawn_local(run_liveness(Rc::downgrade(core))).detach();
@@ -439,9 +433,25 @@ pub fn channel(prefix: &[u8], name: &[u8]) -> Vec<u8> {
     channel
 }
 
+/// Core 0: a message on this node's channel, for `rpc` or `listen`.
+fn on_node_message(core: &Rc<Core>, payload: &Bytes) {
+    let Some((node, message)) = wire::decode(payload) else {
+        return;
+    };
+    match message {
+        wire::NodeWire::RpcRequest(message) => {
+            rpc::on_node_message(core, node, RpcFromNode::Request, message)
+        }
+        wire::NodeWire::RpcAnswer(message) => {
+            rpc::on_node_message(core, node, RpcFromNode::Answer, message)
+        }
+        listen => listen::on_node_message(core, node, listen),
+    }
+}
+
 /// What the pub/sub link of `core` received.
 fn on_pubsub(core: &Rc<Core>, event: PubSubEvent) {
-    let Some(cluster) = core.cluster() else {
+    let Some(cluster) = of(core) else {
         return;
     };
     match event {
@@ -462,8 +472,8 @@ fn on_pubsub(core: &Rc<Core>, event: PubSubEvent) {
                 records::on_publish(core, &cluster, channel.slice_ref(name), payload);
             } else if &channel[..] == PRESENCE_CHANNEL {
                 on_presence_message(core, &cluster, payload);
-            } else if channel.starts_with(rpc::NODE_CHANNEL) {
-                rpc::on_node_message(core, payload);
+            } else if channel.starts_with(wire::NODE_CHANNEL) {
+                on_node_message(core, &payload);
             } else if &channel[..] == listen::LEADER_CHANNEL {
                 listen::on_announcement(core, &cluster, &payload);
             }
@@ -474,14 +484,14 @@ fn on_pubsub(core: &Rc<Core>, event: PubSubEvent) {
             } else if &channel[..] == PRESENCE_CHANNEL {
                 let weak = Rc::downgrade(core);
                 glommio::spawn_local(load_presence(weak)).detach();
-            }
-        }
-        PubSubEvent::Connected => {
-            if core.id == 0 {
-                // What the listen leader sent meanwhile is lost: report again.
+            } else if channel.starts_with(wire::NODE_CHANNEL) && core.id == 0 {
+                // This node hears its channel again: what was sent to it meanwhile (a leader's
+                // offers, a follower's reports) is lost. A forced claim makes every node report
+                // again (to this node when it leads), now that the reports can arrive.
                 cluster.listen.borrow_mut().claim_soon();
             }
         }
+        PubSubEvent::Connected => {}
         PubSubEvent::Disconnected => {
             records::on_disconnected(core, &cluster);
             if core.id == 0 {
@@ -569,7 +579,7 @@ fn remote_count_changed(
 
 /// A username logged in (or out) on the rest of the cluster: one login in every replica.
 fn broadcast_remote_presence(core: &Rc<Core>, username: Arc<str>, joined: bool) {
-    core.broadcast(|| CoreMessage::Presence {
+    core.broadcast(|| PresenceMessage::Changed {
         username: Arc::clone(&username),
         joined,
         local: false,
@@ -612,7 +622,7 @@ fn set_remote_users(
 
 /// Every core forgets the node's RPC stand-ins (its calls in flight are rerouted or fail).
 fn node_gone(core: &Rc<Core>, node: &Arc<str>) {
-    core.broadcast(|| CoreMessage::NodeGone {
+    core.broadcast(|| NodeMessage::Gone {
         node: Arc::clone(node),
     });
 }
@@ -658,7 +668,7 @@ async fn load_presence(weak: Weak<Core>) {
     let Some(core) = weak.upgrade() else {
         return;
     };
-    let Some(cluster) = core.cluster() else {
+    let Some(cluster) = of(&core) else {
         return;
     };
     cluster
@@ -719,14 +729,15 @@ async fn load_presence(weak: Weak<Core>) {
     }
 }
 
+/// Core 0: this node's users again, replacing its set in one step (another node loading the set
+/// meanwhile must never see it empty: it would tell its subscribers they all left).
 fn republish_own_users(cluster: &Cluster) {
     let users: Vec<Arc<str>> = cluster.presence.borrow().local.keys().cloned().collect();
     let key = format!("{USERS_KEY}{}", cluster.node);
-    cluster.commands.send(&[b"DEL", key.as_bytes()]);
+    let mut command: Vec<&[u8]> = vec![b"EVAL", REPLACE_SET.as_bytes(), b"1", key.as_bytes()];
+    command.extend(users.iter().map(|username| username.as_bytes()));
+    cluster.commands.send(&command);
     for username in users {
-        cluster
-            .commands
-            .send(&[b"SADD", key.as_bytes(), username.as_bytes()]);
         cluster.publish(
             PRESENCE_CHANNEL,
             &presence_payload(b"J", &cluster.node, &username),
@@ -736,7 +747,7 @@ fn republish_own_users(cluster: &Cluster) {
 
 /// Core 0: stamps this node alive and removes nodes that stopped stamping.
 async fn run_liveness(weak: Weak<Core>) {
-    let (keep_alive, check, timeout) = match weak.upgrade().and_then(|core| core.cluster()) {
+    let (keep_alive, check, timeout) = match weak.upgrade().and_then(|core| of(&core)) {
         Some(cluster) => (
             cluster.config.keep_alive_interval,
             cluster.config.active_check_interval,
@@ -755,7 +766,7 @@ async fn run_liveness(weak: Weak<Core>) {
         let Some(core) = weak.upgrade() else {
             return;
         };
-        let Some(cluster) = core.cluster() else {
+        let Some(cluster) = of(&core) else {
             return;
         };
         if !cluster.commands.is_up() {
@@ -780,7 +791,7 @@ async fn run_liveness(weak: Weak<Core>) {
                 // node declared us dead): announce our users and providers again.
                 Ok(Value::Int(1)) => {
                     republish_own_users(&cluster);
-                    core.broadcast(|| CoreMessage::ClusterAnnounce);
+                    core.broadcast(|| NodeMessage::Announce);
                     // The listen leader may have forgotten this node too: report again.
                     cluster.listen.borrow_mut().claim_soon();
                 }

@@ -1,8 +1,8 @@
 //! Records in a cluster: Redis is the source of truth, the owner core of a name on each node
 //! serialises that node's operations on it and caches it while the node has subscribers.
 //!
-//! Called by `shard::Core` for every record message when a cluster is configured, and by the
-//! pub/sub link (`on_subscribed`, `on_publish`, `on_disconnected`).
+//! Called through the dispatcher's seam (`ClusterSeam`) for every record message when a cluster
+//! is configured, and by the pub/sub link (`on_subscribed`, `on_publish`, `on_disconnected`).
 //!
 //! - Each name has a FIFO of operations; one task per busy name runs them one after another,
 //!   so one node's operations on a record reach Redis in the order its clients sent them
@@ -19,12 +19,12 @@
 
 use super::{bulk, channel, integer, Cluster, RECORD_CHANNEL, RECORD_KEY, SEPARATOR};
 use crate::base::address::SessionRef;
+use crate::dispatch::Core;
 use crate::features::record::WriteRequest;
 use crate::features::record_store::{Change, WriteError};
 use crate::features::Effects;
 use crate::protocol::actions::{Action, Dialect};
 use crate::protocol::message::{build_message, messages, Parsed};
-use crate::shard::Core;
 use ahash::AHashMap;
 use bytes::Bytes;
 use redis::Value;
@@ -126,7 +126,7 @@ fn key(name: &[u8]) -> Vec<u8> {
 
 /// Queues a record message for `name` (on its owner core).
 pub fn handle(core: &Rc<Core>, session: SessionRef, dialect: Dialect, name: Bytes, bytes: Bytes) {
-    let Some(cluster) = core.cluster() else {
+    let Some(cluster) = super::of(core) else {
         return;
     };
     let operation = RecordOperation {
@@ -150,7 +150,7 @@ async fn drain(weak: Weak<Core>, name: Bytes) {
         let Some(core) = weak.upgrade() else {
             return;
         };
-        let Some(cluster) = core.cluster() else {
+        let Some(cluster) = super::of(&core) else {
             return;
         };
         let next = {
@@ -280,7 +280,7 @@ async fn load(weak: Weak<Core>, name: Bytes) {
         let Some(core) = weak.upgrade() else {
             return;
         };
-        let Some(cluster) = core.cluster() else {
+        let Some(cluster) = super::of(&core) else {
             return;
         };
         if !matches!(
@@ -495,53 +495,7 @@ async fn run(core: &Rc<Core>, cluster: &Rc<Cluster>, name: &Bytes, operation: Re
     };
     let mut effects = Effects::default();
     match parsed.action {
-        Action::CreateOrRead => {
-            // Follow the record (its channel, then its cache) before answering: the answer and
-            // every change after it then reach this subscriber in order, none missed.
-            // `None`: answer from the cache (its reply is shared); `Some`: from Redis.
-            let answer = match follow_until_valid(core, cluster, name).await {
-                true if core.records_mut().store.get(name).is_some() => Ok(None),
-                // Absent: create it (the script announces the creation to every node).
-                true => read_or_create(cluster, name, session).await.map(|created| {
-                    // a change that arrived meanwhile is newer than the creation
-                    let mut records = core.records_mut();
-                    if records.store.get(name).is_none() {
-                        records.store.put(name, created.0, &created.1);
-                    }
-                    None
-                }),
-                // Redis is unreachable (or too slow): answer from Redis or not at all.
-                false => read_or_create(cluster, name, session).await.map(Some),
-            };
-            match answer {
-                Ok(from_redis) => {
-                    let (subscribers, cached_reply) = {
-                        let mut records = core.records_mut();
-                        records
-                            .subscriptions
-                            .subscribe(name.clone(), session, &mut effects);
-                        let reply = records.read_reply(name);
-                        (records.subscriptions.subscriber_count(name), reply)
-                    };
-                    interest(cluster, core, name, subscribers);
-                    let reply = match (from_redis, cached_reply) {
-                        (Some((version, data)), _) => {
-                            let version = version.to_string();
-                            message(&[b"R", b"R", name, version.as_bytes(), &data])
-                        }
-                        (None, Some(reply)) => reply,
-                        (None, None) => message(&[b"R", b"E", b"RECORD_LOAD_ERROR", name]),
-                    };
-                    effects.send(session, reply);
-                }
-                Err(error) => {
-                    cluster.count_error("reading a record", &error);
-                    let subscribers = core.records_mut().subscriptions.subscriber_count(name);
-                    interest(cluster, core, name, subscribers);
-                    effects.send(session, message(&[b"R", b"E", b"RECORD_LOAD_ERROR", name]));
-                }
-            }
-        }
+        Action::CreateOrRead => subscribe(core, cluster, name, session, &mut effects).await,
         Action::Snapshot if is_valid(cluster, name) => {
             // Served from the cache: the reply of a large record is shared, not copied.
             let reply = core.records_mut().read_reply(name);
@@ -583,28 +537,7 @@ async fn run(core: &Rc<Core>, cluster: &Rc<Cluster>, name: &Bytes, operation: Re
             };
             interest(cluster, core, name, subscribers);
         }
-        Action::Delete => {
-            let channel = channel(RECORD_CHANNEL, name);
-            let origin = cluster.origin(Some(session));
-            match cluster
-                .script(
-                    &cluster.records.delete_script,
-                    RECORD_DELETE,
-                    &[&key(name)],
-                    &[&channel, &origin],
-                )
-                .await
-            {
-                Ok(_) => effects.send(session, message(&[b"R", b"A", b"D", name])),
-                Err(error) => {
-                    cluster.count_error("deleting a record", &error);
-                    effects.send(
-                        session,
-                        message(&[b"R", b"E", b"RECORD_DELETE_ERROR", name]),
-                    );
-                }
-            }
-        }
+        Action::Delete => effects.send(session, delete(cluster, name, session).await),
         Action::Update | Action::Patch | Action::CreateAndUpdate => {
             let reply = write(core, cluster, session, dialect, &parsed).await;
             if let Some(reply) = reply {
@@ -614,6 +547,83 @@ async fn run(core: &Rc<Core>, cluster: &Rc<Cluster>, name: &Bytes, operation: Re
         _ => {}
     }
     core.execute_effects(effects);
+}
+
+/// `R|CR`: follow the record (its channel, then its cache) before answering: the answer and
+/// every change after it then reach this subscriber in order, none missed.
+async fn subscribe(
+    core: &Rc<Core>,
+    cluster: &Rc<Cluster>,
+    name: &Bytes,
+    session: SessionRef,
+    effects: &mut Effects,
+) {
+    // Follow the record (its channel, then its cache) before answering: the answer and
+    // every change after it then reach this subscriber in order, none missed.
+    // `None`: answer from the cache (its reply is shared); `Some`: from Redis.
+    let answer = match follow_until_valid(core, cluster, name).await {
+        true if core.records_mut().store.get(name).is_some() => Ok(None),
+        // Absent: create it (the script announces the creation to every node).
+        true => read_or_create(cluster, name, session).await.map(|created| {
+            // a change that arrived meanwhile is newer than the creation
+            let mut records = core.records_mut();
+            if records.store.get(name).is_none() {
+                records.store.put(name, created.0, &created.1);
+            }
+            None
+        }),
+        // Redis is unreachable (or too slow): answer from Redis or not at all.
+        false => read_or_create(cluster, name, session).await.map(Some),
+    };
+    match answer {
+        Ok(from_redis) => {
+            let (subscribers, cached_reply) = {
+                let mut records = core.records_mut();
+                records
+                    .subscriptions
+                    .subscribe(name.clone(), session, effects);
+                let reply = records.read_reply(name);
+                (records.subscriptions.subscriber_count(name), reply)
+            };
+            interest(cluster, core, name, subscribers);
+            let reply = match (from_redis, cached_reply) {
+                (Some((version, data)), _) => {
+                    let version = version.to_string();
+                    message(&[b"R", b"R", name, version.as_bytes(), &data])
+                }
+                (None, Some(reply)) => reply,
+                (None, None) => message(&[b"R", b"E", b"RECORD_LOAD_ERROR", name]),
+            };
+            effects.send(session, reply);
+        }
+        Err(error) => {
+            cluster.count_error("reading a record", &error);
+            let subscribers = core.records_mut().subscriptions.subscriber_count(name);
+            interest(cluster, core, name, subscribers);
+            effects.send(session, message(&[b"R", b"E", b"RECORD_LOAD_ERROR", name]));
+        }
+    }
+}
+
+/// `R|D`: deletes the record in Redis (which announces it to every node); the answer.
+async fn delete(cluster: &Cluster, name: &[u8], session: SessionRef) -> Bytes {
+    let channel = channel(RECORD_CHANNEL, name);
+    let origin = cluster.origin(Some(session));
+    match cluster
+        .script(
+            &cluster.records.delete_script,
+            RECORD_DELETE,
+            &[&key(name)],
+            &[&channel, &origin],
+        )
+        .await
+    {
+        Ok(_) => message(&[b"R", b"A", b"D", name]),
+        Err(error) => {
+            cluster.count_error("deleting a record", &error);
+            message(&[b"R", b"E", b"RECORD_DELETE_ERROR", name])
+        }
+    }
 }
 
 async fn read_or_create(

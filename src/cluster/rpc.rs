@@ -1,33 +1,33 @@
 //! RPC across nodes: a request on node A reaches a provider on node B.
 //!
-//! Called by `shard::Core` on the owner core of an RPC name. Redis holds, per name, the set of
-//! nodes with providers (`cs:rpc:<name>`, kept by each node's owner core as its first provider
-//! comes and its last goes; `cs:rpcnames:<node>` indexes them for clean-up). A node with a
+//! Called through the dispatcher's seam (`ClusterSeam`) on the owner core of an RPC name. Redis
+//! holds, per name, the set of nodes with providers (`cs:rpc:<name>`, kept by each node's owner
+//! core as its first provider comes and its last goes; `cs:rpcnames:<node>` indexes them for
+//! clean-up). A node with a
 //! local provider serves a request locally; one without asks Redis which nodes provide the
 //! name and adds one stand-in provider per node to the RPC feature (`SessionRef::node`),
 //! so the feature's own routing, reject/reroute, deadlines and errors apply unchanged.
 //!
 //! What the feature sends to a stand-in travels on the target node's channel
-//! `cs:node:<node>` as `<kind>␞<from node>␞<message>` (kind `Q`: a request, `A`: a provider's
-//! reply), handled there by core 0 and routed to the name's owner core, where the calling node
-//! is a stand-in requester. The node serving a remote request uses only its own providers and
+//! `cs:node:<node>` (`wire::NodeWire::RpcRequest` / `RpcAnswer`), handled there by core 0 and
+//! routed to the name's owner core, where the calling node is a stand-in requester. The node serving a remote request uses only its own providers and
 //! answers `REJ` when none is left (both in `RpcFeature`), so the calling node reroutes to
 //! another node. Acks between nodes are in the 1.x form; the calling node rewrites them for a
 //! 2.x requester as it would a local provider's.
 
-use super::{bulk, channel, Cluster, SEPARATOR};
+use super::wire::{self, NodeWire, NODE_CHANNEL};
+use super::{bulk, channel, Cluster};
 use crate::base::address::SessionRef;
+use crate::dispatch::{Core, NodeMessage, RpcFromNode, RpcRequest};
 use crate::features::rpc::provider_action;
 use crate::features::Effects;
 use crate::protocol::actions::{Action, Dialect};
 use crate::protocol::message::{messages, Parsed};
-use crate::shard::{Core, CoreMessage};
 use bytes::Bytes;
 use redis::Value;
 use std::rc::Rc;
 use std::sync::Arc;
 
-pub const NODE_CHANNEL: &[u8] = b"cs:node:";
 const PROVIDERS_KEY: &[u8] = b"cs:rpc:";
 const NAMES_KEY: &str = "cs:rpcnames:";
 
@@ -106,24 +106,23 @@ async fn remote_providers(cluster: &Cluster, name: &[u8]) -> Vec<SessionRef> {
 
 /// A request for a name without a local provider: find the nodes that provide it, then let
 /// the RPC feature route it (to one of them, or NO_RPC_PROVIDER).
-pub fn request_elsewhere(
-    core: &Rc<Core>,
-    cluster: &Rc<Cluster>,
-    name: Bytes,
-    correlation: Bytes,
-    requester: SessionRef,
-    dialect: Dialect,
-    message: Bytes,
-) {
+pub fn request_elsewhere(core: &Rc<Core>, cluster: &Rc<Cluster>, request: RpcRequest) {
     let core = Rc::clone(core);
     let cluster = Rc::clone(cluster);
     glommio::spawn_local(async move {
-        let stand_ins = remote_providers(&cluster, &name).await;
+        let stand_ins = remote_providers(&cluster, &request.name).await;
         let mut effects = Effects::default();
         {
             let mut rpc = core.rpc_mut();
-            rpc.set_remote_providers(&name, stand_ins);
-            rpc.request(name, correlation, requester, dialect, message, &mut effects);
+            rpc.set_remote_providers(&request.name, stand_ins);
+            rpc.request(
+                request.name,
+                request.correlation,
+                request.session,
+                request.dialect,
+                request.message,
+                &mut effects,
+            );
         }
         core.execute_effects(effects);
     })
@@ -164,71 +163,52 @@ pub fn forward(cluster: &Cluster, to: SessionRef, bytes: Bytes) {
     let Some(Parsed::Message(message)) = messages(&bytes, Dialect::V1).next() else {
         return;
     };
-    let kind: &[u8] = if message.action == Action::Request {
-        b"Q"
-    } else {
-        b"A"
-    };
     // Only errors about a call (`P|E|<error>|<name>|<cid>`) cross; the feature's complaints
     // about unknown calls (three fields) stay home, so two nodes never bounce them.
     if message.action == Action::Error && message.data_count() < 3 {
         return;
     }
-    let mut payload = kind.to_vec();
-    payload.push(SEPARATOR);
-    payload.extend_from_slice(cluster.node.as_bytes());
-    payload.push(SEPARATOR);
-    payload.extend_from_slice(&bytes);
+    let wire = match message.action {
+        Action::Request => NodeWire::RpcRequest(bytes.clone()),
+        _ => NodeWire::RpcAnswer(bytes.clone()),
+    };
+    let payload = wire::encode(&cluster.node, &wire);
     cluster.publish(&channel(NODE_CHANNEL, node.as_bytes()), &payload);
 }
 
-/// Core 0: a message on this node's channel; route it to the owner core of its name.
-pub fn on_node_message(core: &Rc<Core>, payload: Bytes) {
-    let mut parts = payload.splitn(3, |byte| *byte == SEPARATOR);
-    let (Some(kind), Some(from), Some(_)) = (parts.next(), parts.next(), parts.next()) else {
+/// Core 0: an RPC message from `node`; route it to the owner core of its name.
+pub fn on_node_message(core: &Rc<Core>, node: Arc<str>, kind: RpcFromNode, message: Bytes) {
+    let Some(Parsed::Message(parsed)) = messages(&message, Dialect::V1).next() else {
         return;
     };
-    let offset = kind.len() + 1 + from.len() + 1;
-    if kind.first() == Some(&b'L') {
-        if let Ok(from) = std::str::from_utf8(from) {
-            let body = payload.slice(offset.min(payload.len())..);
-            super::listen::on_node_message(core, from, kind, body);
-        }
-        return;
-    }
-    let (Some(&kind), Ok(from)) = (kind.first(), std::str::from_utf8(from)) else {
-        return;
-    };
-    let message = payload.slice(offset.min(payload.len())..);
-    let name = match messages(&message, Dialect::V1).next() {
-        Some(Parsed::Message(parsed)) => {
-            let index = match kind {
-                b'Q' => 0,
-                _ => match provider_action(parsed.action, parsed.data_at(0), Dialect::V1) {
-                    Some((_, index)) => index,
-                    None => return,
-                },
-            };
-            match parsed.data_at(index) {
-                Some(name) => Bytes::copy_from_slice(name),
-                None => return,
-            }
-        }
-        _ => return,
-    };
-    let node: Arc<str> = Arc::from(from);
-    core.route(
-        core.owner(&name),
-        CoreMessage::RpcFromNode {
-            node,
-            kind,
-            message,
+    let index = match kind {
+        RpcFromNode::Request => 0,
+        RpcFromNode::Answer => match provider_action(parsed.action, parsed.data_at(0), Dialect::V1)
+        {
+            Some((_, index)) => index,
+            None => return,
         },
-    );
+    };
+    let Some(name) = parsed.data_at(index) else {
+        return;
+    };
+    let owner = core.owner(name);
+    let rpc = NodeMessage::Rpc {
+        node,
+        kind,
+        message: message.clone(),
+    };
+    core.route(owner, rpc);
 }
 
 /// On the owner core: a request from another node, or a reply from a provider there.
-pub fn from_node(core: &Rc<Core>, cluster: &Cluster, node: &Arc<str>, kind: u8, message: Bytes) {
+pub fn from_node(
+    core: &Rc<Core>,
+    cluster: &Cluster,
+    node: &Arc<str>,
+    kind: RpcFromNode,
+    message: Bytes,
+) {
     let stand_in = cluster.remote_ref(node);
     let Some(Parsed::Message(parsed)) = messages(&message, Dialect::V1).next() else {
         return;
@@ -237,7 +217,7 @@ pub fn from_node(core: &Rc<Core>, cluster: &Cluster, node: &Arc<str>, kind: u8, 
     {
         let mut rpc = core.rpc_mut();
         match kind {
-            b'Q' => {
+            RpcFromNode::Request => {
                 let (Some(name), Some(correlation)) = (parsed.data_at(0), parsed.data_at(1)) else {
                     return;
                 };
@@ -252,7 +232,7 @@ pub fn from_node(core: &Rc<Core>, cluster: &Cluster, node: &Arc<str>, kind: u8, 
                     &mut effects,
                 );
             }
-            _ => {
+            RpcFromNode::Answer => {
                 let Some((action, index)) =
                     provider_action(parsed.action, parsed.data_at(0), Dialect::V1)
                 else {

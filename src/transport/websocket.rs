@@ -389,21 +389,37 @@ fn announced_payload(bytes: &[u8]) -> Option<u64> {
     }
 }
 
-/// Appends an unmasked server frame.
-pub fn write_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
-    out.push(0x80 | opcode);
-    match payload.len() {
-        length @ 0..=125 => out.push(length as u8),
-        length @ 126..=65535 => {
-            out.push(126);
+/// Appends a frame header: the first byte, then the length with the mask bit `masked`.
+fn write_header(out: &mut Vec<u8>, first: u8, masked: bool, length: usize) {
+    let mask_bit = if masked { 0x80 } else { 0 };
+    out.push(first);
+    match length {
+        0..=125 => out.push(mask_bit | length as u8),
+        126..=65535 => {
+            out.push(mask_bit | 126);
             out.extend_from_slice(&(length as u16).to_be_bytes());
         }
-        length => {
-            out.push(127);
+        _ => {
+            out.push(mask_bit | 127);
             out.extend_from_slice(&(length as u64).to_be_bytes());
         }
     }
+}
+
+/// Appends an unmasked server frame.
+pub fn write_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
+    write_header(out, 0x80 | opcode, false, payload.len());
     out.extend_from_slice(payload);
+}
+
+/// Appends a masked client frame with the first byte `first` (FIN, RSV and opcode bits as
+/// given, so tests can send fragments and bad bits): the client side of the test suites and of
+/// corestream-bench.
+pub fn write_client_frame(out: &mut Vec<u8>, first: u8, payload: &[u8], mask: [u8; 4]) {
+    write_header(out, first, true, payload.len());
+    out.extend_from_slice(&mask);
+    let masked = payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]);
+    out.extend(masked);
 }
 
 pub fn write_text(out: &mut Vec<u8>, payload: &[u8]) {
@@ -428,6 +444,22 @@ pub fn write_close(out: &mut Vec<u8>, code: Option<u16>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_client_frame_decodes_to_its_payload() {
+        for length in [0, 5, 125, 126, 65535, 65536] {
+            let payload: Vec<u8> = (0..length).map(|i| (i % 251) as u8).collect();
+            let mut frame = Vec::new();
+            write_client_frame(&mut frame, 0x82, &payload, [1, 2, 3, 4]);
+            let mut decoder = Decoder::new(1 << 20);
+            decoder.push(&frame);
+            assert_eq!(
+                decoder.next_event(),
+                Some(Event::Binary(payload)),
+                "{length}"
+            );
+        }
+    }
 
     /// A masked client frame.
     fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {

@@ -27,6 +27,62 @@ macro_rules! capture {
     };
 }
 
+/// The capture tests both `captures_v1` and `captures_v2` have: the same scenario, recorded
+/// against deepstream 1.1.1 and 2.4.1 (each file defines its `replay` for its dialect).
+#[allow(unused_macros)]
+macro_rules! both_dialects {
+    () => {
+        capture!(handshake_open_auth, "raw-handshake-open-auth");
+        capture!(
+            auth_before_challenge_response,
+            "raw-auth-before-challenge-response"
+        );
+        capture!(auth_invalid_json, "raw-auth-invalid-json");
+        capture!(message_before_auth, "raw-message-before-auth");
+        capture!(
+            file_auth_failures,
+            "raw-file-auth-failures",
+            config = FILE_AUTH
+        );
+        capture!(
+            file_auth_success,
+            "raw-file-auth-success",
+            config = FILE_AUTH
+        );
+        capture!(event_typed_payloads, "raw-event-typed-payloads");
+        capture!(event_emit_to_library, "raw-event-emit-to-library");
+        capture!(event_missing_name, "raw-event-missing-name");
+        capture!(
+            multiple_and_not_subscribed,
+            "raw-multiple-and-not-subscribed"
+        );
+        capture!(too_short_ignored, "raw-too-short-ignored");
+        capture!(unknown_topic, "raw-unknown-topic");
+        capture!(known_action_wrong_topic, "raw-known-action-wrong-topic");
+        capture!(library_login_open, "lib-login-open");
+        capture!(
+            library_login_file_success,
+            "lib-login-file-success",
+            config = FILE_AUTH
+        );
+        capture!(
+            library_login_file_failure,
+            "lib-login-file-failure",
+            config = FILE_AUTH
+        );
+        capture!(
+            library_event_subscribe_emit_unsubscribe,
+            "lib-event-subscribe-emit-unsubscribe"
+        );
+        capture!(library_event_listen_accept, "lib-event-listen-accept");
+        capture!(
+            library_event_listen_existing_subscription,
+            "lib-event-listen-existing-subscription"
+        );
+    };
+}
+
+use corestream::transport::websocket;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -347,21 +403,8 @@ impl WsClient {
     }
 
     pub fn send_frame(&mut self, first: u8, payload: &[u8]) {
-        let mask = [0x12, 0x34, 0x56, 0x78];
-        let mut frame = vec![first];
-        match payload.len() {
-            length @ 0..=125 => frame.push(0x80 | length as u8),
-            length @ 126..=65535 => {
-                frame.push(0x80 | 126);
-                frame.extend_from_slice(&(length as u16).to_be_bytes());
-            }
-            length => {
-                frame.push(0x80 | 127);
-                frame.extend_from_slice(&(length as u64).to_be_bytes());
-            }
-        }
-        frame.extend_from_slice(&mask);
-        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        let mut frame = Vec::new();
+        websocket::write_client_frame(&mut frame, first, payload, [0x12, 0x34, 0x56, 0x78]);
         self.stream.write_all(&frame).expect("send frame");
     }
 

@@ -10,51 +10,12 @@ const assert = require('node:assert/strict');
 const ds1 = require('../lib/ds');
 const ds2 = require('../lib/ds2');
 const cluster = require('../lib/cluster');
-
-const isSync = (v) => v !== null && typeof v === 'object' && !Array.isArray(v) && '__sync' in v;
-const isEnd = (tag) => (v) => v !== null && typeof v === 'object' && !Array.isArray(v) && v.__end === tag;
-
-/** emits {__sync: k, from} every 20 ms until every list has a sync value from `from` */
-async function barrier(emit, from, lists, what, timeoutMs = 5000) {
-  const deadline = Date.now() + timeoutMs;
-  let k = 0;
-  const seen = (l) => l.some((v) => isSync(v) && v.from === from);
-  while (!lists.every(seen)) {
-    if (Date.now() > deadline) {
-      throw new Error(`${what}: not every subscription effective after ${timeoutMs} ms (sync from ${from} seen by ${lists.filter(seen).length}/${lists.length})`);
-    }
-    emit({ __sync: k++, from });
-    await ds1.sleep(20);
-  }
-}
-
-/** E|EVT messages about `name` on a client's wire (capture notation), from index `from` */
-const evtTexts = (client, name, from = 0) =>
-  client.wire
-    .slice(from)
-    .filter((m) => m[0] === 'E' && m[1] === 'EVT' && m[2] === name)
-    .map((m) => m.join('|'));
+const { libOf, openEach, isSync, isEnd, barrier, evtTexts, TYPED_PAYLOADS, closeClients } = require('../lib/ops');
 
 /** ... without the barrier values */
 const evtPayloads = (client, name, from = 0) => evtTexts(client, name, from).filter((t) => !t.includes('"__sync"'));
 
-const PAYLOADS = [
-  { a: 1, b: [true, null], s: 'x|y' },
-  'hello',
-  '',
-  'with spaces, unicode \u00e9\u2713 and "quotes"',
-  42.5,
-  -7,
-  0,
-  1e21,
-  true,
-  false,
-  null,
-  [1, 'x', { y: [2] }],
-  [],
-  {},
-  undefined,
-];
+const PAYLOADS = [{ a: 1, b: [true, null], s: 'x|y' }, ...TYPED_PAYLOADS, undefined];
 
 test('events across nodes: 1.1.1 and 2.3.4 subscribers on nodes 1 and 2 get every typed event of both libraries on node 3 exactly once; no echo; unsubscribe stops delivery; a node without subscribers gets nothing', { timeout: 30000 }, async (t) => {
   const [n1, n2, n3] = cluster.nodes();
@@ -62,15 +23,14 @@ test('events across nodes: 1.1.1 and 2.3.4 subscribers on nodes 1 and 2 get ever
   const name = `${prefix}/typed`;
   const clients = [];
   try {
-    const [subA, subB, keepC1, keepC2, em1, em2] = await Promise.all([
-      ds1.open(n1.tcp, { username: 'sub-v1' }, 'sub-v1@node1'),
-      ds2.open(n2.http, { username: 'sub-v2' }, 'sub-v2@node2'),
-      ds2.open(n1.http, { username: 'keep-v2' }, 'keep-v2@node1'),
-      ds1.open(n2.tcp, { username: 'keep-v1' }, 'keep-v1@node2'),
-      ds1.open(n3.tcp, { username: 'emit-v1' }, 'emit-v1@node3'),
-      ds2.open(n3.http, { username: 'emit-v2' }, 'emit-v2@node3'),
+    const [subA, subB, keepC1, keepC2, em1, em2] = await openEach(clients, [
+      [ds1, n1.tcp, 'sub-v1', 'sub-v1@node1'],
+      [ds2, n2.http, 'sub-v2', 'sub-v2@node2'],
+      [ds2, n1.http, 'keep-v2', 'keep-v2@node1'],
+      [ds1, n2.tcp, 'keep-v1', 'keep-v1@node2'],
+      [ds1, n3.tcp, 'emit-v1', 'emit-v1@node3'],
+      [ds2, n3.http, 'emit-v2', 'emit-v2@node3'],
     ]);
-    clients.push(subA, subB, keepC1, keepC2, em1, em2);
     const all = { subA, subB, keepC1, keepC2, em1, em2 };
     const got = {};
     const cbs = {};
@@ -79,11 +39,11 @@ test('events across nodes: 1.1.1 and 2.3.4 subscribers on nodes 1 and 2 get ever
       cbs[key] = (v) => got[key].push(v);
       c.event.subscribe(name, cbs[key]);
     }
-    await Promise.all(Object.values(all).map((c) => (c.sent ? ds2 : ds1).waitWire(c, `E|A|S|${name}`)));
+    await Promise.all(Object.values(all).map((c) => libOf(c).waitWire(c, `E|A|S|${name}`)));
 
     // both emitters reach every other subscriber (the emitters reach each other locally)
-    await barrier((v) => em1.event.emit(name, v), 'em1', [got.subA, got.subB, got.keepC1, got.keepC2, got.em2], 'em1 barrier');
-    await barrier((v) => em2.event.emit(name, v), 'em2', [got.subA, got.subB, got.keepC1, got.keepC2, got.em1], 'em2 barrier');
+    await barrier((v) => em1.event.emit(name, v), { from: 'em1' }, [got.subA, got.subB, got.keepC1, got.keepC2, got.em2], 'em1 barrier');
+    await barrier((v) => em2.event.emit(name, v), { from: 'em2' }, [got.subA, got.subB, got.keepC1, got.keepC2, got.em1], 'em2 barrier');
     const receivers = (except) => Object.keys(all).filter((k) => k !== except);
 
     // one phase per emitter: every typed payload, then an end marker
@@ -97,7 +57,7 @@ test('events across nodes: 1.1.1 and 2.3.4 subscribers on nodes 1 and 2 get ever
       em.event.emit(name, { __end: tag });
       const expected = PAYLOADS.concat([undefined, { __end: tag }]);
       await ds2.waitFor(
-        () => receivers(emKey).every((k) => got[k].some(isEnd(tag))),
+        () => receivers(emKey).every((k) => got[k].some((v) => isEnd(v, tag))),
         5000,
         `every subscriber to receive the end marker of ${emKey}`
       );
@@ -130,7 +90,7 @@ test('events across nodes: 1.1.1 and 2.3.4 subscribers on nodes 1 and 2 get ever
       const marks = Object.fromEntries(Object.entries(all).map(([k, c]) => [k, c.wire.length]));
       subB.event.emit(name, 'from-node2');
       subB.event.emit(name, { __end: 3 });
-      await ds2.waitFor(() => receivers('subB').every((k) => got[k].some(isEnd(3))), 5000, 'every other subscriber to receive the emit from node 2');
+      await ds2.waitFor(() => receivers('subB').every((k) => got[k].some((v) => isEnd(v, 3))), 5000, 'every other subscriber to receive the emit from node 2');
       await ds1.sleep(200);
       for (const k of receivers('subB')) {
         assert.deepEqual(evtTexts(all[k], name, marks[k]), [`E|EVT|${name}|Sfrom-node2`, `E|EVT|${name}|O{"__end":3}`], all[k].label);
@@ -147,7 +107,7 @@ test('events across nodes: 1.1.1 and 2.3.4 subscribers on nodes 1 and 2 get ever
       const marks = Object.fromEntries(Object.entries(all).map(([k, c]) => [k, c.wire.length]));
       em1.event.emit(name, 'after-unsubscribe');
       em1.event.emit(name, { __end: 4 });
-      await ds2.waitFor(() => ['keepC1', 'keepC2', 'em2'].every((k) => got[k].some(isEnd(4))), 5000, 'the remaining subscribers to receive the events after the unsubscribes');
+      await ds2.waitFor(() => ['keepC1', 'keepC2', 'em2'].every((k) => got[k].some((v) => isEnd(v, 4))), 5000, 'the remaining subscribers to receive the events after the unsubscribes');
       await ds1.sleep(250);
       for (const k of ['keepC1', 'keepC2', 'em2']) {
         assert.deepEqual(evtTexts(all[k], name, marks[k]), [`E|EVT|${name}|Safter-unsubscribe`, `E|EVT|${name}|O{"__end":4}`], all[k].label);
@@ -169,7 +129,7 @@ test('events across nodes: 1.1.1 and 2.3.4 subscribers on nodes 1 and 2 get ever
       const marks = Object.fromEntries(Object.entries(all).map(([k, c]) => [k, c.wire.length]));
       em1.event.emit(name, 'nobody-on-nodes-1-and-2');
       em1.event.emit(name, { __end: 5 });
-      await ds2.waitFor(() => got.em2.some(isEnd(5)), 5000, 'em2 (same node) to receive the fifth end marker');
+      await ds2.waitFor(() => got.em2.some((v) => isEnd(v, 5)), 5000, 'em2 (same node) to receive the fifth end marker');
       await ds1.sleep(250);
       for (const k of ['subA', 'subB', 'keepC1', 'keepC2']) assert.deepEqual(evtTexts(all[k], name, marks[k]), [], `${all[k].label} got events while unsubscribed`);
     }
@@ -179,14 +139,14 @@ test('events across nodes: 1.1.1 and 2.3.4 subscribers on nodes 1 and 2 get ever
     const resub = subA.wire.length;
     subA.event.subscribe(name, (v) => again.push(v));
     await ds1.waitWire(subA, `E|A|S|${name}`, 3000, resub);
-    await barrier((v) => em2.event.emit(name, v), 'em2-again', [again], 'resubscribe barrier');
+    await barrier((v) => em2.event.emit(name, v), { from: 'em2-again' }, [again], 'resubscribe barrier');
     em2.event.emit(name, 'welcome back');
     await ds2.waitFor(() => again.includes('welcome back'), 3000, 'subA to receive an event after subscribing again');
 
     for (const c of clients) assert.deepEqual(c.errors, [], `${c.label} had errors`);
     t.diagnostic(`payloads per phase: ${PAYLOADS.length + 2}`);
   } finally {
-    await Promise.all(clients.map((c) => (c.sent ? ds2 : ds1).close(c)));
+    await closeClients(clients);
   }
 });
 
@@ -196,19 +156,18 @@ test('events across nodes: a burst of 300 events from each of two nodes arrives 
   const N = 300;
   const clients = [];
   try {
-    const [r1, r2, r3, e1, e3] = await Promise.all([
-      ds2.open(n1.http, { username: 'r1' }, 'r1@node1'),
-      ds1.open(n2.tcp, { username: 'r2' }, 'r2@node2'),
-      ds2.open(n3.http, { username: 'r3' }, 'r3@node3'),
-      ds1.open(n1.tcp, { username: 'e1' }, 'e1@node1'),
-      ds2.open(n3.http, { username: 'e3' }, 'e3@node3'),
+    const [r1, r2, r3, e1, e3] = await openEach(clients, [
+      [ds2, n1.http, 'r1', 'r1@node1'],
+      [ds1, n2.tcp, 'r2', 'r2@node2'],
+      [ds2, n3.http, 'r3', 'r3@node3'],
+      [ds1, n1.tcp, 'e1', 'e1@node1'],
+      [ds2, n3.http, 'e3', 'e3@node3'],
     ]);
-    clients.push(r1, r2, r3, e1, e3);
     const got = [[], [], []];
     [r1, r2, r3].forEach((c, i) => c.event.subscribe(name, (v) => got[i].push(v)));
     await Promise.all([ds2.waitWire(r1, `E|A|S|${name}`), ds1.waitWire(r2, `E|A|S|${name}`), ds2.waitWire(r3, `E|A|S|${name}`)]);
-    await barrier((v) => e1.event.emit(name, v), 'e1', got, 'e1 barrier');
-    await barrier((v) => e3.event.emit(name, v), 'e3', got, 'e3 barrier');
+    await barrier((v) => e1.event.emit(name, v), { from: 'e1' }, got, 'e1 barrier');
+    await barrier((v) => e3.event.emit(name, v), { from: 'e3' }, got, 'e3 barrier');
     for (let i = 0; i < N; i++) {
       e1.event.emit(name, { from: 'e1', i });
       e3.event.emit(name, { from: 'e3', i });
@@ -227,6 +186,6 @@ test('events across nodes: a burst of 300 events from each of two nodes arrives 
     });
     for (const c of clients) assert.deepEqual(c.errors, [], `${c.label} had errors`);
   } finally {
-    await Promise.all(clients.map((c) => (c.sent ? ds2 : ds1).close(c)));
+    await closeClients(clients);
   }
 });

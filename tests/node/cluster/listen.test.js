@@ -12,6 +12,7 @@ const assert = require('node:assert/strict');
 const ds1 = require('../lib/ds');
 const ds2 = require('../lib/ds2');
 const cluster = require('../lib/cluster');
+const { openEach } = require('../lib/ops');
 
 const INACTIVE = 1500;
 const MARGIN = 2500;
@@ -41,13 +42,12 @@ test('events: listeners on two nodes, subscribers on two others: exactly one pro
   const name = `${prefix}/price`;
   const clients = [];
   try {
-    const [l1, l2, s3, s1] = await Promise.all([
-      ds1.open(n1.tcp, { username: 'l1' }, 'listener-v1@node1'),
-      ds2.open(n2.http, { username: 'l2' }, 'listener-v2@node2'),
-      ds1.open(n3.tcp, { username: 's3' }, 'sub-v1@node3'),
-      ds2.open(n1.http, { username: 's1' }, 'sub-v2@node1'),
+    const [l1, l2, s3, s1] = await openEach(clients, [
+      [ds1, n1.tcp, 'l1', 'listener-v1@node1'],
+      [ds2, n2.http, 'l2', 'listener-v2@node2'],
+      [ds1, n3.tcp, 's3', 'sub-v1@node3'],
+      [ds2, n1.http, 's1', 'sub-v2@node1'],
     ]);
-    clients.push(l1, l2, s3, s1);
     const c1 = listener(l1, 'event', pattern, 'accept');
     const c2 = listener(l2, 'event', pattern, 'accept');
     await ds1.waitWire(l1, `E|A|L|${pattern}`);
@@ -93,13 +93,12 @@ test('records: a reject on node 1 moves on to the listener on node 2; subscriber
   const name = `${prefix}/book`;
   const clients = [];
   try {
-    const [rejecting, accepting, s3, s1] = await Promise.all([
-      ds1.open(n1.tcp, { username: 'rej' }, 'rejecting-v1@node1'),
-      ds2.open(n2.http, { username: 'acc' }, 'accepting-v2@node2'),
-      ds2.open(n3.http, { username: 's3' }, 'sub-v2@node3'),
-      ds2.open(n1.http, { username: 's1' }, 'sub-v2@node1'),
+    const [rejecting, accepting, s3, s1] = await openEach(clients, [
+      [ds1, n1.tcp, 'rej', 'rejecting-v1@node1'],
+      [ds2, n2.http, 'acc', 'accepting-v2@node2'],
+      [ds2, n3.http, 's3', 'sub-v2@node3'],
+      [ds2, n1.http, 's1', 'sub-v2@node1'],
     ]);
-    clients.push(rejecting, accepting, s3, s1);
     const cRej = listener(rejecting, 'record', pattern, 'reject');
     await ds1.waitWire(rejecting, `R|A|L|${pattern}`);
     await ds1.sleep(300); // the leader hears the rejecting listener first
@@ -187,11 +186,10 @@ test('the listen leader is killed: the surviving node takes the lead, its provid
     const prefix = ds1.uid('clsl');
     const pattern = `${prefix}/.*`;
     const name = `${prefix}/feed`;
-    const [l, s] = await Promise.all([
-      ds2.open(survivor.http, { username: 'l' }, 'listener-v2@survivor'),
-      ds1.open(survivor.tcp, { username: 's' }, 'sub-v1@survivor'),
+    const [l, s] = await openEach(clients, [
+      [ds2, survivor.http, 'l', 'listener-v2@survivor'],
+      [ds1, survivor.tcp, 's', 'sub-v1@survivor'],
     ]);
-    clients.push(l, s);
     const calls = listener(l, 'event', pattern, 'accept');
     await ds2.waitWire(l, `E|A|L|${pattern}`);
     s.event.subscribe(name, noop);

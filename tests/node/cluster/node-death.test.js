@@ -10,27 +10,13 @@ const assert = require('node:assert/strict');
 const ds1 = require('../lib/ds');
 const ds2 = require('../lib/ds2');
 const cluster = require('../lib/cluster');
+const ops = require('../lib/ops');
 
 const INACTIVE = 1500;
 const CHECK = 200;
 const MARGIN = 1000;
-const libOf = (c) => (c.sent ? ds2 : ds1);
-const isPresenceAckTimeout = (e) => e.topic === 'U' && e.event === 'ACK_TIMEOUT';
-
-function make(client, name, data, timeoutMs = 6000) {
-  const t0 = Date.now();
-  const p = new Promise((resolve) => {
-    let calls = 0;
-    client.rpc.make(name, data, function () {
-      if (++calls === 1) resolve({ args: Array.from(arguments), ms: Date.now() - t0 });
-    });
-  });
-  return ds1.withTimeout(p, timeoutMs, `${client.label}: rpc.make(${name})`);
-}
-
-function getAll(client) {
-  return ds1.withTimeout(new Promise((resolve) => client.presence.getAll((users) => resolve(users))), 3000, `${client.label}: presence.getAll`);
-}
+const make = (client, name, data, timeoutMs = 6000) => ops.make(client, name, data, timeoutMs);
+const { isPresenceAckTimeout, closeClients } = ops;
 
 /** waits until `node` (an id like node-1a2b3c4d) has stamped a heartbeat in `cs:nodes` */
 function waitStamped(node) {
@@ -156,13 +142,13 @@ test('a node killed with an RPC provider and logged-in users on it: within clust
       assert.deepEqual(events[k].filter((e) => e[0] === victimUser).map((e) => e[1]), [true, false], `watcher ${k}`);
     }
     for (const w of [w1, w2]) {
-      const users = (await getAll(w)).filter((u) => u.startsWith(prefix)).sort();
+      const users = (await ops.getAll(w))[0].filter((u) => u.startsWith(prefix)).sort();
       assert.ok(users.includes(bothUser) && !users.includes(victimUser), `${w.label}: getAll ${JSON.stringify(users)}`);
     }
     for (const w of [w1, w2]) assert.deepEqual(ds2.errorsExcept(w, isPresenceAckTimeout), [], `${w.label} had errors`);
     for (const c of [r1, r3, bothAlive]) assert.deepEqual(c.errors, [], `${c.label} had errors`);
   } finally {
-    await Promise.all(clients.map((c) => libOf(c).close(c, 500)));
+    await closeClients(clients, 500);
     if (doomed) await doomed.kill('SIGKILL');
   }
 });
@@ -213,7 +199,7 @@ test('a node killed right after it started serving (before its first heartbeat, 
     assert.deepEqual(res.args, ['NO_RPC_PROVIDER'], `a request ${deadline - killedAt} ms after the kill still went to the dead node (Redis: ${JSON.stringify(redisState)})`);
     assert.equal(await cluster.redisCommand(port, 'SCARD', `cs:rpc:${rpcName}`), 0, "the dead node's provider is still in Redis");
   } finally {
-    await Promise.all(clients.map((c) => libOf(c).close(c, 500)));
+    await closeClients(clients, 500);
     if (early) await early.kill('SIGKILL');
   }
 });

@@ -12,15 +12,7 @@ const assert = require('node:assert/strict');
 const ds = require('../lib/ds2');
 const cluster = require('../lib/cluster');
 
-const isPresenceAckTimeout = (e) => e.topic === 'U' && e.event === 'ACK_TIMEOUT';
-
-function getAll(client, timeoutMs = 3000) {
-  return ds.withTimeout(
-    new Promise((resolve) => client.presence.getAll((...args) => resolve(args))),
-    timeoutMs,
-    `${client.label}: presence.getAll`
-  );
-}
+const { getAll, isPresenceAckTimeout } = require('../lib/ops');
 
 /** getAll until pred(the prefixed usernames, sorted) holds; returns them */
 async function getAllUntil(client, prefix, pred, what, timeoutMs = 3000) {

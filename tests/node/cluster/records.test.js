@@ -15,52 +15,9 @@ const ds2 = require('../lib/ds2');
 const raw = require('../lib/raw');
 const rawws = require('../lib/raw-ws');
 const cluster = require('../lib/cluster');
+const ops = require('../lib/ops');
 
-const libOf = (c) => (c.sent ? ds2 : ds1);
-
-function ready(rec, label, timeoutMs = 3000) {
-  return ds1.withTimeout(
-    new Promise((resolve) => rec.whenReady(() => resolve(rec))),
-    timeoutMs,
-    `${label}: whenReady(${rec.name})`
-  );
-}
-
-function callbackArgs(fn, what, timeoutMs = 4000) {
-  return ds1.withTimeout(new Promise((resolve) => fn((...args) => resolve(args))), timeoutMs, what);
-}
-const snapshot = (c, name) => callbackArgs((cb) => c.record.snapshot(name, cb), `${c.label}: record.snapshot(${name})`);
-const has = (c, name) => callbackArgs((cb) => c.record.has(name, cb), `${c.label}: record.has(${name})`);
-
-/** record-topic messages (capture notation) a library client received about `name` */
-const recordTexts = (c, name, from = 0) =>
-  c.wire
-    .slice(from)
-    .filter((m) => m[0] === 'R' && (m[2] === name || m[3] === name))
-    .map((m) => m.join('|'));
-
-const isWrite = (name) => (m) => m[0] === 'R' && (m[1] === 'U' || m[1] === 'P') && m[2] === name;
-
-function decodeTyped(v) {
-  switch (v[0]) {
-    case 'S':
-      return v.slice(1);
-    case 'N':
-      return parseFloat(v.slice(1));
-    case 'T':
-      return true;
-    case 'F':
-      return false;
-    case 'L':
-      return null;
-    case 'U':
-      return undefined;
-    case 'O':
-      return JSON.parse(v.slice(1));
-    default:
-      throw new Error(`unknown typed value ${JSON.stringify(v)}`);
-  }
-}
+const { openEach, ready, snapshot, has, recordTexts, isWrite, replayWrites, settledWrites, closeClients } = ops;
 
 /** a raw client (TCP for 1.x, WebSocket for 2.x) */
 function rawConnect(node, kind, label) {
@@ -68,13 +25,7 @@ function rawConnect(node, kind, label) {
 }
 
 /** a raw client subscribed to `name` with R|CR -> {c, readVersion, readData, from} */
-async function rawObserver(node, kind, name, label) {
-  const c = await rawConnect(node, kind, label);
-  const from = c.received.length;
-  c.send('R', 'CR', name);
-  const read = await c.waitFor((m) => m[0] === 'R' && m[1] === 'R' && m[2] === name, 3000, from, `R|R|${name}`);
-  return { c, readVersion: Number(read[3]), readData: JSON.parse(read[4]), from };
-}
+const rawObserver = (node, kind, name, label) => ops.rawObserver(rawConnect(node, kind, label), name);
 
 test('records across nodes: set and path set from 1.1.1 on node 1 reach 2.3.4 on node 2 and back; snapshot/has from node 3; delete on node 2 reaches nodes 1 and 3', { timeout: 30000 }, async () => {
   const [n1, n2, n3] = cluster.nodes();
@@ -83,14 +34,13 @@ test('records across nodes: set and path set from 1.1.1 on node 1 reach 2.3.4 on
   const missing = `${prefix}/missing`;
   const clients = [];
   try {
-    const [a, b, c, d, e] = await Promise.all([
-      ds1.open(n1.tcp, { username: 'alice' }, 'alice-v1@node1'),
-      ds2.open(n2.http, { username: 'bob' }, 'bob-v2@node2'),
-      ds1.open(n3.tcp, { username: 'carol' }, 'carol-v1@node3'),
-      ds2.open(n3.http, { username: 'dave' }, 'dave-v2@node3'),
-      ds2.open(n1.http, { username: 'erin' }, 'erin-v2@node1'),
+    const [a, b, c, d, e] = await openEach(clients, [
+      [ds1, n1.tcp, 'alice', 'alice-v1@node1'],
+      [ds2, n2.http, 'bob', 'bob-v2@node2'],
+      [ds1, n3.tcp, 'carol', 'carol-v1@node3'],
+      [ds2, n3.http, 'dave', 'dave-v2@node3'],
+      [ds2, n1.http, 'erin', 'erin-v2@node1'],
     ]);
-    clients.push(a, b, c, d, e);
 
     const recA = await ready(a.record.getRecord(name), a.label);
     assert.equal(recA.version, 0);
@@ -200,7 +150,7 @@ test('records across nodes: set and path set from 1.1.1 on node 1 reach 2.3.4 on
 
     for (const x of clients) assert.deepEqual(x.errors, [], `${x.label} had errors`);
   } finally {
-    await Promise.all(clients.map((x) => libOf(x).close(x)));
+    await closeClients(clients);
   }
 });
 
@@ -268,18 +218,8 @@ test('records concurrent writers on three nodes: raw observers on every node see
     const { accepted: w3Accepted, refused: w3Refused } = await w3;
 
     // until the observers were quiet for a while and agree on the count (the merges settle)
-    const updates = (c) => c.received.filter((m) => !(m[0] === 'C' && m[1] === 'PI')).length;
-    const deadline = Date.now() + 15000;
-    for (;;) {
-      const last = Math.max(...observers.map((o) => o.c.receivedAt[o.c.receivedAt.length - 1] || 0));
-      const counts = observers.map((o) => updates(o.c));
-      if (Date.now() - last >= 600 && counts.every((n) => n === counts[0])) break;
-      if (Date.now() > deadline) throw new Error(`the observers never agreed (message counts ${counts.join('/')})`);
-      await ds1.sleep(50);
-    }
-
-    const notNoise = (m) => !(m[0] === 'R' && (m[1] === 'A' || m[1] === 'R')) && !(m[0] === 'C' && m[1] === 'PI');
-    const seqs = observers.map((o) => o.c.received.slice(o.from).filter(notNoise));
+    const isPing = (m) => m[0] === 'C' && m[1] === 'PI';
+    const seqs = await settledWrites(observers, isPing, 600);
     const bad = seqs.flat().filter((m) => !isWrite(name)(m));
     assert.deepEqual(bad, [], 'an observer received something other than R|U / R|P');
     assert.ok(seqs[0].length > 0, 'no updates at all');
@@ -300,11 +240,7 @@ test('records concurrent writers on three nodes: raw observers on every node see
     assert.deepEqual(w3Own, w3Accepted, 'w3 writes that were not acknowledged reached the observers as accepted');
 
     // replay: the state every node must hold
-    let state = observers[0].readData;
-    for (const m of seqs[0]) {
-      if (m[1] === 'U') state = JSON.parse(m[4]);
-      else state = Object.assign({}, state, { [m[4]]: decodeTyped(m[5]) });
-    }
+    const state = replayWrites(observers[0].readData, seqs[0]);
     const lastVersion = versions[versions.length - 1];
 
     // fresh raw readers on every node (both transports): snapshot, has, head
@@ -349,7 +285,7 @@ test('records concurrent writers on three nodes: raw observers on every node see
       `concurrent writers: ${versions.length} versions (${seqs[0].filter((m) => m[1] === 'P').length} R|P); VERSION_EXISTS w1/w2/w3: ${conflicts.join('/')}/${w3Refused}; w3 acknowledged ${w3Accepted.length}`
     );
   } finally {
-    await Promise.all(clients.map((x) => libOf(x).close(x)));
+    await closeClients(clients);
     await Promise.all(raws.map((c) => c.close()));
   }
 });

@@ -11,10 +11,10 @@ const ds2 = require('../lib/ds2');
 const raw = require('../lib/raw');
 const rawws = require('../lib/raw-ws');
 const cluster = require('../lib/cluster');
+const ops = require('../lib/ops');
 
-const libOf = (c) => (c.sent ? ds2 : ds1);
-const isSync = (v) => v !== null && typeof v === 'object' && !Array.isArray(v) && '__sync' in v;
-const isPresenceAckTimeout = (e) => e.topic === 'U' && e.event === 'ACK_TIMEOUT';
+const { libOf, ready, evtTexts, barrier, isPresenceAckTimeout } = ops;
+const make = (client, name, data, timeoutMs = 6000) => ops.make(client, name, data, timeoutMs);
 
 const prefix = ds1.uid('credis');
 const LOCAL = (i) => `${prefix}/local${i}`;
@@ -35,37 +35,12 @@ const s = {
   restartedAt: 0,
 };
 
-function ready(rec, label, timeoutMs = 3000) {
-  return ds1.withTimeout(
-    new Promise((resolve) => rec.whenReady(() => resolve(rec))),
-    timeoutMs,
-    `${label}: whenReady(${rec.name})`
-  );
-}
-
-function make(client, name, data, timeoutMs = 6000) {
-  const t0 = Date.now();
-  const p = new Promise((resolve) => {
-    let calls = 0;
-    client.rpc.make(name, data, function () {
-      if (++calls === 1) resolve({ args: Array.from(arguments), ms: Date.now() - t0 });
-    });
-  });
-  return ds1.withTimeout(p, timeoutMs, `${client.label}: rpc.make(${name})`);
-}
-
 /** values (callback) a client got for an event name */
 function got(pair, who, name) {
   const m = pair[who === 'a' ? 'gotA' : 'gotB'];
   if (!m[name]) m[name] = [];
   return m[name];
 }
-
-const evtTexts = (c, name, from = 0) =>
-  c.wire
-    .slice(from)
-    .filter((m) => m[0] === 'E' && m[1] === 'EVT' && m[2] === name)
-    .map((m) => m.join('|'));
 
 async function open(lib, url, username, label) {
   const c = await lib.open(url, { username }, label);
@@ -138,26 +113,14 @@ before(async () => {
 });
 
 after(async () => {
-  await Promise.all(s.clients.map((c) => libOf(c).close(c, 500)));
+  await ops.closeClients(s.clients, 500);
   await Promise.all(s.nodes.map((n) => n.kill('SIGKILL')));
   if (s.redis) await s.redis.kill('SIGKILL');
 });
 
-/** emits {__sync, round} from `emit` until every list has one of this round (delivery works) */
-async function barrier(emit, round, lists, what, timeoutMs) {
-  const deadline = Date.now() + timeoutMs;
-  let k = 0;
-  const seen = (l) => l.some((v) => isSync(v) && v.round === round);
-  while (!lists.every(seen)) {
-    if (Date.now() > deadline) throw new Error(`${what}: not delivered after ${timeoutMs} ms (${lists.filter(seen).length}/${lists.length})`);
-    emit({ __sync: k++, round });
-    await ds1.sleep(50);
-  }
-}
-
 test('before the kill: cross-node events and RPC work; write-acked path sets run right up to the SIGKILL of Redis', { timeout: 20000 }, async (t) => {
   const [p1, p2, p3] = s.pairs;
-  await barrier((v) => p1.b.event.emit(ALL, v), 'before', [got(p1, 'a', ALL), got(p2, 'a', ALL), got(p3, 'a', ALL)], 'cross-node events before the kill', 5000);
+  await barrier((v) => p1.b.event.emit(ALL, v), { round: 'before' }, [got(p1, 'a', ALL), got(p2, 'a', ALL), got(p3, 'a', ALL)], 'cross-node events before the kill', 5000, 50);
   assert.deepEqual((await make(p1.a, RPC, 'before')).args, [null, 'ok-before']);
 
   // quick write-acked path sets on four records; Redis is killed while they are in flight
@@ -252,7 +215,7 @@ test('after the restart (same port, same folder): cross-node events flow again; 
   s.restartedAt = Date.now();
   const [p1, p2, p3] = s.pairs;
   // poll with barrier values until node 1's emits reach nodes 1, 2 and 3 again
-  await barrier((v) => p1.b.event.emit(ALL, v), 'after', [got(p1, 'a', ALL), got(p2, 'a', ALL), got(p3, 'a', ALL)], 'cross-node events after the restart', 10000);
+  await barrier((v) => p1.b.event.emit(ALL, v), { round: 'after' }, [got(p1, 'a', ALL), got(p2, 'a', ALL), got(p3, 'a', ALL)], 'cross-node events after the restart', 10000, 50);
   t.diagnostic(`cross-node events back ${Date.now() - s.restartedAt} ms after the restart`);
   const marks = s.pairs.map((p) => p.a.wire.length);
   p1.b.event.emit(ALL, 'back');
@@ -332,13 +295,7 @@ test('after the restart: the RPC provider on node 2 (which never left) is reacha
 });
 
 test("through the outage: the provider's user never logged out, so presence subscribers on other nodes are not told it left (and getAll lists it)", { timeout: 15000 }, async (t) => {
-  const deadline = Date.now() + 5000;
-  let users = [];
-  for (;;) {
-    users = await ds1.withTimeout(new Promise((resolve) => s.watcher.presence.getAll((u) => resolve(u))), 3000, 'getAll');
-    if (users.includes(PROVIDER_USER) || Date.now() > deadline) break;
-    await ds1.sleep(100);
-  }
+  const users = await ops.getAllIncluding(s.watcher, PROVIDER_USER, 5000);
   const seen = s.presence.map(([joined, at]) => `${joined ? 'PNJ' : 'PNL'}@${at - s.killedAt}ms`);
   t.diagnostic(`presence of ${PROVIDER_USER} as seen on node 1 (ms after the kill; restart at ${s.restartedAt - s.killedAt} ms): ${JSON.stringify(seen)}`);
   assert.ok(users.includes(PROVIDER_USER), `getAll on node 1 does not list ${PROVIDER_USER} (still logged in on node 2): ${JSON.stringify(users.filter((u) => u.startsWith(prefix)))}`);

@@ -13,34 +13,12 @@ const ds1 = require('../lib/ds');
 const ds2 = require('../lib/ds2');
 const rawws = require('../lib/raw-ws');
 const cluster = require('../lib/cluster');
+const ops = require('../lib/ops');
 
 const RPC_ACK_TIMEOUT = 1000;
 const RPC_TIMEOUT = 3000;
-const libOf = (c) => (c.sent ? ds2 : ds1);
-
-function make(client, name, data, timeoutMs = 6000) {
-  const t0 = Date.now();
-  const out = { calls: 0 };
-  const p = new Promise((resolve) => {
-    client.rpc.make(name, data, function () {
-      out.calls++;
-      if (out.calls === 1) resolve({ args: Array.from(arguments), ms: Date.now() - t0, out });
-    });
-  });
-  return ds1.withTimeout(p, timeoutMs, `${client.label}: rpc.make(${name})`);
-}
-
-const rpcTexts = (client, from = 0) =>
-  client.wire
-    .slice(from)
-    .filter((m) => m[0] === 'P')
-    .map((m) => m.join('|'));
-
-async function provide(client, name, fn) {
-  const from = client.wire.length;
-  client.rpc.provide(name, fn);
-  await libOf(client).waitWire(client, `P|A|S|${name}`, 3000, from);
-}
+const make = (client, name, data, timeoutMs = 6000) => ops.make(client, name, data, timeoutMs);
+const { rpcTexts, provide } = ops;
 
 /** waits until `count` nodes provide `name` according to Redis */
 function providedBy(name, count) {
@@ -53,7 +31,7 @@ async function requesters() {
   return [r1, r3];
 }
 
-const closeAll = (clients) => Promise.all(clients.filter(Boolean).map((c) => libOf(c).close(c)));
+const closeAll = ops.closeClients;
 
 describe('rpc across nodes', { concurrency: true }, () => {
   it('make/response: a 2.3.4 provider on node 2 answers a 1.1.1 requester on node 1 and a 2.3.4 requester on node 3, each in its own ack dialect; typed data round-trips', { timeout: 20000 }, async () => {
@@ -138,18 +116,8 @@ describe('rpc across nodes', { concurrency: true }, () => {
     const [p2, p3] = await Promise.all([ds2.open(n2.http, { username: 'p2' }, 'p2-v2@node2'), ds2.open(n3.http, { username: 'p3' }, 'p3-v2@node3')]);
     clients.push(p2, p3);
     const state = {};
-    const handler = (label) => (data, response) => {
-      const st = state[data.k];
-      if (st.rejectedBy.length === 0) {
-        st.rejectedBy.push(label);
-        response.reject();
-      } else {
-        st.answeredBy.push(label);
-        response.send(`from-${label}`);
-      }
-    };
-    await provide(p2, name, handler('p2'));
-    await provide(p3, name, handler('p3'));
+    await provide(p2, name, ops.rerouteHandler(state, 'p2'));
+    await provide(p3, name, ops.rerouteHandler(state, 'p3'));
     await providedBy(name, 2);
     return { name, state };
   }

@@ -21,15 +21,13 @@
 const fs = require('fs');
 const net = require('net');
 const path = require('path');
-const { spawn } = require('child_process');
+const util = require('./util');
+const procs = require('./procs');
 
-function env(name) {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set (run scripts/cluster-tests.sh)`);
-  return v;
-}
+const { isRunning, killChild } = procs;
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const env = (name) => util.env(name, ' (run scripts/cluster-tests.sh)');
+const { sleep, freePorts, eventually } = util;
 
 /** the shared nodes: [{tcp, http, pid}] (index 0 = node 1) */
 function nodes() {
@@ -44,78 +42,26 @@ function sharedRedis() {
   return { port: Number(env('CLUSTER_REDIS_PORT')), pid: Number(env('CLUSTER_REDIS_PID')), dir: env('CLUSTER_REDIS_DIR') };
 }
 
-/** n distinct free loopback ports (all bound at once, then released) */
-async function freePorts(n) {
-  const servers = [];
-  try {
-    for (let i = 0; i < n; i++) {
-      const s = net.createServer();
-      await new Promise((resolve, reject) => {
-        s.once('error', reject);
-        s.listen(0, '127.0.0.1', resolve);
-      });
-      servers.push(s);
-    }
-    return servers.map((s) => s.address().port);
-  } finally {
-    await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
-  }
-}
-
 // ---------------------------------------------------------------- processes started here
-
-const children = new Set();
-
-process.on('exit', () => {
-  for (const child of children) {
-    try {
-      process.kill(child.pid, 'SIGKILL');
-    } catch (e) {
-      /* already gone */
-    }
-  }
-});
 
 /** spawns a process, with its PID file in CLUSTER_WORK/pids (content: `marker`, found in its command line) */
 function launch(file, args, name, marker) {
   const work = env('CLUSTER_WORK');
-  const out = fs.openSync(path.join(work, `extra-${name}.out`), 'a');
-  const err = fs.openSync(path.join(work, `extra-${name}.err`), 'a');
-  const child = spawn(file, args, { stdio: ['ignore', out, err] });
-  fs.closeSync(out);
-  fs.closeSync(err);
-  if (!child.pid) throw new Error(`could not start ${file}`);
-  const pidFile = path.join(work, 'pids', String(child.pid));
-  fs.writeFileSync(pidFile, marker);
-  children.add(child);
-  child.exited = new Promise((resolve) => {
-    child.once('exit', (code, signal) => {
-      children.delete(child);
+  let pidFile = null;
+  const child = procs.launch(file, args, {
+    out: path.join(work, `extra-${name}.out`),
+    err: path.join(work, `extra-${name}.err`),
+    onExit: () => {
       try {
         fs.unlinkSync(pidFile);
       } catch (e) {
         /* ignore */
       }
-      resolve({ code, signal });
-    });
+    },
   });
-  child.on('error', () => {});
+  pidFile = path.join(work, 'pids', String(child.pid));
+  fs.writeFileSync(pidFile, marker);
   return child;
-}
-
-function isRunning(child) {
-  return child && child.exitCode === null && child.signalCode === null && children.has(child);
-}
-
-/** sends `signal` to the child by PID and waits (bounded) until it exited */
-async function killChild(child, signal, timeoutMs = 5000) {
-  if (!isRunning(child)) return;
-  process.kill(child.pid, signal);
-  const timer = sleep(timeoutMs).then(() => 'timeout');
-  if ((await Promise.race([child.exited, timer])) === 'timeout') {
-    process.kill(child.pid, 'SIGKILL');
-    await child.exited;
-  }
 }
 
 // ---------------------------------------------------------------- redis
@@ -284,47 +230,21 @@ async function startRedis(label = 'redis') {
 // ---------------------------------------------------------------- corestream nodes
 
 /** GET a path on host:port -> {status, body} */
-function httpGet(hostport, urlPath, timeoutMs = 2000) {
-  const i = hostport.lastIndexOf(':');
-  const host = hostport.slice(0, i);
-  const port = Number(hostport.slice(i + 1));
-  return new Promise((resolve, reject) => {
-    const socket = net.createConnection({ host, port });
-    let text = '';
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new Error(`GET ${hostport}${urlPath}: no answer in ${timeoutMs} ms`));
-    }, timeoutMs);
-    socket.setEncoding('utf8');
-    socket.on('connect', () => socket.write(`GET ${urlPath} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`));
-    socket.on('data', (d) => (text += d));
-    socket.on('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    socket.on('close', () => {
-      clearTimeout(timer);
-      const status = Number(text.split(' ')[1]) || 0;
-      const at = text.indexOf('\r\n\r\n');
-      resolve({ status, body: at < 0 ? '' : text.slice(at + 4) });
-    });
-  });
+async function httpGet(hostport, urlPath, timeoutMs = 2000) {
+  const { status, body } = await util.request(hostport, { path: urlPath, timeoutMs });
+  return { status, body };
 }
 
-/** one value of a node's /metrics (the first line starting with `lineStart`), or undefined */
-async function metric(http, lineStart) {
-  const { body } = await httpGet(http, '/metrics');
-  for (const line of body.split('\n')) {
-    if (line.startsWith(lineStart)) return Number(line.slice(lineStart.length).trim());
-  }
-  return undefined;
+/** one value of a node's /metrics (`name{labels}`), or undefined */
+async function metric(http, name) {
+  return (await util.metrics(http, 2000)).get(name.trim());
 }
 
 /** are both Redis links of every core of the node up (per /metrics)? */
 async function linksUp(http, cores = 2) {
   try {
-    const { body } = await httpGet(http, '/metrics');
-    return body.includes(`corestream_redis_links_up{link="command"} ${cores}\n`) && body.includes(`corestream_redis_links_up{link="pubsub"} ${cores}\n`);
+    const m = await util.metrics(http, 2000);
+    return m.get('corestream_redis_links_up{link="command"}') === cores && m.get('corestream_redis_links_up{link="pubsub"}') === cores;
   } catch (e) {
     return false;
   }
@@ -377,16 +297,6 @@ async function startNode(redisPort, label) {
     // exited during startup (a port taken meanwhile?): try again with other ports
   }
   throw new Error(`${label} did not start (see ${env('CLUSTER_WORK')}/extra-${label}.err)`);
-}
-
-/** polls (async) pred() every `every` ms; rejects with `what` after timeoutMs */
-async function eventually(pred, timeoutMs, what, every = 20) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await pred()) return;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${typeof what === 'function' ? what() : what}`);
-    await sleep(every);
-  }
 }
 
 module.exports = {

@@ -1,56 +1,24 @@
 'use strict';
 /*
- * Helpers for tests that drive the real deepstream.io-client-js 1.1.1 library.
+ * Helpers for tests that drive the real deepstream.io-client-js 1.1.1 library (what they
+ * share with ds2.js, for 2.3.4: tests/node/lib/client-common.js).
  *
  * In node, the 1.1.1 client always uses its raw TCP transport (src/tcp/tcp-connection.js),
- * so the URLs are host:port of the server's TCP endpoint (tcpPort).
+ * so the URLs are host:port of the server's TCP endpoint (tcpPort); browserClient() builds it
+ * as in a browser instead (engine.io on the HTTP port).
  *
  * Environment:
  *   DS_OPEN_URL  host:port of a server with open auth (auth type none)
  *   DS_FILE_URL  host:port of a server with file auth (tests/fixtures/users.yml)
  */
 const deepstream = require('deepstream.io-client-js');
+const utils = require('deepstream.io-client-js/src/utils/utils');
+const defaultOptions = require('deepstream.io-client-js/src/default-options');
+const { splitUnit } = require('./wire');
+const { clientHelpers } = require('./client-common');
 
 // Every 1.1.1 TcpConnection adds a process 'exit' listener; tests open more than 10 clients.
 process.setMaxListeners(100);
-
-const US = '\x1f';
-const RS = '\x1e';
-
-function env(name) {
-  const v = process.env[name];
-  if (!v) {
-    throw new Error(`${name} is not set: it must be host:port of the server's TCP endpoint (run scripts/node-tests.sh)`);
-  }
-  return v;
-}
-
-/** a unique name prefix for one test: `<base>-<random>` (only [a-z0-9-]) */
-function uid(base) {
-  return `${base}-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-/** polls pred() every 5 ms; rejects with `what` after timeoutMs */
-async function waitFor(pred, timeoutMs, what) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (pred()) return;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(5);
-  }
-}
-
-function withTimeout(promise, ms, what) {
-  let timer;
-  return Promise.race([
-    promise,
-    new Promise((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}
 
 /**
  * Creates a client (not logged in). Adds:
@@ -70,38 +38,8 @@ function create(url, label) {
     throw new Error('deepstream.io-client-js internals changed: no _connection._endpoint');
   }
   endpoint.on('message', (unit) => {
-    for (const m of unit.split(RS)) {
-      if (m.length > 0) client.wire.push(m.split(US));
-    }
+    for (const m of splitUnit(unit)) client.wire.push(m);
   });
-  return client;
-}
-
-/** client.login(authData, cb) -> Promise of the callback's arguments (as an array) */
-function login(client, authData, timeoutMs = 3000) {
-  return withTimeout(
-    new Promise((resolve) => {
-      client.login(authData, (...args) => resolve(args));
-    }),
-    timeoutMs,
-    `${client.label}: login(${JSON.stringify(authData)})`
-  );
-}
-
-/** create + login; fails unless login succeeds */
-async function open(url, authData, label) {
-  const client = create(url, label || (authData && authData.username));
-  let args;
-  try {
-    args = await login(client, authData);
-  } catch (err) {
-    await close(client);
-    throw err;
-  }
-  if (args[0] !== true) {
-    await close(client);
-    throw new Error(`${client.label}: login failed: ${JSON.stringify(args)}`);
-  }
   return client;
 }
 
@@ -136,36 +74,43 @@ function close(client, timeoutMs = 2000) {
   });
 }
 
-function closeAll(clients) {
-  return Promise.all(clients.filter(Boolean).map((c) => close(c)));
+/**
+ * deepstream.io-client-js 1.1.1 built as in a browser (utils.isNode = false while it is
+ * constructed): engine.io-client 1.8.6 at ws://url/deepstream, polling then WebSocket, instead
+ * of raw TCP. options: the client's options (transports, ...); eio: engine.io-client options
+ * the 1.1.1 client does not pass on by itself ({ agent, localAddress, extraHeaders }).
+ */
+function browserClient(url, options, eio) {
+  const savedIsNode = utils.isNode;
+  const added = [];
+  utils.isNode = false;
+  // The 1.1.1 client keeps only the option keys it has defaults for (Client#_getOptions):
+  // declare the engine.io ones for the time of the constructor.
+  for (const key of Object.keys(eio || {})) {
+    if (!(key in defaultOptions)) {
+      defaultOptions[key] = undefined;
+      added.push(key);
+    }
+  }
+  try {
+    return deepstream(url, Object.assign({}, options || {}, eio || {}));
+  } finally {
+    utils.isNode = savedIsNode;
+    for (const key of added) delete defaultOptions[key];
+  }
 }
 
-/** messages of client.wire in capture notation ('E|A|S|x'), from index `from` */
-function wireTexts(client, from = 0) {
-  return client.wire.slice(from).map((m) => m.join('|'));
-}
-
-/** waits until the client received the exact message given in capture notation ('E|A|L|p/.*') */
-function waitWire(client, text, timeoutMs = 3000, from = 0) {
-  return waitFor(
-    () => client.wire.slice(from).some((m) => m.join('|') === text),
-    timeoutMs,
-    `${client.label} to receive ${text} (got ${JSON.stringify(wireTexts(client, from))})`
-  );
-}
-
-module.exports = {
-  deepstream,
-  env,
-  uid,
-  sleep,
-  waitFor,
-  withTimeout,
+const helpers = clientHelpers({
+  envHint: ": it must be host:port of the server's TCP endpoint (run scripts/node-tests.sh)",
   create,
-  login,
-  open,
   close,
-  closeAll,
-  wireTexts,
-  waitWire,
-};
+  // (1.1.1's login(cb) would take cb for the auth data: always pass both)
+  callLogin: (client, authData, cb) => client.login(authData, cb),
+});
+
+module.exports = Object.assign(helpers, {
+  deepstream,
+  browserClient,
+  /** waits until the server closed the connection after a login failure */
+  waitServerClose: (client, timeoutMs = 3000) => helpers.waitFor(() => client.getConnectionState() === 'CLOSED', timeoutMs, 'the connection to close'),
+});

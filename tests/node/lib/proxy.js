@@ -21,16 +21,11 @@
  *                         (nginx-* folders there are stopped by the runner at the end)
  */
 const http = require('http');
-const deepstream = require('deepstream.io-client-js');
-const utils = require('deepstream.io-client-js/src/utils/utils');
-const defaultOptions = require('deepstream.io-client-js/src/default-options');
-const raw = require('./raw-ws');
+const util = require('./util');
+const ds = require('./ds');
 
-function env(name) {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set (run scripts/nginx-tests.sh)`);
-  return v;
-}
+const env = (name) => util.env(name, ' (run scripts/nginx-tests.sh)');
+const { request, metrics } = util;
 
 function nodesHttp() {
   return env('NGINX_NODES_HTTP').split(',');
@@ -43,55 +38,6 @@ function requireAuthNode() {
     throw new Error(`the node with auth type proxy-header did not start (this corestream has no proxy-header auth yet?):\n${error}`);
   }
   return env('NGINX_AUTH_NODE_HTTP');
-}
-
-function splitHostPort(hostport) {
-  const i = hostport.lastIndexOf(':');
-  return { host: hostport.slice(0, i), port: Number(hostport.slice(i + 1)) };
-}
-
-/**
- * One HTTP/1.1 request on a new connection.
- * opts: { method, path, headers, body, localAddress, timeoutMs }
- * -> { status, headers, body }
- */
-function request(hostport, opts = {}) {
-  const { host, port } = splitHostPort(hostport);
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      {
-        host,
-        port,
-        method: opts.method || 'GET',
-        path: opts.path || '/',
-        headers: opts.headers || {},
-        localAddress: opts.localAddress,
-        agent: false,
-      },
-      (res) => {
-        const chunks = [];
-        res.on('data', (c) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
-        res.on('error', reject);
-      }
-    );
-    req.setTimeout(opts.timeoutMs || 5000, () => req.destroy(new Error(`${opts.method || 'GET'} http://${hostport}${opts.path}: timed out`)));
-    req.on('error', reject);
-    req.end(opts.body);
-  });
-}
-
-/** Prometheus text of /metrics -> Map of 'name{labels}' -> number */
-async function metrics(hostport) {
-  const res = await request(hostport, { path: '/metrics' });
-  if (res.status !== 200) throw new Error(`GET http://${hostport}/metrics: ${res.status}`);
-  const out = new Map();
-  for (const line of res.body.split('\n')) {
-    if (!line || line.startsWith('#')) continue;
-    const i = line.lastIndexOf(' ');
-    out.set(line.slice(0, i), Number(line.slice(i + 1)));
-  }
-  return out;
 }
 
 /** corestream_connections_total{transport="engineio"} of each node, direct */
@@ -138,37 +84,21 @@ function eioSocket(client) {
 }
 
 /**
- * deepstream.io-client-js 1.1.1 built as in a browser (engine.io-client 1.8.6 at
- * ws://url/deepstream, polling then WebSocket), like tests/node/v1/engineio.test.js does.
+ * deepstream.io-client-js 1.1.1 built as in a browser (ds.browserClient: engine.io-client 1.8.6
+ * at ws://url/deepstream, polling then WebSocket), like tests/node/v1/engineio.test.js does.
  * options: the client's options (transports, ...); eio: engine.io-client options the 1.1.1
  * client does not pass on by itself ({ agent, localAddress, extraHeaders }).
  * Adds client.errors (every 'error' event) and client.states (every connection state).
  */
 function browserClient(url, label, options, eio) {
-  const savedIsNode = utils.isNode;
-  const added = [];
-  utils.isNode = false;
-  // The 1.1.1 client keeps only the option keys it has defaults for (Client#_getOptions):
-  // declare the engine.io ones for the time of the constructor.
-  for (const key of Object.keys(eio || {})) {
-    if (!(key in defaultOptions)) {
-      defaultOptions[key] = undefined;
-      added.push(key);
-    }
-  }
-  try {
-    const client = deepstream(url, Object.assign({}, options || {}, eio || {}));
-    client.label = label;
-    client.errors = [];
-    client.states = [];
-    client.on('error', (msg, event, topic) => client.errors.push({ msg, event, topic }));
-    client.on('connectionStateChanged', (state) => client.states.push(state));
-    created.add(client);
-    return client;
-  } finally {
-    utils.isNode = savedIsNode;
-    for (const key of added) delete defaultOptions[key];
-  }
+  const client = ds.browserClient(url, options, eio);
+  client.label = label;
+  client.errors = [];
+  client.states = [];
+  client.on('error', (msg, event, topic) => client.errors.push({ msg, event, topic }));
+  client.on('connectionStateChanged', (state) => client.states.push(state));
+  created.add(client);
+  return client;
 }
 
 const created = new Set();
@@ -215,53 +145,21 @@ function agentFrom(localAddress) {
   return new http.Agent({ localAddress, keepAlive: false });
 }
 
-/**
- * raw-ws.js's RawWsClient opened with extra `ws` options (headers, localAddress, ...).
- * RawWsClient opens its socket in its constructor with fixed options, so this builds the same
- * object (the fields and handlers of RawWsClient's constructor) around a socket of our own.
- */
-function rawWsClient(url, opts = {}, wsOptions = {}) {
-  const c = Object.create(raw.RawWsClient.prototype);
-  c.url = raw.wsUrl(url);
-  c.label = opts.label || 'raw-ws';
-  c.autoPong = opts.autoPong !== false;
-  c.received = [];
-  c.receivedAt = [];
-  c.frames = [];
-  c.sentAt = [];
-  c.closed = false;
-  c.closeCode = null;
-  c.closeReason = null;
-  c.closedAt = null;
-  c.error = null;
-  c.unexpectedStatus = null;
-  c._buffer = '';
-  c._waiters = [];
-  c.ws = new raw.WebSocket(c.url, Object.assign({ perMessageDeflate: false }, wsOptions));
-  c.connected = new Promise((resolve, reject) => {
-    c.ws.once('open', resolve);
-    c.ws.once('error', reject);
-    c.ws.once('close', () => reject(new Error(`${c.label}: closed before open`)));
-  });
-  c.connected.catch(() => {});
-  c.ws.on('message', (data) => c._onFrame(String(data)));
-  c.ws.on('error', (err) => {
-    c.error = err;
-    const m = /Unexpected server response: (\d+)/.exec(String(err && err.message));
-    if (m) c.unexpectedStatus = Number(m[1]);
-  });
-  c.ws.on('close', (code, reason) => {
-    c.closed = true;
-    c.closeCode = code;
-    c.closeReason = String(reason || '');
-    c.closedAt = Date.now();
-    c._check();
-  });
-  return c;
-}
-
 function basic(user, password) {
   return 'Basic ' + Buffer.from(`${user}:${password}`).toString('base64');
+}
+
+/** the headers of a WebSocket upgrade request (a fixed key), with `extra` added */
+function upgradeHeaders(extra) {
+  return Object.assign(
+    {
+      Connection: 'Upgrade',
+      Upgrade: 'websocket',
+      'Sec-WebSocket-Version': '13',
+      'Sec-WebSocket-Key': Buffer.from('0123456789abcdef').toString('base64'),
+    },
+    extra || {}
+  );
 }
 
 module.exports = {
@@ -278,6 +176,6 @@ module.exports = {
   browserClient,
   closeLeftovers,
   agentFrom,
-  rawWsClient,
   basic,
+  upgradeHeaders,
 };

@@ -9,6 +9,8 @@ const http = require('http');
 const ds2 = require('../lib/ds2');
 const ds = require('../lib/ds');
 const px = require('../lib/proxy');
+const { parseHostPort } = require('../lib/util');
+const { getAllIncluding } = require('../lib/ops');
 
 test.after(() => px.closeLeftovers());
 
@@ -23,11 +25,7 @@ const seen = []; // {uri, authorization} per auth subrequest
 let service;
 
 test.before(async () => {
-  const { host, port } = (() => {
-    const v = px.env('NGINX_AUTH_SERVICE');
-    const i = v.lastIndexOf(':');
-    return { host: v.slice(0, i), port: Number(v.slice(i + 1)) };
-  })();
+  const { host, port } = parseHostPort(px.env('NGINX_AUTH_SERVICE'));
   service = http.createServer((req, res) => {
     seen.push({ path: req.url, uri: req.headers['x-original-uri'], authorization: req.headers.authorization, forwardedUser: req.headers['x-forwarded-user'] });
     const entry = TOKENS[req.headers.authorization];
@@ -48,18 +46,11 @@ test.before(async () => {
 
 test.after(() => new Promise((resolve) => (service ? service.close(resolve) : resolve())));
 
-function upgradeHeaders(extra) {
-  return Object.assign(
-    { Connection: 'Upgrade', Upgrade: 'websocket', 'Sec-WebSocket-Version': '13', 'Sec-WebSocket-Key': Buffer.from('0123456789abcdef').toString('base64') },
-    extra || {}
-  );
-}
-
 test('auth_request: the service says no -> 401 from nginx; the subrequest carries the client headers and the URI', { timeout: 10000 }, async () => {
   const n = seen.length;
-  const none = await px.request(AUTHREQ(), { path: '/deepstream', headers: upgradeHeaders() });
+  const none = await px.request(AUTHREQ(), { path: '/deepstream', headers: px.upgradeHeaders() });
   assert.equal(none.status, 401);
-  const bad = await px.request(AUTHREQ(), { path: '/deepstream?x=1', headers: upgradeHeaders({ Authorization: 'Bearer nope' }) });
+  const bad = await px.request(AUTHREQ(), { path: '/deepstream?x=1', headers: px.upgradeHeaders({ Authorization: 'Bearer nope' }) });
   assert.equal(bad.status, 401);
   assert.equal(seen.length, n + 2);
   assert.equal(seen[n + 1].path, '/auth');
@@ -79,15 +70,7 @@ test('auth_request: alice logs in as alice with the clientData of the service; b
     assert.deepEqual(args, [true, { team: 'red', level: 3 }]);
     const bob = await ds2.open(AUTHREQ(), {}, 'bob', { nodeSocketOptions: { headers: { Authorization: 'Bearer tok-bob' } } });
     clients.push(bob);
-    // (alice's login reaches the presence replicas of the node's other cores through the
-    // cross-core mesh: a query right after can be answered before it arrived, so ask again)
-    const deadline = Date.now() + 3000;
-    let names = [];
-    for (;;) {
-      names = await ds2.withTimeout(new Promise((resolve) => bob.presence.getAll(resolve)), 3000, 'getAll');
-      if (names.includes('alice') || Date.now() > deadline) break;
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
+    const names = await getAllIncluding(bob, 'alice');
     assert.ok(names.includes('alice') && !names.includes('mallory'), JSON.stringify(names));
   } finally {
     await ds2.closeAll(clients);

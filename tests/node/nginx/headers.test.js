@@ -10,21 +10,13 @@
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const http = require('http');
-const net = require('net');
 const path = require('path');
 const { execFileSync } = require('child_process');
 const px = require('../lib/proxy');
+const { freePorts } = require('../lib/util');
 
 const ROOT = path.resolve(__dirname, '../../..');
 const BIND = () => px.env('NGINX_PROXY_BIND');
-
-async function freePort() {
-  const s = net.createServer();
-  await new Promise((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const { port } = s.address();
-  await new Promise((resolve) => s.close(resolve));
-  return port;
-}
 
 /** a fake upstream: every request is answered with JSON of what arrived */
 async function fakeUpstream() {
@@ -59,7 +51,7 @@ async function fakeUpstream() {
 /** starts nginx (scripts/nginx.sh) in front of `upstream`; -> {url, dir, pid} */
 async function startNginx(name, upstream, extraArgs) {
   const dir = path.join(px.env('NGINX_TEST_TMP'), `nginx-${name}`);
-  const port = await freePort();
+  const [port] = await freePorts(1);
   const out = execFileSync('bash', [path.join(ROOT, 'scripts/nginx.sh'), '--dir', dir, '--http-port', String(port), '--http-upstream', upstream, '--proxy-bind', BIND(), ...extraArgs], { encoding: 'utf8' });
   return { url: `127.0.0.1:${port}`, dir, pid: Number(out.trim()) };
 }
@@ -68,12 +60,7 @@ function stopNginx(n) {
   if (n) execFileSync('bash', [path.join(ROOT, 'scripts/nginx.sh'), '--dir', n.dir, '--stop']);
 }
 
-const upgrade = {
-  Connection: 'Upgrade',
-  Upgrade: 'websocket',
-  'Sec-WebSocket-Version': '13',
-  'Sec-WebSocket-Key': Buffer.from('0123456789abcdef').toString('base64'),
-};
+const upgrade = px.upgradeHeaders();
 const forged = { 'X-Forwarded-User': 'mallory', 'X-Forwarded-User-Data': '{"admin":true}' };
 
 test('variant A (no auth in nginx): user headers removed, keep-alive upstream, upgrade forwarded, proxy_bind', { timeout: 15000 }, async () => {

@@ -11,6 +11,7 @@ const test = require('node:test');
 const assert = require('node:assert/strict');
 const ds = require('../lib/ds');
 const px = require('../lib/proxy');
+const { recordPair } = require('../lib/ops');
 
 // a failed test must not leave engine.io clients reconnecting (the file would never exit)
 test.after(() => px.closeLeftovers());
@@ -75,10 +76,7 @@ test('long-polling through nginx: 2 clients, 100 round trips, records; sessions 
     assert.deepEqual(atA, expected);
 
     // records: a writes, b sees every change
-    const written = a.record.getRecord(`${name}/rec`);
-    await new Promise((resolve) => written.whenReady(resolve));
-    const seen = b.record.getRecord(`${name}/rec`);
-    await new Promise((resolve) => seen.whenReady(resolve));
+    const { written, seen } = await recordPair(a, b, `${name}/rec`);
     const changes = [];
     seen.subscribe('n', (value) => changes.push(value));
     for (let i = 1; i <= 20; i++) written.set({ n: i, label: 'ünïcode ✓' });

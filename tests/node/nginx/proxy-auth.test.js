@@ -13,7 +13,9 @@ const assert = require('node:assert/strict');
 const ds2 = require('../lib/ds2');
 const ds = require('../lib/ds');
 const raw = require('../lib/raw');
+const rawws = require('../lib/raw-ws');
 const px = require('../lib/proxy');
+const { getAllIncluding, isPresenceAckTimeout } = require('../lib/ops');
 
 test.after(() => px.closeLeftovers());
 
@@ -22,61 +24,26 @@ const STRIP = () => px.env('NGINX_STRIP_URL');
 const ALICE = px.basic('alice', 'secret');
 const BOB = px.basic('bob', 'builder');
 
-const isPresenceAckTimeout = (e) => e.topic === 'U' && e.event === 'ACK_TIMEOUT';
-
-function upgradeHeaders(extra) {
-  return Object.assign(
-    {
-      Connection: 'Upgrade',
-      Upgrade: 'websocket',
-      'Sec-WebSocket-Version': '13',
-      'Sec-WebSocket-Key': Buffer.from('0123456789abcdef').toString('base64'),
-    },
-    extra || {}
-  );
-}
-
-function getAll(client) {
-  return ds2.withTimeout(new Promise((resolve) => client.presence.getAll((names) => resolve(names))), 3000, `${client.label}: presence.getAll`);
-}
-
-/**
- * presence.getAll until it lists `username` (or 3 s): a login reaches the presence replicas of
- * the node's other cores through the cross-core mesh, so a query on another core right after
- * the login can be answered before it arrived. Returns the last answer.
- */
-async function getAllIncluding(client, username) {
-  const deadline = Date.now() + 3000;
-  for (;;) {
-    const names = await getAll(client);
-    if (names.includes(username) || Date.now() > deadline) return names;
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
 /** a raw WebSocket login; -> the auth reply (A|A or A|E...) as fields */
 async function rawLogin(url, wsOptions, label) {
-  const c = px.rawWsClient(url, { label }, wsOptions);
+  const c = await rawws.connect(url, { label }, wsOptions);
   try {
-    await ds2.withTimeout(c.connected, 3000, `${label}: connect to ${c.url}`);
-    try {
-      return await c.login({ username: 'mallory', password: 'whatever' });
-    } catch (err) {
-      if (err.reply) return err.reply;
-      throw err;
-    }
+    return await c.login({ username: 'mallory', password: 'whatever' });
+  } catch (err) {
+    if (err.reply) return err.reply;
+    throw err;
   } finally {
     await c.close();
   }
 }
 
 test('basic auth: nginx answers 401 without credentials or with a wrong password (WebSocket and engine.io)', { timeout: 10000 }, async () => {
-  const none = await px.request(BASIC(), { path: '/deepstream', headers: upgradeHeaders() });
+  const none = await px.request(BASIC(), { path: '/deepstream', headers: px.upgradeHeaders() });
   assert.equal(none.status, 401);
   assert.match(String(none.headers['www-authenticate']), /^Basic realm="corestream"/);
-  const wrong = await px.request(BASIC(), { path: '/deepstream', headers: upgradeHeaders({ Authorization: px.basic('alice', 'wrong') }) });
+  const wrong = await px.request(BASIC(), { path: '/deepstream', headers: px.upgradeHeaders({ Authorization: px.basic('alice', 'wrong') }) });
   assert.equal(wrong.status, 401);
-  const unknown = await px.request(BASIC(), { path: '/deepstream', headers: upgradeHeaders({ Authorization: px.basic('mallory', 'secret') }) });
+  const unknown = await px.request(BASIC(), { path: '/deepstream', headers: px.upgradeHeaders({ Authorization: px.basic('mallory', 'secret') }) });
   assert.equal(unknown.status, 401);
   const eio = await px.eioHandshake(BASIC());
   assert.equal(eio.status, 401);

@@ -12,6 +12,7 @@ const assert = require('node:assert/strict');
 const ds = require('../lib/ds');
 const raw = require('../lib/raw');
 const px = require('../lib/proxy');
+const { eventsBothWays, recordPair } = require('../lib/ops');
 
 const NGINX_TCP = () => px.env('NGINX_TCP_URL');
 
@@ -35,32 +36,13 @@ test('1.1.1 TCP clients through nginx: login, events both ways, records', { time
     const b = await ds.open(NGINX_TCP(), { username: ds.uid('b') }, 'b');
     clients.push(b);
 
-    const atA = [];
-    const atB = [];
-    const synced = { a: false, b: false };
-    a.event.subscribe(`${name}/to-a`, (d) => (d === 'sync' ? (synced.a = true) : atA.push(d)));
-    b.event.subscribe(`${name}/to-b`, (d) => (d === 'sync' ? (synced.b = true) : atB.push(d)));
-    const deadline = Date.now() + 5000;
-    while (!(synced.a && synced.b)) {
-      assert.ok(Date.now() < deadline, 'the subscriptions did not take effect');
-      if (!synced.a) b.event.emit(`${name}/to-a`, 'sync');
-      if (!synced.b) a.event.emit(`${name}/to-b`, 'sync');
-      await ds.sleep(50);
-    }
     const payloads = [];
     for (let i = 0; i < 300; i++) payloads.push({ i, s: 'ünïcode ✓' });
-    for (const p of payloads) {
-      a.event.emit(`${name}/to-b`, p);
-      b.event.emit(`${name}/to-a`, p);
-    }
-    await ds.waitFor(() => atA.length === 300 && atB.length === 300, 8000, 'all events');
+    const { atA, atB } = await eventsBothWays(a, b, name, payloads, 8000);
     assert.deepEqual(atA, payloads);
     assert.deepEqual(atB, payloads);
 
-    const written = a.record.getRecord(`${name}/rec`);
-    await new Promise((resolve) => written.whenReady(resolve));
-    const seen = b.record.getRecord(`${name}/rec`);
-    await new Promise((resolve) => seen.whenReady(resolve));
+    const { written, seen } = await recordPair(a, b, `${name}/rec`);
     const changes = [];
     seen.subscribe('n', (v) => changes.push(v));
     written.set({ n: 1 });

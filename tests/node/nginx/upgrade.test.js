@@ -7,6 +7,7 @@ const test = require('node:test');
 const assert = require('node:assert/strict');
 const ds = require('../lib/ds');
 const px = require('../lib/proxy');
+const { eventsBothWays, recordPair } = require('../lib/ops');
 
 // a failed test must not leave engine.io clients reconnecting (the file would never exit)
 test.after(() => px.closeLeftovers());
@@ -34,33 +35,14 @@ test('polling -> WebSocket upgrade through nginx: login, events both ways, recor
     await ds.waitFor(() => px.eioSocket(a).transport === 'websocket' && px.eioSocket(b).transport === 'websocket', 5000, 'both upgrades');
 
     // events over the upgraded connections, both ways
-    const atA = [];
-    const atB = [];
-    const synced = { a: false, b: false };
-    a.event.subscribe(`${name}/to-a`, (d) => (d === 'sync' ? (synced.a = true) : atA.push(d)));
-    b.event.subscribe(`${name}/to-b`, (d) => (d === 'sync' ? (synced.b = true) : atB.push(d)));
-    const deadline = Date.now() + 5000;
-    while (!(synced.a && synced.b)) {
-      assert.ok(Date.now() < deadline, 'the subscriptions did not take effect');
-      if (!synced.a) b.event.emit(`${name}/to-a`, 'sync');
-      if (!synced.b) a.event.emit(`${name}/to-b`, 'sync');
-      await ds.sleep(50);
-    }
     const payloads = [];
     for (let i = 0; i < 100; i++) payloads.push({ i, text: 'héllo ✓', list: [i, null, true] });
-    for (const p of payloads) {
-      a.event.emit(`${name}/to-b`, p);
-      b.event.emit(`${name}/to-a`, p);
-    }
-    await ds.waitFor(() => atA.length === 100 && atB.length === 100, 5000, 'all events');
+    const { atA, atB } = await eventsBothWays(a, b, name, payloads, 5000);
     assert.deepEqual(atA, payloads);
     assert.deepEqual(atB, payloads);
 
     // records
-    const written = a.record.getRecord(`${name}/rec`);
-    await new Promise((resolve) => written.whenReady(resolve));
-    const seen = b.record.getRecord(`${name}/rec`);
-    await new Promise((resolve) => seen.whenReady(resolve));
+    const { written, seen } = await recordPair(a, b, `${name}/rec`);
     const changes = [];
     seen.subscribe('price', (v) => changes.push(v));
     written.set({ price: 1, currency: '€' });

@@ -5,12 +5,11 @@ const test = require('node:test');
 const assert = require('node:assert/strict');
 const ds = require('../lib/ds2');
 const px = require('../lib/proxy');
+const { eventsBothWays, recordPair } = require('../lib/ops');
 
 const NGINX = () => px.env('NGINX_HTTP_URL');
 
-async function metricTotals(key) {
-  return Promise.all(px.nodesHttp().map(async (n) => (await px.metrics(n)).get(key)));
-}
+const metricTotals = (key) => Promise.all(px.nodesHttp().map(async (n) => (await px.metrics(n)).get(key)));
 
 test('2.3.4 client through nginx: login, events both ways, records, 500-event burst', { timeout: 20000 }, async () => {
   const name = ds.uid('v2');
@@ -23,33 +22,14 @@ test('2.3.4 client through nginx: login, events both ways, records, 500-event bu
     clients.push(b);
     assert.deepEqual(ds.wireTexts(a).slice(0, 3), ['C|CH', 'C|A', 'A|A']);
 
-    const atA = [];
-    const atB = [];
-    const synced = { a: false, b: false };
-    a.event.subscribe(`${name}/to-a`, (d) => (d === 'sync' ? (synced.a = true) : atA.push(d)));
-    b.event.subscribe(`${name}/to-b`, (d) => (d === 'sync' ? (synced.b = true) : atB.push(d)));
-    const deadline = Date.now() + 5000;
-    while (!(synced.a && synced.b)) {
-      assert.ok(Date.now() < deadline, 'the subscriptions did not take effect');
-      if (!synced.a) b.event.emit(`${name}/to-a`, 'sync');
-      if (!synced.b) a.event.emit(`${name}/to-b`, 'sync');
-      await ds.sleep(50);
-    }
     const payloads = [];
     for (let i = 0; i < 500; i++) payloads.push({ i, s: 'ünïcode ✓' });
-    for (const p of payloads) {
-      a.event.emit(`${name}/to-b`, p);
-      b.event.emit(`${name}/to-a`, p);
-    }
-    await ds.waitFor(() => atA.length === 500 && atB.length === 500, 8000, () => `all events (a ${atA.length}, b ${atB.length})`);
+    const { atA, atB } = await eventsBothWays(a, b, name, payloads, 8000);
     assert.deepEqual(atA, payloads);
     assert.deepEqual(atB, payloads);
 
     // records: set with a write ack, seen by the other client
-    const written = a.record.getRecord(`${name}/rec`);
-    await new Promise((resolve) => written.whenReady(resolve));
-    const seen = b.record.getRecord(`${name}/rec`);
-    await new Promise((resolve) => seen.whenReady(resolve));
+    const { written, seen } = await recordPair(a, b, `${name}/rec`);
     const changes = [];
     seen.subscribe('n', (v) => changes.push(v));
     const ack = await ds.withTimeout(new Promise((resolve) => written.set({ n: 1, tag: 'x' }, (err) => resolve(err))), 3000, 'the write ack');

@@ -27,14 +27,12 @@ const fs = require('fs');
 const net = require('net');
 const os = require('os');
 const path = require('path');
-const { spawn } = require('child_process');
 const deepstream1 = require('deepstream.io-client-js');
-const utils1 = require('deepstream.io-client-js/src/utils/utils');
 const deepstream2 = require('deepstream.io-client-js-2');
-
-const US = '\x1f';
-const RS = '\x1e';
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const { browserClient } = require('../lib/ds');
+const { sleep, freePorts, waitPort } = require('../lib/util');
+const { launch: spawnLogged } = require('../lib/procs');
+const { US, RS } = require('../lib/wire');
 
 function options() {
   const args = process.argv.slice(2);
@@ -52,55 +50,8 @@ function options() {
 
 // ------------------------------------------------------------------------------ processes
 
-const children = new Set();
-process.on('exit', () => {
-  for (const child of children) {
-    try {
-      process.kill(child.pid, 'SIGKILL');
-    } catch (e) {
-      /* gone */
-    }
-  }
-});
-
-async function freePorts(n) {
-  const servers = [];
-  for (let i = 0; i < n; i++) {
-    const s = net.createServer();
-    await new Promise((resolve) => s.listen(0, '127.0.0.1', resolve));
-    servers.push(s);
-  }
-  const ports = servers.map((s) => s.address().port);
-  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
-  return ports;
-}
-
 function launch(file, args, logFile) {
-  const out = fs.openSync(logFile, 'a');
-  const child = spawn(file, args, { stdio: ['ignore', out, out] });
-  fs.closeSync(out);
-  children.add(child);
-  child.exited = new Promise((resolve) => child.once('exit', () => {
-    children.delete(child);
-    resolve();
-  }));
-  return child;
-}
-
-async function waitPort(port, timeoutMs) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const ok = await new Promise((resolve) => {
-      const s = net.createConnection({ host: '127.0.0.1', port }, () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.on('error', () => resolve(false));
-    });
-    if (ok) return;
-    if (Date.now() > deadline) throw new Error(`port ${port} did not open`);
-    await sleep(50);
-  }
+  return spawnLogged(file, args, { out: logFile });
 }
 
 function rssKib(pid) {
@@ -188,9 +139,7 @@ function client1(node, username, browser) {
   return new Promise((resolve, reject) => {
     let c;
     if (browser) {
-      const saved = utils1.isNode;
-      utils1.isNode = false;
-      try { c = deepstream1(`127.0.0.1:${node.http}`); } finally { utils1.isNode = saved; }
+      c = browserClient(`127.0.0.1:${node.http}`);
     } else {
       c = deepstream1(`127.0.0.1:${node.tcp}`, { maxReconnectAttempts: 0 });
     }

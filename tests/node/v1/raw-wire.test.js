@@ -1,32 +1,17 @@
 'use strict';
 // Wire-level checks with a raw TCP client (tests/node/lib/raw.js), mixed with the real
-// deepstream.io-client-js 1.1.1 where useful.
+// deepstream.io-client-js 1.1.1 where useful: the suite of tests/node/suite/raw-wire.js in the
+// 1.x dialect, and the 1.x checks.
 // Reference captures: captures/v1/raw-handshake-open-auth.log, raw-listen-wire.log,
 // raw-event-typed-payloads.log, raw-event-emit-to-library.log.
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const ds = require('../lib/ds');
-const raw = require('../lib/raw');
+const { closeRaws } = require('../lib/wire');
+const dialect = require('../lib/dialect').v1;
 
-const OPEN = () => ds.env('DS_OPEN_URL');
+require('../suite/raw-wire')(dialect);
 
-async function closeRaw(list) {
-  await Promise.all(list.filter(Boolean).map((c) => c.close()));
-}
-
-test('raw: handshake and open-auth login', { timeout: 10000 }, async () => {
-  const c = await raw.connect(OPEN(), { label: 'raw-alice' });
-  try {
-    await c.waitForMessage('C|CH');
-    c.send('C', 'CHR', OPEN());
-    await c.waitForMessage('C|A');
-    c.send('A', 'REQ', JSON.stringify({ username: 'alice' }));
-    await c.waitForMessage('A|A');
-    assert.deepEqual(c.texts(), ['C|CH', 'C|A', 'A|A']);
-  } finally {
-    await c.close();
-  }
-});
+const { ds, raw, OPEN } = dialect;
 
 test('raw: event listen wire exchange (L, SP, LA, SR, UL)', { timeout: 10000 }, async () => {
   const prefix = ds.uid('lw');
@@ -63,7 +48,7 @@ test('raw: event listen wire exchange (L, SP, LA, SR, UL)', { timeout: 10000 }, 
     ]);
     assert.deepEqual(s.texts().slice(s0), [`E|A|S|${name}`, `E|A|US|${name}`]);
   } finally {
-    await closeRaw(list);
+    await closeRaws(list);
   }
 });
 
@@ -140,7 +125,7 @@ test('raw: library typed emits are forwarded verbatim; an EVT without data reach
     for (const c of clients) assert.deepEqual(c.errors, [], `${c.label} had errors`);
   } finally {
     await ds.closeAll(clients);
-    await closeRaw(list);
+    await closeRaws(list);
   }
 });
 
@@ -153,11 +138,7 @@ test('raw: a silent raw listener gets SP once and is skipped after listenRespons
   try {
     const silent = await raw.connect(OPEN(), { auth: { username: 'silent' }, label: 'silent' });
     list.push(silent);
-    const [p2, sub] = await Promise.all([
-      ds.open(OPEN(), { username: 'p2' }, 'p2'),
-      ds.open(OPEN(), { username: 'bob' }, 'bob'),
-    ]);
-    clients.push(p2, sub);
+    const [p2, sub] = await ds.openAll(OPEN(), ['p2', 'bob'], clients);
     const m0 = silent.received.length;
     silent.send('E', 'L', pattern);
     await silent.waitForMessage(['E', 'A', 'L', pattern], 3000, m0);
@@ -191,6 +172,6 @@ test('raw: a silent raw listener gets SP once and is skipped after listenRespons
     for (const c of clients) assert.deepEqual(c.errors, [], `${c.label} had errors`);
   } finally {
     await ds.closeAll(clients);
-    await closeRaw(list);
+    await closeRaws(list);
   }
 });

@@ -97,11 +97,7 @@ describe('heartbeat (2.x)', { concurrency: true }, () => {
     const name = ds.uid('hb-lib');
     const clients = [];
     try {
-      const [a, b] = await Promise.all([
-        ds.open(OPEN(), { username: ds.uid('hb-a') }, 'hb-a'),
-        ds.open(OPEN(), { username: ds.uid('hb-b') }, 'hb-b'),
-      ]);
-      clients.push(a, b);
+      const [a, b] = await ds.openAll(OPEN(), ['hb-a', 'hb-b'], clients, ds.uid);
       const got = [];
       b.event.subscribe(name, (v) => got.push(v));
       await ds.waitWire(b, `E|A|S|${name}`);

@@ -16,19 +16,10 @@ const test = require('node:test');
 const assert = require('node:assert/strict');
 const ds = require('../lib/ds2');
 const raw = require('../lib/raw-ws');
+const { getAll, isPresenceAckTimeout } = require('../lib/ops');
 
 const OPEN = () => ds.env('DS2_OPEN_URL');
 const FILE = () => ds.env('DS2_FILE_URL');
-
-const isPresenceAckTimeout = (e) => e.topic === 'U' && e.event === 'ACK_TIMEOUT';
-
-function getAll(client, timeoutMs = 3000) {
-  return ds.withTimeout(
-    new Promise((resolve) => client.presence.getAll((...args) => resolve(args))),
-    timeoutMs,
-    `${client.label}: presence.getAll`
-  );
-}
 
 test('presence subscribe: login and logout of other users reach the callback once per username; unsubscribe stops them', { timeout: 20000 }, async (t) => {
   const prefix = ds.uid('pr');

@@ -1,22 +1,20 @@
 'use strict';
 // Wire-level checks of the 2.x protocol with a raw websocket client (tests/node/lib/raw-ws.js):
-// handshake, the 2.x pre-auth errors (PROTOCOL.md 3.1, 3.2, 4), error replies after login
-// (3.7), the 2.x RPC ack format (3.5) and the HTTP side of the endpoint (2.3).
+// the suite of tests/node/suite/raw-wire.js in the 2.x dialect (handshake), and the 2.x pre-auth
+// errors (PROTOCOL.md 3.1, 3.2, 4), error replies after login (3.7), the 2.x RPC ack format (3.5)
+// and the HTTP side of the endpoint (2.3).
 // Reference captures: captures/v2/raw-handshake-open-auth.log, raw-auth-before-challenge-response.log,
 // raw-message-before-auth.log, raw-auth-invalid-json.log, raw-unknown-topic.log,
 // raw-known-action-wrong-topic.log, raw-too-short-ignored.log, raw-unknown-action-CRASH.log.
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const http = require('node:http');
-const ds = require('../lib/ds2');
-const raw = require('../lib/raw-ws');
+const { US, RS, closeRaws } = require('../lib/wire');
+const dialect = require('../lib/dialect').v2;
 
-const OPEN = () => ds.env('DS2_OPEN_URL');
-const { US, RS } = raw;
+require('../suite/raw-wire')(dialect);
 
-async function closeRaw(list) {
-  await Promise.all(list.filter(Boolean).map((c) => c.close()));
-}
+const { ds, raw, OPEN } = dialect;
 
 /** all text received in the frames from index `from`, in capture notation, pings left out */
 const frameText = (c, from = 0) =>
@@ -25,24 +23,6 @@ const frameText = (c, from = 0) =>
     .map((f) => raw.toText(f.text))
     .filter((x) => x !== 'C|PI+')
     .join('');
-
-test('raw: handshake and open-auth login, one message per text frame', { timeout: 10000 }, async () => {
-  const c = await raw.connect(OPEN(), { label: 'raw-alice' });
-  try {
-    await c.waitForMessage('C|CH');
-    c.send('C', 'CHR', `ws://${OPEN()}/deepstream`);
-    await c.waitForMessage('C|A');
-    c.send('A', 'REQ', JSON.stringify({ username: ds.uid('alice') }));
-    await c.waitForMessage('A|A');
-    assert.deepEqual(c.texts(), ['C|CH', 'C|A', 'A|A']);
-    assert.deepEqual(
-      c.frames.map((f) => f.text).filter((f) => f !== 'C' + US + 'PI' + RS),
-      ['C' + US + 'CH' + RS, 'C' + US + 'A' + RS, 'A' + US + 'A' + RS]
-    );
-  } finally {
-    await c.close();
-  }
-});
 
 test('raw pre-auth: other topics before CHR get C|E|INVALID_MESSAGE (socket stays open), C|PO is ignored, then the handshake works', { timeout: 10000 }, async () => {
   const c = await raw.connect(OPEN(), { label: 'raw-early' });
@@ -104,7 +84,7 @@ test('raw auth: after C|A a first message that is not a valid A|REQ gets A|E|INV
       assert.deepEqual(c.texts(from), ['A|E|INVALID_AUTH_MSG|invalid authentication message'], what);
     }
   } finally {
-    await closeRaw(clients);
+    await closeRaws(clients);
   }
 });
 
@@ -185,7 +165,7 @@ test('raw rpc: the 2.x ack is P|A|REQ|<name>|<cid>; a 1.x-style ack is refused a
       `P|E|ACK_TIMEOUT|${name}|corr2`,
     ]);
   } finally {
-    await closeRaw(list);
+    await closeRaws(list);
   }
 });
 

@@ -20,45 +20,16 @@ const test = require('node:test');
 const assert = require('node:assert/strict');
 const ds = require('../lib/ds2');
 const raw = require('../lib/raw-ws');
+const { firstCallback, callbackArgs } = require('../lib/util');
+const { ready, snapshot } = require('../lib/ops');
 
 const OPEN = () => ds.env('DS2_OPEN_URL');
 const WS = '{"writeSuccess":true}';
 
-function ready(rec, label, timeoutMs = 3000) {
-  return ds.withTimeout(
-    new Promise((resolve) => rec.whenReady(() => resolve(rec))),
-    timeoutMs,
-    `${label}: whenReady(${rec.name})`
-  );
-}
+/** calls fn(cb) and resolves with {args, out}: cb's first arguments; out.calls counts every call of cb */
+const callback = (fn, what, timeoutMs = 3000) => firstCallback(fn, what, timeoutMs);
 
-/** calls fn(cb) and resolves with the callback's arguments; counts later calls in out.calls */
-function callback(fn, what, timeoutMs = 3000) {
-  const out = { calls: 0 };
-  const p = new Promise((resolve) => {
-    fn(function () {
-      out.calls++;
-      if (out.calls === 1) resolve({ args: Array.from(arguments), out });
-    });
-  });
-  return ds.withTimeout(p, timeoutMs, what);
-}
-
-function snapshot(client, name, timeoutMs = 4000) {
-  return ds.withTimeout(
-    new Promise((resolve) => client.record.snapshot(name, (...args) => resolve(args))),
-    timeoutMs,
-    `${client.label}: record.snapshot(${name})`
-  );
-}
-
-function head(client, name, timeoutMs = 4000) {
-  return ds.withTimeout(
-    new Promise((resolve) => client.record.head(name, (...args) => resolve(args))),
-    timeoutMs,
-    `${client.label}: record.head(${name})`
-  );
-}
+const head = (client, name, timeoutMs = 4000) => callbackArgs((cb) => client.record.head(name, cb), `${client.label}: record.head(${name})`, timeoutMs);
 
 const recordSent = (client, name, from = 0) => ds.sentTexts(client, from).filter((t) => t.startsWith('R|') && t.split('|').includes(name));
 const recordWire = (client, name, from = 0) => ds.wireTexts(client, from).filter((t) => t.startsWith('R|') && t.split('|').includes(name));
@@ -67,11 +38,7 @@ test('write ack: record.set(data, cb) and record.set(path, value, cb) -> R|WA ->
   const name = `${ds.uid('wa')}/x`;
   const clients = [];
   try {
-    const [a, b] = await Promise.all([
-      ds.open(OPEN(), { username: ds.uid('alice') }, 'alice'),
-      ds.open(OPEN(), { username: ds.uid('bob') }, 'bob'),
-    ]);
-    clients.push(a, b);
+    const [a, b] = await ds.openAll(OPEN(), ['alice', 'bob'], clients, ds.uid);
     const recA = await ready(a.record.getRecord(name), 'alice');
     const recB = await ready(b.record.getRecord(name), 'bob');
     const a0 = a.sent.length;
@@ -139,11 +106,7 @@ test('write ack: setData(name, data, cb) on a record the client does not hold ->
   const name2 = `${prefix}/y`;
   const clients = [];
   try {
-    const [a, b] = await Promise.all([
-      ds.open(OPEN(), { username: ds.uid('alice') }, 'alice'),
-      ds.open(OPEN(), { username: ds.uid('bob') }, 'bob'),
-    ]);
-    clients.push(a, b);
+    const [a, b] = await ds.openAll(OPEN(), ['alice', 'bob'], clients, ds.uid);
     const a0 = a.sent.length;
     const w0 = a.wire.length;
 
@@ -199,11 +162,7 @@ test('head: client.record.head(name, cb) -> (null, version) from the server; REC
   const missing = `${prefix}/missing`;
   const clients = [];
   try {
-    const [a, b] = await Promise.all([
-      ds.open(OPEN(), { username: ds.uid('alice') }, 'alice'),
-      ds.open(OPEN(), { username: ds.uid('bob') }, 'bob'),
-    ]);
-    clients.push(a, b);
+    const [a, b] = await ds.openAll(OPEN(), ['alice', 'bob'], clients, ds.uid);
     const recA = await ready(a.record.getRecord(name), 'alice');
     await callback((cb) => recA.set({ v: 1 }, cb), 'set v1');
     await callback((cb) => recA.set('w', 2, cb), 'set v2');

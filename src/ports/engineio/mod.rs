@@ -10,13 +10,21 @@
 //! A polling request that lands on another core (every new HTTP connection may) is relayed to
 //! the session's home core through the mesh and answered from there (`answer_polling`).
 //! A WebSocket upgrade that lands on another core is handed over, socket and all, to the home
-//! core (`CoreMessage::Adopt`), which serves it.
+//! core (`RelayMessage::Adopt`), which serves it.
+//!
+//! `requests` answers the HTTP requests (handshake, polls, posts, the upgrade); `websocket`
+//! drives a session over a WebSocket.
+
+pub mod requests;
+pub mod websocket;
 
 use crate::admission::{EngineioTicket, Refusal};
 use crate::auth::proxy::Caller;
+use crate::dispatch::{Core, RelayReply, RelayRequest};
+use crate::metrics::Transport;
 use crate::protocol::actions::Dialect;
 use crate::session::Session;
-use crate::shard::{Core, PortState, RelayReply, RelayRequest, SessionPort, Transport};
+use crate::shard::{PortState, SessionPort};
 use crate::transport::engineio::{
     decode_binary_payload, decode_text_payload, encode_binary_payload, encode_text_payload,
     handshake, Packet, TextConvention,
@@ -31,7 +39,7 @@ use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 /// deepstream's engine.io endpoint, or the echo endpoint (`engineioEchoPath`).
-pub use crate::http_route::Endpoint as Mode;
+pub use crate::ports::route::Endpoint as Mode;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Carrier {
@@ -230,7 +238,7 @@ impl EioRegistry {
     ) -> Result<(Rc<EioSession>, Packet), Refusal> {
         let core = &self.core;
         let ticket = core
-            .admission
+            .admission()
             .open_engineio(caller.address.map(|address| address.ip()))?;
         let sid = new_sid(core.id);
         let convention = match mode {
@@ -253,13 +261,13 @@ impl EioRegistry {
             closed: Cell::new(false),
             last_seen: Cell::new(Instant::now()),
             websocket_attached: Cell::new(carrier == Carrier::WebSocket),
-            max_queued: core.config.limits.max_engineio_queued_packets,
+            max_queued: core.config().limits.max_engineio_queued_packets,
             _ticket: ticket,
         });
         self.sessions
             .borrow_mut()
             .insert(sid.clone(), Rc::clone(&session));
-        let config = &core.config;
+        let config = core.config();
         let open = Packet::Open(handshake(
             &sid,
             carrier == Carrier::Polling,
@@ -284,7 +292,7 @@ impl EioRegistry {
 /// The task of one engine.io session: feeds its packets to the deepstream session (or echoes
 /// them) and closes it on a close packet, a heartbeat timeout or a deepstream close.
 async fn drive(registry: Rc<EioRegistry>, eio: Rc<EioSession>, mut session: Option<Session>) {
-    let config = Rc::clone(&registry.core).config.clone();
+    let config = std::sync::Arc::clone(registry.core.config());
     let silence = config.engineio_ping_interval + config.engineio_ping_timeout;
     let mut auth_deadline = config
         .unauthenticated_client_timeout
@@ -434,7 +442,7 @@ pub async fn answer_polling(
     match post {
         None => {
             session.touch();
-            let wait = core.config.engineio_ping_interval + core.config.engineio_ping_timeout;
+            let wait = core.config().engineio_ping_interval + core.config().engineio_ping_timeout;
             session.wait_output(wait).await;
             let mut packets = session.take_output();
             if packets.is_empty() {

@@ -1,4 +1,4 @@
-//! Socket options and bounded socket I/O for the connection tasks (`server`, `http_port`).
+//! Socket options and bounded socket I/O for the connection tasks (`server`, `ports::http`).
 //!
 //! Owns what every accepted socket gets (TCP_NODELAY, TCP keepalive, `TCP_USER_TIMEOUT`) and
 //! the two ways a connection task waits on a socket without waiting forever: a read with a
@@ -6,6 +6,7 @@
 //! deadline passes. Called by the connection tasks only; it knows nothing of the protocol.
 
 use crate::base::config::Limits;
+use crate::dispatch::Core;
 use crate::shard::SessionPort;
 use futures_lite::future::{or, poll_fn};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -192,6 +193,13 @@ pub fn shared_with_another_process(address: SocketAddr) -> bool {
                     || address.ip().is_unspecified())
         })
     })
+}
+
+/// Writes a response or a frame: `false` when the write failed or did not finish within
+/// `tcpUserTimeout` (a client that stopped reading); the caller then drops the connection.
+pub async fn put(core: &Core, stream: &mut TcpStream, bytes: &[u8]) -> bool {
+    let deadline = Instant::now() + core.config().limits.tcp_user_timeout;
+    write_all_racing(stream, bytes, None, Some(deadline)).await
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! Owns the routing rules: the origin check (`allowAllOrigins` / `origins`), engine.io at
 //! `urlPath` (and `engineioEchoPath`), WebSocket upgrades at `urlPath` (and
 //! `websocketEchoPath`) with their handshake, the health check, `/metrics`, and the status of
-//! everything else. Called by `http_port` for every request.
+//! everything else. Called by `ports::http` for every request.
 
 use crate::base::config::Config;
 use crate::transport::http::Request;

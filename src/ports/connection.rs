@@ -1,0 +1,332 @@
+//! The connection loop that TCP (1.x) and WebSocket (2.x, and the echo endpoint) sessions share:
+//! write what the session produced (one send per turn), hand whole decoded units to the
+//! session, answer what the framing itself answers (pongs, echoes), keep the unauthenticated
+//! deadline and the heartbeat, and close as the port's state says. What differs between the
+//! transports is the `Wire`: how bytes are framed in both directions. Called by `tcp` and
+//! `websocket` once their connection is set up.
+
+use crate::dispatch::Core;
+use crate::metrics::Transport;
+use crate::session::Session;
+use crate::shard::{PortState, SessionPort};
+use bytes::Bytes;
+use futures_lite::future::{or, pending, poll_fn};
+use futures_lite::AsyncReadExt;
+use glommio::net::TcpStream;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// The 2.x server ping (the client answers `C|PO`).
+const PING: &[u8] = b"C\x1fPI\x1e";
+
+/// What the framing decoded from the bytes read so far.
+pub enum Inbound {
+    /// A whole unit of messages for the session.
+    Unit(Bytes),
+    /// Bytes to write back at once (a pong, an echo).
+    Reply(Vec<u8>),
+    /// A message longer than `maxMessageSize` was dropped; the session is told with this reply.
+    Oversized(&'static [u8]),
+    /// The peer closes (answer with this code, or none).
+    Close(Option<u16>),
+    /// The peer broke the framing protocol: close with this code.
+    Fail(u16),
+    /// Something that needs no action (it still counts as heard for the heartbeat).
+    Heard,
+}
+
+/// How one transport frames bytes in both directions.
+pub trait Wire {
+    const TRANSPORT: Transport;
+    /// Feeds bytes read from the socket.
+    fn push(&mut self, read: &[u8]);
+    /// The next thing decoded from what was pushed.
+    fn next(&mut self) -> Option<Inbound>;
+    /// The session's outbound bytes as they go on the wire: `payload` itself, or a frame
+    /// written into `frame` (empty on entry).
+    fn frame<'a>(&self, payload: &'a [u8], frame: &'a mut Vec<u8>) -> &'a [u8];
+    /// Writes the frame that closes the connection with `code` into `frame`; false when the
+    /// transport has none (the socket is just closed).
+    fn close_frame(&self, code: Option<u16>, frame: &mut Vec<u8>) -> bool;
+}
+
+/// One connection: its socket, its session (none for the echo endpoint) and its framing.
+pub struct Connection<W: Wire> {
+    pub core: Rc<Core>,
+    pub stream: TcpStream,
+    pub port: Rc<SessionPort>,
+    pub session: Option<Session>,
+    pub wire: W,
+    pub peer: Option<SocketAddr>,
+    /// Ping every interval and drop a peer silent for a whole interval (2.x); `None`: no
+    /// heartbeat.
+    pub heartbeat: Option<Duration>,
+    /// Give up a write that takes longer (`None`: TCP_USER_TIMEOUT and the slow-consumer
+    /// abort bound it).
+    pub write_timeout: Option<Duration>,
+}
+
+/// The buffers one connection reuses from write to write.
+#[derive(Default)]
+struct Buffers {
+    payload: Vec<u8>,
+    frame: Vec<u8>,
+}
+
+enum Wake {
+    Read(std::io::Result<usize>),
+    Output,
+    Tick,
+}
+
+/// Why the loop goes round again or stops.
+enum Step {
+    Continue,
+    Close(Option<u16>),
+    Stop,
+}
+
+/// The loop's own state between turns.
+struct Clock {
+    auth_deadline: Option<Instant>,
+    next_tick: Option<Instant>,
+    heard_since_tick: bool,
+}
+
+impl<W: Wire> Connection<W> {
+    /// Serves the connection until either side closes it, then closes the session.
+    pub async fn run(mut self) {
+        let config = std::sync::Arc::clone(self.core.config());
+        let mut clock = Clock {
+            auth_deadline: config
+                .unauthenticated_client_timeout
+                .filter(|_| self.session.is_some())
+                .map(|timeout| Instant::now() + timeout),
+            next_tick: self.heartbeat.map(|interval| Instant::now() + interval),
+            heard_since_tick: true,
+        };
+        let mut chunk = vec![0u8; 16 * 1024];
+        let mut closing: Option<Option<u16>> = None;
+        let mut buffers = Buffers::default();
+        loop {
+            let turn = self.turn(&mut clock, &mut chunk, &mut buffers, &mut closing);
+            match turn.await {
+                Step::Continue => {}
+                Step::Stop => break,
+                Step::Close(code) => {
+                    let mut frame = Vec::new();
+                    if self.wire.close_frame(code, &mut frame) && self.write(&frame).await {
+                        linger(&mut self.stream, &mut chunk).await;
+                    }
+                    break;
+                }
+            }
+        }
+        match self.session.as_mut() {
+            Some(session) => session.close(),
+            None => self.core.close_session(self.port.id),
+        }
+        self.core.counters.session_closed(W::TRANSPORT);
+    }
+
+    /// One turn: write, close, hand over decoded units, or wait for something to happen.
+    async fn turn(
+        &mut self,
+        clock: &mut Clock,
+        chunk: &mut [u8],
+        buffers: &mut Buffers,
+        closing: &mut Option<Option<u16>>,
+    ) -> Step {
+        let state = self.port.state();
+        if state == PortState::Abort {
+            return Step::Stop;
+        }
+        if self.port.has_output() {
+            return self.flush(buffers).await;
+        }
+        match (*closing, state) {
+            (Some(code), _) => return Step::Close(code),
+            (None, PortState::TerminateAfterFlush) => return Step::Stop,
+            (None, PortState::CloseAfterFlush) => {
+                return Step::Close(Some(crate::transport::websocket::close_code::NORMAL))
+            }
+            _ => {}
+        }
+        match self.decoded(clock).await {
+            Step::Continue => {}
+            Step::Close(code) => {
+                *closing = Some(code);
+                return Step::Continue;
+            }
+            Step::Stop => return Step::Stop,
+        }
+        if self.port.has_output() || self.port.state() != PortState::Open {
+            return Step::Continue;
+        }
+        self.wait(clock, chunk).await
+    }
+
+    /// Everything the session produced since the last write goes out at once.
+    async fn flush(&mut self, buffers: &mut Buffers) -> Step {
+        self.port.take_into(&mut buffers.payload);
+        let bytes = self.wire.frame(&buffers.payload, &mut buffers.frame);
+        self.core.counters.bytes_out(W::TRANSPORT, bytes.len());
+        let deadline = self.write_timeout.map(|timeout| Instant::now() + timeout);
+        let port = Some(&*self.port);
+        let written =
+            crate::ports::net::write_all_racing(&mut self.stream, bytes, port, deadline).await;
+        buffers.payload.clear();
+        buffers.frame.clear();
+        match written {
+            true => Step::Continue,
+            false => Step::Stop,
+        }
+    }
+
+    /// Acts on what the framing decoded, until it has nothing more or the session has output.
+    async fn decoded(&mut self, clock: &mut Clock) -> Step {
+        while let Some(inbound) = self.wire.next() {
+            clock.heard_since_tick = true;
+            match inbound {
+                Inbound::Unit(unit) => {
+                    if let Some(session) = self.session.as_mut() {
+                        session.handle_unit(unit).await;
+                    }
+                }
+                Inbound::Reply(bytes) => {
+                    if !self.write(&bytes).await {
+                        return Step::Stop;
+                    }
+                }
+                Inbound::Oversized(reply) => {
+                    crate::warn!(
+                        "{}: message longer than maxMessageSize ({} bytes) dropped",
+                        self.peer_text(),
+                        self.core.config().max_message_size
+                    );
+                    self.core.push_to(&self.port, reply);
+                }
+                Inbound::Close(code) => return Step::Close(code),
+                Inbound::Fail(code) => {
+                    crate::debug!(
+                        "{}: WebSocket protocol error, closing with {code}",
+                        self.peer_text()
+                    );
+                    return Step::Close(Some(code));
+                }
+                Inbound::Heard => {}
+            }
+            if self.port.has_output() || self.port.state() != PortState::Open {
+                break;
+            }
+        }
+        Step::Continue
+    }
+
+    /// Waits for bytes, for output, or for a deadline, and acts on it.
+    async fn wait(&mut self, clock: &mut Clock, chunk: &mut [u8]) -> Step {
+        if self
+            .session
+            .as_ref()
+            .is_some_and(|session| session.auth_timer_cleared())
+        {
+            clock.auth_deadline = None;
+        }
+        let deadline = match (clock.auth_deadline, clock.next_tick) {
+            (Some(auth), Some(tick)) => Some(auth.min(tick)),
+            (auth, tick) => auth.or(tick),
+        };
+        let (core, port, stream) = (&self.core, &self.port, &mut self.stream);
+        let wake = or(
+            or(
+                async {
+                    // Back-pressure: while a peer core's queue is over its limit, stop reading.
+                    core.wait_uncongested().await;
+                    Wake::Read(stream.read(chunk).await)
+                },
+                async {
+                    poll_fn(|context| port.poll_ready(context)).await;
+                    Wake::Output
+                },
+            ),
+            async {
+                match deadline {
+                    Some(at) => {
+                        glommio::timer::sleep(at.saturating_duration_since(Instant::now())).await
+                    }
+                    None => pending::<()>().await,
+                }
+                Wake::Tick
+            },
+        )
+        .await;
+        match wake {
+            Wake::Read(Ok(0)) | Wake::Read(Err(_)) => Step::Stop,
+            Wake::Read(Ok(read)) => {
+                self.core.counters.bytes_in(W::TRANSPORT, read);
+                self.wire.push(&chunk[..read]);
+                Step::Continue
+            }
+            Wake::Output => Step::Continue,
+            Wake::Tick => self.tick(clock),
+        }
+    }
+
+    /// A deadline passed: the unauthenticated timeout, or the heartbeat.
+    fn tick(&mut self, clock: &mut Clock) -> Step {
+        let now = Instant::now();
+        if clock.auth_deadline.is_some_and(|deadline| now >= deadline) {
+            if let Some(session) = self.session.as_mut() {
+                session.on_auth_timeout();
+            }
+            clock.auth_deadline = None;
+        }
+        let (Some(interval), Some(tick)) = (self.heartbeat, clock.next_tick) else {
+            return Step::Continue;
+        };
+        if now < tick {
+            return Step::Continue;
+        }
+        // A socket that sent nothing during a whole interval is dropped, without a close
+        // frame, as deepstream 2.x (uws) does.
+        if !clock.heard_since_tick {
+            crate::info!(
+                "{}: no message for {} ms: closing the connection",
+                self.peer_text(),
+                interval.as_millis()
+            );
+            return Step::Stop;
+        }
+        clock.heard_since_tick = false;
+        clock.next_tick = Some(now + interval);
+        self.core.push_to(&self.port, PING);
+        Step::Continue
+    }
+
+    /// Writes bytes, giving up when the session is aborted as a slow consumer or the write
+    /// takes longer than `write_timeout`.
+    async fn write(&mut self, bytes: &[u8]) -> bool {
+        let deadline = self.write_timeout.map(|timeout| Instant::now() + timeout);
+        crate::ports::net::write_all_racing(&mut self.stream, bytes, Some(&self.port), deadline)
+            .await
+    }
+
+    fn peer_text(&self) -> String {
+        self.peer.map(|peer| peer.to_string()).unwrap_or_default()
+    }
+}
+
+/// After our close frame: stop writing and drain what the peer still sends (up to a second),
+/// so the kernel closes with FIN rather than a reset that could discard the close frame.
+pub async fn linger(stream: &mut TcpStream, chunk: &mut [u8]) {
+    let _ = stream.shutdown(std::net::Shutdown::Write).await;
+    let drain = async {
+        while let Ok(read) = stream.read(chunk).await {
+            if read == 0 {
+                break;
+            }
+        }
+    };
+    or(drain, glommio::timer::sleep(Duration::from_secs(1))).await;
+}

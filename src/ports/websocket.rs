@@ -1,0 +1,103 @@
+//! WebSocket connections after the upgrade (`http` answered the handshake): a 2.x deepstream
+//! session, or the echo endpoint used by the conformance suites. Served by the shared loop
+//! (`connection`) over RFC 6455 framing (`transport::websocket`).
+
+use super::connection::{Connection, Inbound, Wire};
+use super::route::Endpoint;
+use crate::auth::proxy::Caller;
+use crate::dispatch::Core;
+use crate::metrics::Transport;
+use crate::protocol::actions::Dialect;
+use crate::session::Session;
+use crate::transport::websocket::{self, Decoder, Event};
+use bytes::Bytes;
+use glommio::net::TcpStream;
+use std::rc::Rc;
+
+/// The server side of RFC 6455 for one endpoint.
+struct WebSocketWire {
+    decoder: Decoder,
+    endpoint: Endpoint,
+}
+
+impl Wire for WebSocketWire {
+    const TRANSPORT: Transport = Transport::WebSocket;
+
+    fn push(&mut self, read: &[u8]) {
+        self.decoder.push(read);
+    }
+
+    fn next(&mut self) -> Option<Inbound> {
+        let mut reply = Vec::new();
+        let inbound = match (self.decoder.next_event()?, self.endpoint) {
+            (Event::Text(text), Endpoint::Deepstream) => Inbound::Unit(Bytes::from(text)),
+            (Event::Text(text), Endpoint::Echo) => {
+                websocket::write_text(&mut reply, &text);
+                Inbound::Reply(reply)
+            }
+            (Event::Binary(data), Endpoint::Echo) => {
+                websocket::write_binary(&mut reply, &data);
+                Inbound::Reply(reply)
+            }
+            // deepstream speaks text only.
+            (Event::Binary(_), Endpoint::Deepstream) => Inbound::Close(Some(1003)),
+            (Event::Ping(data), _) => {
+                websocket::write_pong(&mut reply, &data);
+                Inbound::Reply(reply)
+            }
+            (Event::Pong, _) => Inbound::Heard,
+            // Answer the close handshake with the peer's code (or none), then leave.
+            (Event::Close(code), _) => Inbound::Close(code),
+            (Event::Fail(code), _) => Inbound::Fail(code),
+        };
+        Some(inbound)
+    }
+
+    fn frame<'a>(&self, payload: &'a [u8], frame: &'a mut Vec<u8>) -> &'a [u8] {
+        // Everything the session produced since the last write goes out as one text frame.
+        websocket::write_text(frame, payload);
+        frame
+    }
+
+    fn close_frame(&self, code: Option<u16>, frame: &mut Vec<u8>) -> bool {
+        websocket::write_close(frame, code);
+        true
+    }
+}
+
+/// Drives one WebSocket connection: a 2.x deepstream session, or the echo endpoint.
+pub async fn serve_websocket(
+    core: Rc<Core>,
+    stream: TcpStream,
+    leftover: Vec<u8>,
+    endpoint: Endpoint,
+    caller: Caller,
+) {
+    let peer = caller.address;
+    core.counters.session_opened(Transport::WebSocket);
+    let port = core.open_session();
+    let session = match endpoint {
+        Endpoint::Deepstream => {
+            let mut session = Session::start(Rc::clone(&core), Rc::clone(&port), Dialect::V2, peer);
+            session.set_proxy_identity(caller.identity);
+            Some(session)
+        }
+        Endpoint::Echo => None,
+    };
+    let mut decoder = Decoder::new(core.config().max_message_size);
+    decoder.push(&leftover);
+    let heartbeat = core.config().heartbeat_interval;
+    Connection {
+        core,
+        stream,
+        port,
+        session,
+        wire: WebSocketWire { decoder, endpoint },
+        peer,
+        heartbeat: (endpoint == Endpoint::Deepstream).then_some(heartbeat),
+        // A client that cannot take a write within a heartbeat cannot be reading its pings.
+        write_timeout: Some(heartbeat),
+    }
+    .run()
+    .await;
+}
