@@ -22,7 +22,7 @@ MAX_FUNCTION_LINES = 120
 # Top to bottom: a module may import the modules of the lines below its own (and its own).
 LAYERS = [
     ["main", "lib"],
-    ["server"],
+    ["server", "tools"],
     ["ports"],
     ["session"],
     ["cluster"],

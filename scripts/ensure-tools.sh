@@ -2,7 +2,8 @@
 # Installs what building and testing corestream needs on a Debian machine, when missing:
 # a Rust toolchain (cargo), Node.js and npm (for the real deepstream clients and servers from
 # npm), python3 with venv (the Autobahn runner, kosoku from PyPI), redis-server (the cluster
-# tests) and nginx with its stream module (the tests behind nginx). Sourced by scripts/run.sh and
+# tests), nginx with its stream module (the tests behind nginx) and systemd-analyze (the unit
+# in deploy/). Sourced by scripts/run.sh and
 # scripts/test.sh; the npm packages, kosoku and cargo-fuzz are installed by the scripts that use
 # them.
 set -euo pipefail
@@ -15,6 +16,8 @@ command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_apt+=(nginx)
 [ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || need_apt+=(libnginx-mod-stream)
+# systemd-analyze checks the unit in deploy/ (scripts/deploy-check.sh).
+command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 # Debian's python3 needs python3-venv for the Autobahn runner's virtualenv.
 if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
   need_apt+=(python3-venv)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts a local nginx in front of local corestream nodes, built from the shipped configs
-# nginx/corestream-http.conf and nginx/corestream-stream.conf (rewritten, not copied by hand:
-# the `#@tag` lines of those files are filled in, so tests exercise the shipped files).
+# nginx/corestream-http.conf and nginx/corestream-stream.conf as `corestream nginx` prints them
+# for these nodes (${CORESTREAM_BIN:-target/release/corestream}), so tests exercise exactly what
+# the command gives a deployment.
 #
 #   scripts/nginx.sh --dir DIR --http-port P --http-upstream 127.0.0.1:A,127.0.0.1:B \
 #                    [--tcp-port Q --tcp-upstream 127.0.0.1:C,127.0.0.1:D] \
@@ -110,79 +111,13 @@ if [ "$(id -u)" = 0 ]; then
   chmod 0755 "$DIR"
 fi
 
-# rewrite SRC DEST ENABLE_TAGS DISABLE_TAGS NODES LISTEN: fills in the tagged lines of a
-# shipped config (see the header of nginx/corestream-http.conf).
-#   #@nodes   the first such `server` line is repeated once per node (keeping its
-#             parameters), the others are dropped
-#   #@listen  the first such `listen` line gets LISTEN as its address, the others are dropped
-#   #@TAG     uncommented if TAG is in ENABLE_TAGS, commented out if in DISABLE_TAGS
-#   values:   auth_basic_user_file, proxy_bind and the auth service's proxy_pass get ours
-rewrite() {
-  local src=$1 dest=$2
-  awk -v enable="$3" -v disable="$4" -v nodes="$5" -v listen="$6" \
-    -v htpasswd="$DIR/htpasswd" -v bind="$PROXY_BIND" -v authurl="$AUTH_REQUEST" '
-    function has(list, t) { return index(" " list " ", " " t " ") > 0 }
-    # "    # server a:1 x=y; #@nodes" -> indent, and the directive without "#", tag or ";"
-    function parse(line) {
-      match(line, /^[[:space:]]*/); indent = substr(line, 1, RLENGTH)
-      d = substr(line, RLENGTH + 1)
-      sub(/^#[[:space:]]?/, "", d)
-      sub(/[[:space:]]*#@[a-z-]+[[:space:]]*$/, "", d)
-      sub(/;[[:space:]]*$/, "", d)
-      return d
-    }
-    # directive NAME with its first argument replaced by ARG, parameters kept
-    function with_arg(d, arg,   n, w, i, out) {
-      n = split(d, w, /[[:space:]]+/)
-      out = w[1] " " arg
-      for (i = 3; i <= n; i++) out = out " " w[i]
-      return out ";"
-    }
-    {
-      tag = ""
-      if (match($0, /#@[a-z-]+[[:space:]]*$/)) {
-        tag = substr($0, RSTART + 2); sub(/[[:space:]]+$/, "", tag)
-      }
-      if (tag == "nodes") {
-        if (seen["nodes"]++) next
-        d = parse($0); cnt = split(nodes, list, ",")
-        for (i = 1; i <= cnt; i++) print indent with_arg(d, list[i])
-        next
-      }
-      if (tag == "listen") {
-        if (seen["listen"]++) next
-        d = parse($0); print indent with_arg(d, listen)
-        next
-      }
-      line = $0
-      if (tag != "" && has(enable, tag)) {
-        seen[tag]++
-        match(line, /^[[:space:]]*/); indent = substr(line, 1, RLENGTH); rest = substr(line, RLENGTH + 1)
-        sub(/^#[[:space:]]?/, "", rest); line = indent rest
-      } else if (tag != "" && has(disable, tag)) {
-        seen[tag]++
-        match(line, /^[[:space:]]*/); indent = substr(line, 1, RLENGTH); rest = substr(line, RLENGTH + 1)
-        if (rest !~ /^#/) line = indent "# " rest
-      }
-      if (tag != "" && has(enable, tag)) {
-        if (tag == "auth-basic") sub(/auth_basic_user_file[[:space:]]+[^;]*;/, "auth_basic_user_file " htpasswd ";", line)
-        if (tag == "proxy-bind") sub(/proxy_bind[[:space:]]+[^;]*;/, "proxy_bind " bind ";", line)
-        if (tag == "auth-request") sub(/proxy_pass[[:space:]]+[^;]*;/, "proxy_pass " authurl ";", line)
-      }
-      print line
-    }
-    END {
-      need = "nodes listen " enable " " disable
-      n = split(need, t, " ")
-      for (i = 1; i <= n; i++) if (t[i] != "" && !seen[t[i]]) {
-        print "no #@" t[i] " line found" > "/dev/stderr"; exit 3
-      }
-    }' "$src" >"$dest" || die "could not rewrite $src (were its #@tags changed?)"
-}
-
+# The two includes come from `corestream nginx` (the shipped files in nginx/, compiled into
+# the binary, filled in for these nodes): the tests run exactly what the command prints.
+require_corestream
 if [ -n "$HTTP_PORT" ]; then
+  ARGS=(--nodes "$HTTP_UPSTREAM" --listen "$HOST:$HTTP_PORT")
   if [ "${#BASIC_AUTH[@]}" -gt 0 ]; then
-    enable="auth-basic" disable="auth-none auth-request"
+    ARGS+=(--auth basic --htpasswd "$DIR/htpasswd")
     : >"$DIR/htpasswd"
     for entry in "${BASIC_AUTH[@]}"; do
       user=${entry%%:*} password=${entry#*:}
@@ -191,25 +126,17 @@ if [ -n "$HTTP_PORT" ]; then
     done
     chmod 0644 "$DIR/htpasswd"
   elif [ -n "$AUTH_REQUEST" ]; then
-    enable="auth-request" disable="auth-none auth-basic"
+    ARGS+=(--auth request --auth-url "$AUTH_REQUEST")
   elif [ "$AUTH_OFF" = 1 ]; then
-    enable="" disable="auth-none auth-basic auth-request"
-  else
-    enable="auth-none" disable="auth-basic auth-request"
+    ARGS+=(--auth off)
   fi
-  if [ -n "$PROXY_BIND" ]; then enable="$enable proxy-bind"; fi
-  rewrite "$ROOT/nginx/corestream-http.conf" "$DIR/corestream-http.conf" "$enable" "$disable" \
-    "$HTTP_UPSTREAM" "$HOST:$HTTP_PORT"
+  [ -z "$PROXY_BIND" ] || ARGS+=(--proxy-bind "$PROXY_BIND")
+  "$BIN" nginx "${ARGS[@]}" >"$DIR/corestream-http.conf" || die "corestream nginx failed"
 fi
 if [ -n "$TCP_PORT" ]; then
-  if [ "$PROXY_PROTOCOL" = on ]; then
-    enable=proxy-protocol disable=
-  else
-    enable= disable=proxy-protocol
-  fi
-  if [ -n "$PROXY_BIND" ]; then enable="$enable proxy-bind"; fi
-  rewrite "$ROOT/nginx/corestream-stream.conf" "$DIR/corestream-stream.conf" "$enable" "$disable" \
-    "$TCP_UPSTREAM" "$HOST:$TCP_PORT"
+  ARGS=(--stream --nodes "$TCP_UPSTREAM" --listen "$HOST:$TCP_PORT" --proxy-protocol "$PROXY_PROTOCOL")
+  [ -z "$PROXY_BIND" ] || ARGS+=(--proxy-bind "$PROXY_BIND")
+  "$BIN" nginx "${ARGS[@]}" >"$DIR/corestream-stream.conf" || die "corestream nginx --stream failed"
 fi
 
 # the stream module: loaded when this nginx has it as a dynamic module (Debian)
@@ -227,8 +154,8 @@ if [ -n "$TCP_PORT" ]; then
 fi
 
 {
-  echo "# generated by scripts/nginx.sh $(date -u +%Y-%m-%dT%H:%M:%SZ); the includes are rewritten"
-  echo "# from nginx/corestream-http.conf and nginx/corestream-stream.conf"
+  echo "# generated by scripts/nginx.sh $(date -u +%Y-%m-%dT%H:%M:%SZ); the includes are printed"
+  echo "# by \`corestream nginx\` from nginx/corestream-http.conf and nginx/corestream-stream.conf"
   [ -z "$USER_LINE" ] || echo "$USER_LINE"
   [ -z "$LOAD_STREAM" ] || echo "$LOAD_STREAM"
   cat <<EOF

@@ -52,7 +52,8 @@ fi
 # the clients need a modern node (node:test); make sure `node` is not the Node 8 binary that
 # npm links into tests/node/node_modules/.bin
 require_node 18
-[ "$SERVER" = deepstream ] || require_corestream
+# (the reference run too: the users file gets one password hashed by `corestream hash`)
+require_corestream
 
 make_work "corestream-node-tests-$DIALECT"
 # the websocket/HTTP port and the TCP port of each server (the 2.x reference opens no TCP port)
@@ -62,6 +63,9 @@ read -r OPEN_PORT OPEN_TCP FILE_PORT FILE_TCP <<<"$ports"
 cp tests/fixtures/users.yml "tests/fixtures/$PERMISSIONS" "$WORK/"
 fill_config "tests/fixtures/${PREFIX}open.yml" "$WORK/open.yml" "$OPEN_PORT" "$OPEN_TCP"
 fill_config "tests/fixtures/${PREFIX}file.yml" "$WORK/file.yml" "$FILE_PORT" "$FILE_TCP"
+# userH: a password hashed by `corestream hash` with the file config's options (suite/login.js)
+HASHED=$("$BIN" hash --config "$WORK/file.yml" hashed-by-corestream)
+printf 'userH:\n  password: "%s"\n' "$HASHED" >>"$WORK/users.yml"
 
 # ready: the reference says so; corestream listens on the port the clients use
 server_ready() { # server_ready NAME PORT

@@ -21,6 +21,10 @@ python3 scripts/check-structure.py
 echo "== cargo test (unit tests and black-box tests over real sockets)"
 cargo test --release
 
+echo "== the systemd unit in deploy/ (systemd-analyze verify)"
+cargo build --release --bin corestream
+bash scripts/deploy-check.sh
+
 echo "== deepstream.io-client-js 1.1.1 against the reference server deepstream.io 1.1.1"
 bash scripts/node-tests.sh deepstream
 

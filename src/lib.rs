@@ -20,7 +20,8 @@
 //! 9. `cluster`: several nodes as one through Redis, behind `dispatch::ClusterSeam`.
 //! 10. `session`: one connection's deepstream state machine.
 //! 11. `ports`: the tasks that own sockets (TCP, HTTP, WebSocket, engine.io).
-//! 12. `server`: executors, the mesh, listeners; started by `main`.
+//! 12. `server`: executors, the mesh, listeners; started by `main`. Beside it, `tools`: the
+//!     deployment tools of the command line (`corestream nginx`), which use nothing of ours.
 
 #[macro_use]
 pub mod logging;
@@ -37,4 +38,5 @@ pub mod random;
 pub mod server;
 pub mod session;
 pub mod shard;
+pub mod tools;
 pub mod transport;

@@ -1,10 +1,14 @@
-//! The `corestream` command: parses the command line (clap), loads the config, starts the
-//! server and waits for SIGINT/SIGTERM. Exit status: 0 after a clean stop, 1 when the server
-//! cannot start, 2 for a bad command line or config.
+//! The `corestream` command (clap): `start` loads the config, starts the server and waits for
+//! SIGINT/SIGTERM; `hash` prints a users-file password hash; `nginx` the shipped nginx config
+//! filled in for a deployment; `completions` a shell script.
+//! Exit status: 0 after a clean stop, 1 when the server cannot start, 2 for a bad command line
+//! or config.
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
-use corestream::base::config::Config;
+use corestream::auth::file::hash_password;
+use corestream::base::config::{AuthConfig, Config, FileAuthConfig};
 use corestream::server;
+use corestream::tools::nginx::{http_config, stream_config, Auth, HttpSite, StreamSite};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -59,11 +63,110 @@ enum Command {
     /// Run the server until SIGINT or SIGTERM.
     #[command(after_long_help = CONFIG_KEYS)]
     Start(StartArgs),
+    /// Print the users-file hash of a password, with the hash, iterations and keyLength of the
+    /// config's file auth (as `deepstream hash` does), for the `password` of a user in the
+    /// users file.
+    #[command(after_long_help = HASH_HELP)]
+    Hash(HashArgs),
+    /// Print the shipped nginx config filled in for a deployment: the http-context file
+    /// (WebSocket, engine.io with sticky sessions, auth in nginx), or with --stream the
+    /// stream-context file (the 1.x TCP protocol). The tests run nginx from exactly this output.
+    #[command(after_long_help = NGINX_HELP)]
+    Nginx(NginxArgs),
     /// Print a completion script for a shell (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell to complete for.
         shell: clap_complete::Shell,
     },
+}
+
+const HASH_HELP: &str = "\
+EXAMPLE:
+    corestream hash --config /etc/corestream/config.yml 's3cret'
+    read -rs PASSWORD; printf '%s' \"$PASSWORD\" | corestream hash -c config.yml -
+
+A password given as an argument is visible to other users of the machine (ps, shell history)
+while the command runs: pass - to read it from standard input instead.
+
+EXIT STATUS: 0 with the hash on standard output; 2 for a bad command line, a config file that
+    cannot be read, or a config whose auth is not `type: file` with a `hash`.";
+
+#[derive(Args)]
+struct HashArgs {
+    /// The password, or - to read it from standard input (one line; the line end is dropped).
+    password: String,
+    /// The config file whose `auth: {type: file, options: {hash, iterations, keyLength}}`
+    /// says how to hash.
+    #[arg(short, long, value_name = "FILE")]
+    config: PathBuf,
+}
+
+const NGINX_HELP: &str = "\
+EXAMPLES:
+    corestream nginx --nodes 10.0.0.11:6020,10.0.0.12:6020 --listen 80 \\
+        > /etc/nginx/conf.d/corestream.conf
+    corestream nginx --nodes 10.0.0.11:6020,10.0.0.12:6020 --auth basic \\
+        --htpasswd /etc/nginx/corestream.htpasswd > /etc/nginx/conf.d/corestream.conf
+    corestream nginx --stream --nodes 10.0.0.11:6021,10.0.0.12:6021 --listen 6021 \\
+        > /etc/nginx/corestream-stream.conf    # then: stream { include ...; } in nginx.conf
+
+With --auth basic or request, nginx passes the user it authenticated in X-Forwarded-User:
+configure the nodes with `auth: {type: proxy-header}` and `trustedProxies` (nginx's address,
+or --proxy-bind). With --stream and the PROXY protocol on (the default), the nodes need
+`tcpProxyProtocol: true`. nginx/README.md explains every choice in the files.
+
+--auth kerberos is not available yet: Debian 12 ships no SPNEGO module for nginx, and the
+validator set-up that replaces it is not built.
+
+EXIT STATUS: 0 with the config on standard output; 2 for a bad command line or value.";
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum NginxAuth {
+    /// No authentication in nginx (the user headers are cleared).
+    None,
+    /// Basic auth against --htpasswd.
+    Basic,
+    /// auth_request to the service at --auth-url.
+    Request,
+    /// Every auth variant commented out (the user headers are still cleared).
+    Off,
+    /// Not available yet (see below).
+    Kerberos,
+}
+
+#[derive(Args)]
+struct NginxArgs {
+    /// The nodes, comma-separated host:port: their HTTP `port` (default 6020), or with
+    /// --stream their `tcpPort` (default 6021).
+    #[arg(
+        long,
+        value_name = "HOST:PORT,...",
+        value_delimiter = ',',
+        required = true
+    )]
+    nodes: Vec<String>,
+    /// Print the stream-context file (the 1.x TCP protocol) instead of the http one.
+    #[arg(long)]
+    stream: bool,
+    /// nginx's listen address: a port or host:port (default 80, with --stream 6021).
+    #[arg(long, value_name = "ADDRESS")]
+    listen: Option<String>,
+    /// Who authenticates clients in nginx (http file only).
+    #[arg(long, value_enum, default_value = "none")]
+    auth: NginxAuth,
+    /// The htpasswd file, for --auth basic.
+    #[arg(long, value_name = "FILE")]
+    htpasswd: Option<String>,
+    /// The auth service, for --auth request: http://host:port/path answering 2xx with the
+    /// user in X-Auth-User (and X-Auth-User-Data), 401/403 to refuse.
+    #[arg(long, value_name = "URL")]
+    auth_url: Option<String>,
+    /// Connect to the nodes from this address (what the nodes' trustedProxies lists).
+    #[arg(long, value_name = "ADDRESS")]
+    proxy_bind: Option<String>,
+    /// Send the PROXY protocol header to the nodes (--stream only).
+    #[arg(long, value_name = "on|off", default_value = "on", value_parser = ["on", "off"])]
+    proxy_protocol: String,
 }
 
 #[derive(Args)]
@@ -82,10 +185,127 @@ struct StartArgs {
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Start(arguments) => start(arguments),
+        Command::Hash(arguments) => hash(arguments),
+        Command::Nginx(arguments) => nginx(arguments),
         Command::Completions { shell } => {
             let mut command = Cli::command();
             clap_complete::generate(shell, &mut command, "corestream", &mut std::io::stdout());
             ExitCode::SUCCESS
+        }
+    }
+}
+
+fn hash(options: HashArgs) -> ExitCode {
+    let fail = |message: String| {
+        eprintln!("corestream hash: {message}");
+        ExitCode::from(2)
+    };
+    let config = match Config::load(&options.config) {
+        Ok((config, _)) => config,
+        Err(error) => return fail(format!("{}: {error}", options.config.display())),
+    };
+    let AuthConfig::File(FileAuthConfig {
+        hash: Some(algorithm),
+        iterations,
+        key_length,
+        ..
+    }) = config.auth
+    else {
+        return fail(format!(
+            "{}: auth is not type file with a hash (options hash, iterations, keyLength): \
+             its users file holds passwords in clear text",
+            options.config.display()
+        ));
+    };
+    let password = if options.password == "-" {
+        let mut line = String::new();
+        if let Err(error) = std::io::stdin().read_line(&mut line) {
+            return fail(format!(
+                "cannot read the password from standard input: {error}"
+            ));
+        }
+        line.trim_end_matches(['\r', '\n']).to_string()
+    } else {
+        options.password
+    };
+    if password.is_empty() {
+        return fail("the password is empty".to_string());
+    }
+    let stored = hash_password(algorithm, &password, iterations, key_length);
+    println!("{stored}");
+    ExitCode::SUCCESS
+}
+
+/// Raises the soft limit on open files to the hard limit (every connection is a file
+/// descriptor): (the soft limit before, the soft limit now).
+fn raise_file_limit() -> std::io::Result<(u64, u64)> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into `limit`, a live local of the right type.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let before = limit.rlim_cur;
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: setrlimit only reads `raised`, a live local of the right type.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        limit = raised;
+    }
+    Ok((before, limit.rlim_cur))
+}
+
+fn nginx(options: NginxArgs) -> ExitCode {
+    let config = if options.stream {
+        stream_config(&StreamSite {
+            nodes: options.nodes,
+            listen: options.listen.unwrap_or_else(|| "6021".into()),
+            proxy_protocol: options.proxy_protocol == "on",
+            proxy_bind: options.proxy_bind,
+        })
+    } else {
+        let auth = match (options.auth, options.htpasswd, options.auth_url) {
+            (NginxAuth::None, None, None) => Auth::None,
+            (NginxAuth::Off, None, None) => Auth::Off,
+            (NginxAuth::Basic, Some(htpasswd), None) => Auth::Basic { htpasswd },
+            (NginxAuth::Request, None, Some(url)) => Auth::Request { url },
+            (NginxAuth::Kerberos, _, _) => {
+                eprintln!(
+                    "corestream nginx: --auth kerberos is not available yet (Debian 12 ships no \
+                     SPNEGO module for nginx; the validator set-up that replaces it is not built)"
+                );
+                return ExitCode::from(2);
+            }
+            _ => {
+                eprintln!(
+                    "corestream nginx: --htpasswd goes with --auth basic (and is needed there), \
+                     --auth-url with --auth request"
+                );
+                return ExitCode::from(2);
+            }
+        };
+        http_config(&HttpSite {
+            nodes: options.nodes,
+            listen: options.listen.unwrap_or_else(|| "80".into()),
+            auth,
+            proxy_bind: options.proxy_bind,
+        })
+    };
+    match config {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("corestream nginx: {error}");
+            ExitCode::from(2)
         }
     }
 }
@@ -114,6 +334,16 @@ fn start(options: StartArgs) -> ExitCode {
     }
     for warning in &warnings {
         corestream::warn!("{warning}");
+    }
+    match raise_file_limit() {
+        Ok((before, after)) if before < after => corestream::info!(
+            "open files: soft limit raised from {before} to the hard limit {after}: room for \
+             about {after} connections"
+        ),
+        Ok((_, limit)) => {
+            corestream::info!("open files: limit {limit}: room for about {limit} connections")
+        }
+        Err(error) => corestream::warn!("open files: cannot read or raise the limit: {error}"),
     }
     let tcp = config.tcp_enabled.then_some(config.tcp_address);
     let http = config

@@ -125,6 +125,29 @@ impl UsersFile {
     }
 }
 
+/// A users-file password as deepstream's `hash` command writes it: a fresh 16-byte salt,
+/// base64-encoded (24 characters), appended to `base64(pbkdf2(password, salt text, ...))`.
+/// Called by `corestream hash`.
+pub fn hash_password(
+    hash: PasswordHash,
+    password: &str,
+    iterations: u32,
+    key_length: usize,
+) -> String {
+    let engine = base64::engine::general_purpose::STANDARD;
+    let salt = engine.encode(crate::random::bytes::<16>());
+    let derived = derive(
+        hash,
+        password.as_bytes(),
+        salt.as_bytes(),
+        iterations,
+        key_length,
+    );
+    let mut stored = engine.encode(derived);
+    stored.push_str(&salt);
+    stored
+}
+
 /// pbkdf2 with the digest deepstream names.
 pub fn derive(
     hash: PasswordHash,
@@ -182,6 +205,38 @@ mod tests {
     use std::path::PathBuf;
 
     const SAMPLE: &str = "rCOSZxJrgze2AZdVQh12c6ErDMOG0M+Rx5Yu7S5d91c=GS4SbTQYmoaGwjm2shEobg==";
+
+    #[test]
+    fn a_hashed_password_is_accepted_and_salted_afresh() {
+        for hash in [
+            PasswordHash::Md5,
+            PasswordHash::Sha1,
+            PasswordHash::Sha256,
+            PasswordHash::Sha512,
+        ] {
+            let stored = hash_password(hash, "s3cret", 100, 32);
+            assert_eq!(stored.len(), 44 + 24, "{stored}");
+            assert_ne!(
+                stored,
+                hash_password(hash, "s3cret", 100, 32),
+                "same salt twice"
+            );
+            let body = format!("alice:\n  password: \"{stored}\"\n");
+            let file = users_with(Some(hash), 100, &body);
+            let login = |password: &str| {
+                let auth = json!({"username": "alice", "password": password});
+                file.authenticate(auth.as_object().expect("object"))
+            };
+            assert!(
+                matches!(login("s3cret"), AuthOutcome::Accepted { .. }),
+                "{hash:?}"
+            );
+            assert!(
+                matches!(login("s3cret!"), AuthOutcome::Rejected { .. }),
+                "{hash:?}"
+            );
+        }
+    }
 
     fn users(hash: Option<PasswordHash>, body: &str) -> UsersFile {
         users_with(hash, 100, body)

@@ -7,7 +7,7 @@
 //! with the parsed authData and where the connection came from; only the webhook touches a
 //! socket, its own short-lived HTTP client connection.
 
-mod file;
+pub mod file;
 pub mod proxy;
 mod webhook;
 

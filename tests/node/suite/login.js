@@ -62,6 +62,24 @@ module.exports = function loginSuite(dialect) {
     }
   });
 
+  // scripts/node-tests.sh adds userH to the users file with a password hashed by
+  // `corestream hash` (a fresh salt each run): the reference servers must accept it too.
+  test('file login with a password hashed by `corestream hash`: accepted, and a wrong one refused', { timeout: 10000 }, async () => {
+    const h = ds.create(FILE(), 'userH');
+    const wrong = ds.create(FILE(), 'userH-wrong');
+    try {
+      const [right, refused] = await Promise.all([
+        ds.login(h, { username: 'userH', password: 'hashed-by-corestream' }),
+        ds.login(wrong, { username: 'userH', password: 'hashed-by-corestream!' }),
+      ]);
+      assert.deepEqual(right, [true, null]);
+      assert.equal(refused[0], false);
+      assert.deepEqual(ds.wireTexts(h), ['C|CH', 'C|A', 'A|A|L']);
+    } finally {
+      await ds.closeAll([h, wrong]);
+    }
+  });
+
   test('file login failure: wrong password -> callback (false, undefined), no error event, retry works', { timeout: 10000 }, async () => {
     const c = ds.create(FILE(), 'userA-bad');
     try {
