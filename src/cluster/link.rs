@@ -3,9 +3,10 @@
 //! Owned by `cluster::Cluster` (one per core); nothing else touches a Redis socket. Each link is
 //! driven by one task on its core that connects, authenticates (`AUTH`, `SELECT`), then writes
 //! whatever was queued since its last write in one send and reads replies as they come. A lost
-//! connection fails every waiting command at once (`RedisError::Lost`: sent, outcome unknown), is logged, and is
-//! retried with exponential backoff (50 ms doubling to 2 s); the pub/sub link subscribes again
-//! to every channel it wants and reports `Connected`, so its owner can reload what it caches.
+//! connection fails every waiting command at once (`RedisError::Lost`: sent, outcome unknown),
+//! is logged, and is retried with exponential backoff (50 ms doubling to 2 s); the pub/sub link
+//! subscribes again to every channel it wants and reports each `Subscribed` channel, so its
+//! owner can reload what it caches.
 //! While a link is down, calls fail immediately: a core never waits on Redis to serve locally.
 
 use super::resp::{frame_length, parse, write_command, RespError};

@@ -21,15 +21,16 @@
 //! links a node does the same with the epoch it finds, and a leader takes a new epoch (what it
 //! knew of the others may be stale), so every follower reports again.
 //!
-//! ## On the wire (`cs:node:<node>`, fields separated by 0x1e, `<kind>␞<from node>␞...`)
+//! ## On the wire (`cs:node:<node>`, encoded by `wire`; its module doc has the bytes)
 //! Follower → leader, from its core `c`:
-//! - `LX␞c`: forget what core `c` reported (core 0: the listeners too); a full report follows.
-//! - `LL` / `LU␞topic␞core␞slot␞generation␞pattern`: a listener added / removed (core 0 only).
-//! - `LI␞topic␞c␞1|0␞name`: the first local subscriber of a name came / the last went.
-//! - `LR␞topic␞core␞slot␞generation␞1|0␞pattern␞name␞raw`: a listener's `LA` / `LR`.
+//! - `ListenReset` (`LX`): forget what core `c` reported (core 0: the listeners too); a full
+//!   report follows.
+//! - `Listener` (`LL` / `LU`): a listener added / removed (core 0 only).
+//! - `Interest` (`LI`): the first local subscriber of a name came / the last went.
+//! - `Response` (`LR`): a listener's `LA` / `LR`.
 //!
-//! Leader → follower: `LS␞core␞slot␞generation␞message` (an `SP`, `SR` or error for a
-//! listener there), `LH␞message` (an `SH` for the node's subscribers of a name).
+//! Leader → follower: `ToListener` (`LS`: an `SP`, `SR` or error for a listener there),
+//! `ToSubscribers` (`LH`: an `SH` for the node's subscribers of a name).
 //!
 //! ## Ordering
 //! Each core publishes on its own connection, so what one core reports arrives in order: a
@@ -93,7 +94,8 @@ pub struct ClusterListen {
     taken: Option<(Arc<str>, i64)>,
     /// Core 0: report again at the next claim (a link of core 0 reconnected, or the leader left).
     claim_now: bool,
-    /// Leader: the other nodes' listeners; an `Address::NodeListener` stand-in's index is its place here.
+    /// Leader: the other nodes' listeners; an `Address::NodeListener` stand-in's index is its
+    /// place here.
     remote: Vec<Option<RemoteListener>>,
     remote_index: AHashMap<(Arc<str>, SessionRef), u32>,
     free: Vec<u32>,

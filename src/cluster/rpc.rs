@@ -10,8 +10,8 @@
 //!
 //! What the feature sends to a stand-in travels on the target node's channel
 //! `cs:node:<node>` (`wire::NodeWire::RpcRequest` / `RpcAnswer`), handled there by core 0 and
-//! routed to the name's owner core, where the calling node is a stand-in requester. The node serving a remote request uses only its own providers and
-//! answers `REJ` when none is left (both in `RpcFeature`), so the calling node reroutes to
+//! routed to the name's owner core, where the calling node is a stand-in requester. The node
+//! serving a remote request uses only its own providers and answers `REJ` when none is left (both in `RpcFeature`), so the calling node reroutes to
 //! another node. Acks between nodes are in the 1.x form; the calling node rewrites them for a
 //! 2.x requester as it would a local provider's.
 

@@ -1,8 +1,8 @@
 //! Features that run on the core owning a name: events, listening, records and RPC.
 //!
 //! A feature never touches a socket or another core. It changes its registries and describes
-//! what must happen next as `Effect`s; the dispatcher (`dispatch::Core`) carries them out: writing to a local
-//! session's outbound buffer, or one mesh message per destination core.
+//! what must happen next as `Effect`s; the dispatcher (`dispatch::Core`) carries them out:
+//! writing to a local session's outbound buffer, or one mesh message per destination core.
 
 pub mod event;
 pub mod listen;
