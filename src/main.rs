@@ -63,14 +63,17 @@ enum Command {
     /// Run the server until SIGINT or SIGTERM.
     #[command(after_long_help = CONFIG_KEYS)]
     Start(StartArgs),
-    /// Print the users-file hash of a password, with the hash, iterations and keyLength of the
-    /// config's file auth (as `deepstream hash` does), for the `password` of a user in the
-    /// users file.
+    /// Print a users-file password hash (as `deepstream hash` does).
+    ///
+    /// The hash, iterations and keyLength come from the config's file auth; the output goes in
+    /// the `password` of a user in the users file.
     #[command(after_long_help = HASH_HELP)]
     Hash(HashArgs),
-    /// Print the shipped nginx config filled in for a deployment: the http-context file
-    /// (WebSocket, engine.io with sticky sessions, auth in nginx), or with --stream the
-    /// stream-context file (the 1.x TCP protocol). The tests run nginx from exactly this output.
+    /// Print the shipped nginx config filled in for your nodes.
+    ///
+    /// The http-context file (WebSocket, engine.io with sticky sessions, auth in nginx), or with
+    /// --stream the stream-context file (the 1.x TCP protocol). The tests run nginx from exactly
+    /// this output.
     #[command(after_long_help = NGINX_HELP)]
     Nginx(NginxArgs),
     /// Print a completion script for a shell (bash, zsh, fish, elvish, powershell).

@@ -185,3 +185,87 @@ impl ProxiedLogin for WsClient {
         self.expect("A|E|INVALID_AUTH_DATA|U+");
     }
 }
+
+/// One HTTP request on a new connection, as nginx would forward it (we connect from
+/// 127.0.0.1, the trusted proxy): (status, body).
+fn forwarded(port: u16, method: &str, target: &str, headers: &str, body: &[u8]) -> (u16, String) {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let head = format!(
+        "{method} {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{headers}\
+         Content-Type: text/plain;charset=UTF-8\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).expect("send");
+    stream.write_all(body).expect("send body");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut reply = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut stream, &mut reply);
+    let reply = String::from_utf8_lossy(&reply).to_string();
+    let status = reply
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = reply
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body)
+        .unwrap_or("");
+    (status, body.to_string())
+}
+
+#[test]
+fn an_engineio_session_serves_only_the_user_a_trusted_proxy_opened_it_for() {
+    let server = Server::start(
+        "trustedProxies: [127.0.0.1]\nauth:\n  type: proxy-header\n",
+        2,
+    );
+    let port = server.http_port;
+    let path = "/deepstream/?EIO=3&transport=polling&b64=1";
+    let alice = "X-Forwarded-User: alice\r\n";
+    let (status, open) = forwarded(port, "GET", path, alice, b"");
+    assert_eq!(status, 200, "{open}");
+    let sid = open
+        .split("\"sid\":\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("an open packet")
+        .to_string();
+    let target = format!("{path}&sid={sid}");
+    let packet = "4C\u{1f}CHR\u{1f}localhost:6020\u{1e}";
+    let challenge = format!("{}:{packet}", packet.len());
+    // Another user (or none) with alice's sid: answered as for an unknown sid, whichever core
+    // the connection lands on (several tries: some reach the session's core, some are relayed).
+    for headers in [
+        "X-Forwarded-User: bob\r\n",
+        "",
+        "X-Forwarded-User: Alice\r\n",
+    ] {
+        for _ in 0..4 {
+            let (status, body) = forwarded(port, "POST", &target, headers, challenge.as_bytes());
+            assert_eq!(status, 400, "{headers:?}: {body}");
+            assert!(body.contains("Session ID unknown"), "{headers:?}: {body}");
+            let (status, body) = forwarded(port, "GET", &target, headers, b"");
+            assert_eq!(
+                (status, body.contains("Session ID unknown")),
+                (400, true),
+                "{body}"
+            );
+        }
+    }
+    let upgrade = format!(
+        "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{}",
+        "X-Forwarded-User: bob\r\n"
+    );
+    let ws_target = format!("/deepstream/?EIO=3&transport=websocket&sid={sid}");
+    let (status, _) = forwarded(port, "GET", &ws_target, &upgrade, b"");
+    assert_ne!(status, 101, "bob's upgrade of alice's session");
+    // alice herself goes on: her post is taken, and her poll answers the challenge
+    let (status, body) = forwarded(port, "POST", &target, alice, challenge.as_bytes());
+    assert_eq!((status, body.as_str()), (200, "ok"));
+    let (status, body) = forwarded(port, "GET", &target, alice, b"");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("C\u{1f}A"), "{body}");
+}

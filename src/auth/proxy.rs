@@ -28,6 +28,15 @@ pub struct Caller {
     pub identity: Option<ProxyIdentity>,
 }
 
+impl Caller {
+    /// The username a trusted proxy named for this request.
+    pub fn user(&self) -> Option<&str> {
+        self.identity
+            .as_ref()
+            .map(|identity| identity.username.as_str())
+    }
+}
+
 /// The caller of a request from `peer` with these headers.
 pub fn caller<'a>(
     config: &Config,

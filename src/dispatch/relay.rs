@@ -37,6 +37,8 @@ pub struct RelayRequest {
     pub post: Option<Vec<u8>>,
     pub b64: bool,
     pub binary: bool,
+    /// The user a trusted proxy named for the request (proxy-header auth).
+    pub user: Option<String>,
 }
 
 /// The answer to a relayed request, written by the core that received the request.

@@ -71,6 +71,9 @@ pub struct EioSession {
     max_queued: usize,
     /// This session's place in the node's engine.io counts (given back when it is dropped).
     _ticket: EngineioTicket,
+    /// The user a trusted proxy authenticated when the session was opened (proxy-header auth):
+    /// every later request for the session must come as that user (`EioRegistry::get_for`).
+    user: Option<String>,
 }
 
 /// A session id: the home core, then 128 bits from the operating system's cryptographic
@@ -213,6 +216,24 @@ impl EioRegistry {
         self.sessions.borrow().get(sid).cloned()
     }
 
+    /// The session `sid`, for a request that came as `user` (the user a trusted proxy named for
+    /// it, `None` without proxy-header auth). A session opened as another user is not given:
+    /// the sid alone (which travels in URLs, so may leak into logs) must not let one
+    /// authenticated user ride another's session. The request is answered as for an unknown sid.
+    pub fn get_for(&self, sid: &str, user: Option<&str>) -> Option<Rc<EioSession>> {
+        let session = self.get(sid)?;
+        if session.user.as_deref() == user {
+            return Some(session);
+        }
+        crate::warn!(
+            "engine.io session {}…: a request as {:?} for a session opened as {:?}: refused",
+            &sid[..sid.len().min(8)],
+            user.unwrap_or("(no proxied user)"),
+            session.user.as_deref().unwrap_or("(no proxied user)")
+        );
+        None
+    }
+
     pub fn len(&self) -> usize {
         self.sessions.borrow().len()
     }
@@ -263,6 +284,7 @@ impl EioRegistry {
             websocket_attached: Cell::new(carrier == Carrier::WebSocket),
             max_queued: core.config().limits.max_engineio_queued_packets,
             _ticket: ticket,
+            user: caller.user().map(str::to_string),
         });
         self.sessions
             .borrow_mut()
@@ -481,7 +503,7 @@ pub fn register_relay(core: &Rc<Core>, registry: &Rc<EioRegistry>) {
         let core = Rc::clone(&handler_core);
         let registry = Rc::clone(&registry);
         glommio::spawn_local(async move {
-            let session = registry.get(&request.sid);
+            let session = registry.get_for(&request.sid, request.user.as_deref());
             let reply = answer_polling(
                 &core,
                 session,

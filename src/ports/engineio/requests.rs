@@ -169,6 +169,7 @@ impl Exchange<'_> {
             post: (request.method == "POST").then(|| body.to_vec()),
             b64: self.b64,
             binary: is_binary_post(request),
+            user: self.caller.user().map(str::to_string),
         };
         match self
             .core
@@ -207,7 +208,7 @@ impl Exchange<'_> {
         let answer = match request.method.as_str() {
             "GET" | "POST" => {
                 let post = (request.method == "POST").then_some(body);
-                let session = self.engineio.get(sid);
+                let session = self.engineio.get_for(sid, self.caller.user());
                 let binary = is_binary_post(request);
                 let reply = super::answer_polling(self.core, session, post, self.b64, binary).await;
                 let headers = self.headers(&[("Content-Type", reply.content_type)]);
@@ -229,7 +230,7 @@ impl Exchange<'_> {
     /// The WebSocket upgrade: for a polling session of this core (`sid`), or a new session
     /// carried by the WebSocket alone.
     async fn upgrade(&mut self, sid: Option<&str>, leftover: Vec<u8>) -> Fate {
-        let attached = sid.map(|sid| attach(self.engineio, sid));
+        let attached = sid.map(|sid| attach(self.engineio, sid, self.caller.user()));
         if let Some(Attach::Unknown) = attached {
             let answer = self.error_answer(1, "Session ID unknown", false);
             let _ = self.put(&answer).await;
@@ -311,8 +312,8 @@ enum Attach {
     Unknown,
 }
 
-fn attach(engineio: &EioRegistry, sid: &str) -> Attach {
-    match engineio.get(sid) {
+fn attach(engineio: &EioRegistry, sid: &str, user: Option<&str>) -> Attach {
+    match engineio.get_for(sid, user) {
         Some(session) if session.closed.get() => Attach::Unknown,
         Some(session) if session.websocket_attached.get() => Attach::Duplicate,
         Some(session) => {
