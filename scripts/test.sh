@@ -54,6 +54,6 @@ echo "== engine.io-client@3 conformance tests against corestream's engine.io ech
 bash scripts/conformance/eio3-client-corestream.sh
 
 echo "== fuzzing every parser briefly"
-bash scripts/fuzz.sh "${FUZZ_SECONDS:-15}"
+bash scripts/fuzz.sh "${FUZZ_SECONDS:-10}"
 
 echo "== all tests passed in $(( $(date +%s) - started )) s"
