@@ -58,30 +58,25 @@ use std::cell::{OnceCell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
 
-/// Everything one core may send another (see the table in the module doc).
-#[derive(Debug)]
-pub enum CoreMessage {
-    Delivery(Delivery),
-    Subscription(Subscription),
-    Record(RecordMessage),
-    Rpc(RpcMessage),
-    Presence(PresenceMessage),
-    Node(NodeMessage),
-    Relay(RelayMessage),
-    Stats(StatsMessage),
-}
+/// Declares `CoreMessage` with one variant per area, and `From` each area's type, so a sender
+/// writes `core.route(owner, Subscription::Emit { .. })`.
+macro_rules! core_message {
+    ($($area:ident($type:ty)),*) => {
+        /// Everything one core may send another (see the table in the module doc).
+        #[derive(Debug)]
+        pub enum CoreMessage {
+            $($area($type)),*
+        }
 
-macro_rules! into_core_message {
-    ($($area:ident($type:ty)),*) => {$(
-        impl From<$type> for CoreMessage {
+        $(impl From<$type> for CoreMessage {
             fn from(message: $type) -> CoreMessage {
                 CoreMessage::$area(message)
             }
-        }
-    )*};
+        })*
+    };
 }
 
-into_core_message!(
+core_message!(
     Delivery(Delivery),
     Subscription(Subscription),
     Record(RecordMessage),
