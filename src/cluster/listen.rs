@@ -15,11 +15,17 @@
 //! ## Choosing the leader
 //! The hash `cs:listen-leader` holds {node, epoch}. Core 0 of every node runs `CLAIM` every
 //! `clusterActiveCheckInterval`: the leader stays while it is in `cs:nodes` (alive); otherwise
-//! the caller leads with a new epoch, published as `<node>␞<epoch>` on `cs:listen`. A node that
-//! sees a newer epoch resets its listening (revoking the providers it knew) and reports again:
-//! its listeners (from core 0) and each core's subscribed names. After a reconnect of core 0's
-//! links a node does the same with the epoch it finds, and a leader takes a new epoch (what it
-//! knew of the others may be stale), so every follower reports again.
+//! the caller leads with a new epoch. A node that sees a newer epoch resets its listening
+//! (revoking the providers it knew) and reports again: its listeners (from core 0) and each
+//! core's subscribed names. After a reconnect of core 0's links a node does the same with the
+//! epoch it finds, and a leader takes a new epoch (what it knew of the others may be stale), so
+//! every follower reports again. A core other than 0 whose command link reconnects reports its
+//! own part again (what it sent while the link was down is lost).
+//!
+//! A new leader first resets its own cores and only then announces `<node>␞<epoch>` on
+//! `cs:listen` (the script does not publish): a follower that found the new epoch in Redis
+//! before the announcement may have reported before the reset wiped its reports, so every
+//! follower reports again on an announcement of the epoch it already has.
 //!
 //! ## On the wire (`cs:node:<node>`, encoded by `wire`; its module doc has the bytes)
 //! Follower → leader, from its core `c`:
@@ -62,23 +68,34 @@ use std::sync::Arc;
 pub const LEADER_KEY: &[u8] = b"cs:listen-leader";
 pub const LEADER_CHANNEL: &[u8] = b"cs:listen";
 
-/// Keeps a live leader or takes the lead. KEYS: `cs:listen-leader`, `cs:nodes`, `cs:listen`.
-/// ARGV: node, `1` to take a new epoch when it leads already. Returns {leader, epoch}; epoch
-/// -1 when there is no live leader and the caller is not stamped alive yet.
+/// Keeps a live leader or takes the lead. KEYS: `cs:listen-leader`, `cs:nodes`. ARGV: node,
+/// `1` to take a new epoch when it leads already. Returns {leader, epoch, taken}: epoch -1 when
+/// there is no live leader and the caller is not stamped alive yet; taken 1 when the caller
+/// just took a new epoch (it announces it once its cores are reset).
 pub const CLAIM: &str = r"
 local leader = redis.call('HGET', KEYS[1], 'node')
 local alive = leader and redis.call('HEXISTS', KEYS[2], leader) == 1
 if alive and not (leader == ARGV[1] and ARGV[2] == '1') then
-  return {leader, tonumber(redis.call('HGET', KEYS[1], 'epoch')) or 0}
+  return {leader, tonumber(redis.call('HGET', KEYS[1], 'epoch')) or 0, 0}
 end
 if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then
-  return {leader or '', -1}
+  return {leader or '', -1, 0}
 end
 local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
 redis.call('HSET', KEYS[1], 'node', ARGV[1])
-redis.call('PUBLISH', KEYS[3], ARGV[1] .. '\30' .. epoch)
-return {ARGV[1], epoch}
+return {ARGV[1], epoch, 1}
 ";
+
+/// When a (leader, epoch) seen replaces the one a node's core 0 took.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Take {
+    /// Only a newer epoch (a routine claim, or this node's own announcement).
+    Newer,
+    /// The same epoch too: a leader's announcement, after which every follower reports again.
+    AtLeastAsNew,
+    /// Whatever Redis says (a forced claim after a reconnect).
+    Always,
+}
 
 struct RemoteListener {
     node: Arc<str>,
@@ -200,27 +217,28 @@ pub async fn claim(core: &Rc<Core>, cluster: &Rc<Cluster>) {
         .script(
             &cluster.listen_claim_script,
             CLAIM,
-            &[LEADER_KEY, super::NODES_KEY, LEADER_CHANNEL],
+            &[LEADER_KEY, super::NODES_KEY],
             &[cluster.node.as_bytes(), renew],
         )
         .await;
     let parsed = match reply {
-        Ok(Value::Array(parts)) => {
-            let mut parts = parts.into_iter();
-            match (parts.next().and_then(bulk), parts.next().and_then(integer)) {
-                (Some(leader), Some(epoch)) => String::from_utf8(leader).ok().map(|l| (l, epoch)),
-                _ => None,
-            }
-        }
-        Ok(_) => None,
+        Ok(value) => parse_claim(value),
         Err(error) => {
             cluster.count_error("choosing the listen leader", &error);
             None
         }
     };
     match parsed {
-        Some((leader, epoch)) if epoch >= 0 => {
-            take_leader(core, cluster, Arc::from(leader.as_str()), epoch, force)
+        Some((leader, epoch, taken)) if epoch >= 0 => {
+            let when = if force { Take::Always } else { Take::Newer };
+            let leader: Arc<str> = Arc::from(leader.as_str());
+            take_leader(core, cluster, Arc::clone(&leader), epoch, when);
+            if taken {
+                // Our cores are reset (core 0 at once, the others before anything queued
+                // after this): now the followers' reports can no longer be wiped.
+                let announcement = format!("{leader}{}{epoch}", char::from(SEPARATOR));
+                cluster.publish(LEADER_CHANNEL, announcement.as_bytes());
+            }
         }
         // Not stamped yet, or Redis did not answer: try again at the next check.
         _ => {
@@ -229,6 +247,18 @@ pub async fn claim(core: &Rc<Core>, cluster: &Rc<Cluster>) {
             }
         }
     }
+}
+
+/// `{leader, epoch, taken}` of `CLAIM`.
+fn parse_claim(value: Value) -> Option<(String, i64, bool)> {
+    let Value::Array(parts) = value else {
+        return None;
+    };
+    let mut parts = parts.into_iter();
+    let leader = String::from_utf8(parts.next().and_then(bulk)?).ok()?;
+    let epoch = parts.next().and_then(integer)?;
+    let taken = parts.next().and_then(integer) == Some(1);
+    Some((leader, epoch, taken))
 }
 
 /// Core 0: `cs:listen` said who leads now.
@@ -244,19 +274,25 @@ pub fn on_announcement(core: &Rc<Core>, cluster: &Rc<Cluster>, payload: &[u8]) {
     ) else {
         return;
     };
-    take_leader(core, cluster, Arc::from(leader), epoch, false);
+    let when = if leader == &*cluster.node {
+        Take::Newer
+    } else {
+        Take::AtLeastAsNew
+    };
+    take_leader(core, cluster, Arc::from(leader), epoch, when);
 }
 
-/// Core 0: a (leader, epoch) seen; a newer one (or any, when `force`) resets every core's
-/// listening under that leader.
-fn take_leader(core: &Rc<Core>, cluster: &Rc<Cluster>, leader: Arc<str>, epoch: i64, force: bool) {
+/// Core 0: a (leader, epoch) seen; when `when` allows, every core's listening is reset under
+/// that leader.
+fn take_leader(core: &Rc<Core>, cluster: &Rc<Cluster>, leader: Arc<str>, epoch: i64, when: Take) {
     {
         let mut listen = cluster.listen.borrow_mut();
-        let newer = match &listen.taken {
-            None => true,
-            Some((_, taken_epoch)) => epoch > *taken_epoch,
+        let replaces = match (&listen.taken, when) {
+            (None, _) | (_, Take::Always) => true,
+            (Some((_, taken)), Take::Newer) => epoch > *taken,
+            (Some((_, taken)), Take::AtLeastAsNew) => epoch >= *taken,
         };
-        if !newer && !force {
+        if !replaces {
             return;
         }
         listen.taken = Some((Arc::clone(&leader), epoch));
@@ -303,11 +339,16 @@ pub fn leader_changed(core: &Rc<Core>, cluster: &Cluster, leader: Arc<str>, lead
         listen.leader = Some((Arc::clone(&leader), leads));
     }
     core.execute_effects(effects);
-    if leads {
-        return;
+    if !leads {
+        report(core, cluster, &leader);
     }
+}
+
+/// Every core of a follower: this core's whole part for `leader` (after an `LX` that makes the
+/// leader forget what it had from this core): core 0's listeners, the names subscribed here.
+fn report(core: &Core, cluster: &Cluster, leader: &str) {
     let own_core = u16::try_from(core.id).unwrap_or(u16::MAX);
-    send(cluster, &leader, &NodeWire::ListenReset { core: own_core });
+    send(cluster, leader, &NodeWire::ListenReset { core: own_core });
     for topic in [Topic::Event, Topic::Record] {
         let (listeners, names) = match core.registry(topic) {
             Some(registry) => (
@@ -324,7 +365,7 @@ pub fn leader_changed(core: &Rc<Core>, cluster: &Cluster, leader: Arc<str>, lead
                     pattern,
                     added: true,
                 };
-                send(cluster, &leader, &listener);
+                send(cluster, leader, &listener);
             }
         }
         for name in names {
@@ -334,8 +375,17 @@ pub fn leader_changed(core: &Rc<Core>, cluster: &Cluster, leader: Arc<str>, lead
                 interested: true,
                 name,
             };
-            send(cluster, &leader, &interest);
+            send(cluster, leader, &interest);
         }
+    }
+}
+
+/// A core other than 0 whose command link came back: what it reported while the link was down
+/// was lost, so it reports its part again (core 0 claims again instead, and every core reports).
+pub fn command_link_back(core: &Core, cluster: &Cluster) {
+    let leader = cluster.listen.borrow().followed();
+    if let Some(leader) = leader {
+        report(core, cluster, &leader);
     }
 }
 

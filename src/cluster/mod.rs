@@ -110,6 +110,18 @@ struct ClusterPresence {
     missing_since: AHashMap<Arc<str>, std::time::Instant>,
     /// `Some` while the remote state loads: the `J`/`L` messages that arrived meanwhile.
     loading: Option<Vec<Bytes>>,
+    /// Which load is current: a load started before the last disconnect or subscribe stops.
+    load_generation: u64,
+}
+
+impl ClusterPresence {
+    /// The pub/sub link went down or subscribed again: buffer from now on, and let only a load
+    /// started after this apply what it finds.
+    fn restart_loading(&mut self) -> u64 {
+        self.loading = Some(Vec::new());
+        self.load_generation += 1;
+        self.load_generation
+    }
 }
 
 pub struct Cluster {
@@ -176,10 +188,13 @@ impl Cluster {
                     if let Some(cluster) = of(&core) {
                         // What this node registered may have been lost with the connection.
                         rpc::announce_again(&cluster);
+                        // Reports to the listen leader may have been lost: report again
+                        // (core 0 claims again, which makes every core report).
                         if core.id == 0 {
                             republish_own_users(&cluster);
-                            // Reports to the listen leader may have been lost: report again.
                             cluster.listen.borrow_mut().claim_soon();
+                        } else {
+                            listen::command_link_back(&core, &cluster);
                         }
                     }
                 }
@@ -482,8 +497,9 @@ fn on_pubsub(core: &Rc<Core>, event: PubSubEvent) {
             if let Some(name) = channel.strip_prefix(RECORD_CHANNEL) {
                 records::on_subscribed(core, &cluster, channel.slice_ref(name));
             } else if &channel[..] == PRESENCE_CHANNEL {
+                let generation = cluster.presence.borrow_mut().restart_loading();
                 let weak = Rc::downgrade(core);
-                glommio::spawn_local(load_presence(weak)).detach();
+                glommio::spawn_local(load_presence(weak, generation)).detach();
             } else if channel.starts_with(wire::NODE_CHANNEL) && core.id == 0 {
                 // This node hears its channel again: what was sent to it meanwhile (a leader's
                 // offers, a follower's reports) is lost. A forced claim makes every node report
@@ -495,7 +511,7 @@ fn on_pubsub(core: &Rc<Core>, event: PubSubEvent) {
         PubSubEvent::Disconnected => {
             records::on_disconnected(core, &cluster);
             if core.id == 0 {
-                cluster.presence.borrow_mut().loading = Some(Vec::new());
+                cluster.presence.borrow_mut().restart_loading();
             }
         }
     }
@@ -663,32 +679,54 @@ pub fn bulk(value: Value) -> Option<Vec<u8>> {
 }
 
 /// Loads the users of every live node (core 0, after `cs:presence` is subscribed), then
-/// applies the messages that arrived meanwhile.
-async fn load_presence(weak: Weak<Core>) {
-    let Some(core) = weak.upgrade() else {
-        return;
-    };
-    let Some(cluster) = of(&core) else {
-        return;
-    };
-    cluster
-        .presence
-        .borrow_mut()
-        .loading
-        .get_or_insert_with(Vec::new);
-    // Our own users again (the set may be gone: Redis restarted, or we were declared dead).
-    republish_own_users(&cluster);
+/// applies the messages that arrived meanwhile. Until a load succeeds the view stays as it was
+/// (a failed load is not "no users": that would tell every subscriber they all left), and it
+/// is retried every 50 ms while this load is the current one (`generation`).
+async fn load_presence(weak: Weak<Core>, generation: u64) {
+    let mut republished = false;
+    loop {
+        let Some(core) = weak.upgrade() else {
+            return;
+        };
+        let Some(cluster) = of(&core) else {
+            return;
+        };
+        if cluster.presence.borrow().load_generation != generation {
+            return;
+        }
+        if cluster.commands.is_up() {
+            if !republished {
+                // Our own users again (the set may be gone: Redis restarted, or we were
+                // declared dead).
+                republish_own_users(&cluster);
+                republished = true;
+            }
+            if let Some(loaded) = remote_users(&cluster).await {
+                if cluster.presence.borrow().load_generation == generation {
+                    apply_loaded_presence(&core, &cluster, loaded);
+                }
+                return;
+            }
+        }
+        drop(cluster);
+        drop(core);
+        glommio::timer::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The users of every other node in `cs:nodes`; `None` when Redis did not answer them all.
+async fn remote_users(cluster: &Cluster) -> Option<Vec<(Arc<str>, AHashSet<Arc<str>>)>> {
     let nodes = match cluster
         .script(&cluster.nodes_script, NODES, &[NODES_KEY], &[])
         .await
     {
-        Ok(value) => parse_nodes(value).unwrap_or_default().1,
+        Ok(value) => parse_nodes(value)?.1,
         Err(error) => {
             cluster.count_error("loading the node list", &error);
-            Vec::new()
+            return None;
         }
     };
-    let mut loaded: Vec<(Arc<str>, AHashSet<Arc<str>>)> = Vec::new();
+    let mut loaded = Vec::new();
     for (node, _) in nodes.iter().filter(|(node, _)| node != &*cluster.node) {
         let key = format!("{USERS_KEY}{node}");
         match cluster.commands.call(&[b"SMEMBERS", key.as_bytes()]).await {
@@ -701,18 +739,34 @@ async fn load_presence(weak: Weak<Core>) {
                     .collect();
                 loaded.push((Arc::from(node.as_str()), users));
             }
-            Ok(_) => {}
-            Err(error) => cluster.count_error("loading a node's users", &error),
+            Ok(other) => {
+                let error = RedisError::Unexpected(format!("{other:?}"));
+                cluster.count_error("loading a node's users", &error);
+                return None;
+            }
+            Err(error) => {
+                cluster.count_error("loading a node's users", &error);
+                return None;
+            }
         }
     }
+    Some(loaded)
+}
+
+/// Replaces the remote view with what was loaded, then applies the buffered messages.
+fn apply_loaded_presence(
+    core: &Rc<Core>,
+    cluster: &Rc<Cluster>,
+    loaded: Vec<(Arc<str>, AHashSet<Arc<str>>)>,
+) {
     let known: Vec<Arc<str>> = cluster.presence.borrow().remote.keys().cloned().collect();
     for node in known {
         if !loaded.iter().any(|(loaded_node, _)| *loaded_node == node) {
-            set_remote_users(&core, &cluster, &node, None);
+            set_remote_users(core, cluster, &node, None);
         }
     }
     for (node, users) in loaded {
-        set_remote_users(&core, &cluster, &node, Some(users));
+        set_remote_users(core, cluster, &node, Some(users));
     }
     cluster
         .counters
@@ -725,7 +779,7 @@ async fn load_presence(weak: Weak<Core>) {
         .take()
         .unwrap_or_default();
     for payload in buffered {
-        apply_presence_message(&core, &cluster, &payload);
+        apply_presence_message(core, cluster, &payload);
     }
 }
 

@@ -88,6 +88,9 @@ before(async () => {
   await ds2.waitWire(s.provider, `P|A|S|${RPC}`, 3000, p0);
   await cluster.waitRedis(s.redis.port, ['SCARD', `cs:rpc:${RPC}`], (n) => n === 1, 5000, 'the provider registered');
   s.watcher = await open(ds2, s.nodes[0].http, `${prefix}-watcher`, 'watcher-v2@node1');
+  // Node 1 hears of the provider's login through Redis, in its own time: subscribe only once
+  // node 1 lists it, so a PNJ the watcher gets later is one the outage caused.
+  await ops.getAllIncluding(s.watcher, PROVIDER_USER, 5000);
   s.presence = [];
   s.watcher.presence.subscribe((username, loggedIn) => {
     if (username === PROVIDER_USER) s.presence.push([loggedIn, Date.now()]);
