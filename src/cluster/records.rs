@@ -7,8 +7,9 @@
 //! - Each name has a FIFO of operations; one task per busy name runs them one after another,
 //!   so one node's operations on a record reach Redis in the order its clients sent them
 //!   (different names proceed in parallel, pipelined on the core's command link).
-//! - A write is one `RECORD_WRITE` script call: it checks the version (and, for a patch, that
-//!   the base the patch was applied to is still current), stores `{v, d}` and publishes
+//! - A write is decided by `features::record_write` as on one node, with `RedisRecords` as its
+//!   storage: one `RECORD_WRITE` script call checks the version (and, for a patch, that the
+//!   base the patch was applied to is still current), stores `{v, d}` and publishes
 //!   `<origin>␞U␞<version>␞<data>␞<message>` on `cs:r:<name>`. The writer's ack (`R|WA`) or
 //!   error is sent when the script answered; subscribers on every node, this one included,
 //!   receive the change from the channel, in Redis's order.
@@ -20,8 +21,8 @@
 use super::{bulk, channel, integer, Cluster, RECORD_CHANNEL, RECORD_KEY, SEPARATOR};
 use crate::base::address::SessionRef;
 use crate::dispatch::Core;
-use crate::features::record::WriteRequest;
-use crate::features::record_store::{Change, WriteError};
+use crate::features::record_store::{Record, WriteError};
+use crate::features::record_write::{self, Failure, RecordStorage, StoreRequest, Stored};
 use crate::features::Effects;
 use crate::protocol::actions::{Action, Dialect};
 use crate::protocol::message::{build_message, messages, Parsed};
@@ -77,9 +78,6 @@ return existed
 
 /// Most publishes kept for a record while it loads.
 const MAX_BUFFERED: usize = 10_000;
-
-/// Attempts at a patch whose base went stale under it before giving up.
-const PATCH_ATTEMPTS: usize = 16;
 
 struct RecordOperation {
     session: SessionRef,
@@ -539,8 +537,12 @@ async fn run(core: &Rc<Core>, cluster: &Rc<Cluster>, name: &Bytes, operation: Re
         }
         Action::Delete => effects.send(session, delete(cluster, name, session).await),
         Action::Update | Action::Patch | Action::CreateAndUpdate => {
-            let reply = write(core, cluster, session, dialect, &parsed).await;
-            if let Some(reply) = reply {
+            let mut storage = RedisRecords {
+                core,
+                cluster,
+                session,
+            };
+            if let Some(reply) = record_write::write(&mut storage, dialect, &bytes, &parsed).await {
                 effects.send(session, reply);
             }
         }
@@ -655,167 +657,117 @@ async fn read_or_create(
     }
 }
 
-/// One write through Redis; returns the reply for the writer, if any.
-async fn write(
-    core: &Rc<Core>,
-    cluster: &Cluster,
+/// Redis as a write's storage (`record_write::RecordStorage`): the version is checked, the
+/// record stored and the change published by `RECORD_WRITE`, in one step.
+struct RedisRecords<'a> {
+    core: &'a Rc<Core>,
+    cluster: &'a Cluster,
+    /// The writer (the publish names it, so its own node does not echo the change to it).
     session: SessionRef,
-    dialect: Dialect,
-    parsed: &crate::protocol::message::Message<'_>,
-) -> Option<Bytes> {
-    let request = match WriteRequest::parse(dialect, parsed) {
-        Ok(request) => request,
-        Err(reply) => return Some(reply),
-    };
-    let name = request.name;
-    if let Change::Whole(json) = request.change {
-        if let Err(error) = core.records_mut().store.validate_json(json, dialect) {
-            return Some(request.error_reply(dialect, parsed, error));
-        }
+}
+
+/// A write Redis did not take; `maybe_applied` when the connection was lost before it answered.
+fn failure(error: &RedisError) -> Failure {
+    match error {
+        RedisError::Lost => Failure {
+            maybe_applied: true,
+            text: "Redis connection lost before it answered: the write may have been applied",
+        },
+        _ => Failure {
+            maybe_applied: false,
+            text: "Redis refused the write: it was not applied",
+        },
     }
-    let record_key = key(name);
-    let record_channel = channel(RECORD_CHANNEL, name);
-    let origin = cluster.origin(Some(session));
-    // What subscribers get: the message as it arrived with Redis's version in place of the one
-    // sent (the same bytes when they agree, 2.x write config included, as on one node); an
-    // upsert becomes a plain U or P.
-    let (prefix, suffix) = match (request.upsert, parsed.data_at(1)) {
-        (false, Some(version)) => {
-            let start = (version.as_ptr() as usize).saturating_sub(parsed.raw.as_ptr() as usize);
-            let end = (start + version.len()).min(parsed.raw.len());
-            let mut suffix = parsed.raw[end..].to_vec();
-            suffix.push(0x1e);
-            (parsed.raw[..start.min(end)].to_vec(), suffix)
-        }
-        _ => request.forward_parts(),
-    };
-    let requested = match request.requested {
-        Some(version) => version.to_string(),
-        None => "n".to_string(),
-    };
-    let create: &[u8] = if request.upsert { b"1" } else { b"0" };
-    // A patch is applied here to a base, which the script checks is still current.
-    let mut base: Option<(i64, Vec<u8>)> = None;
-    for _ in 0..PATCH_ATTEMPTS {
-        let (base_version, data) = match request.change {
-            Change::Whole(json) => (-1, json.to_vec()),
-            Change::Patch { path, value } => {
-                let (version, stored) = match base.take() {
-                    Some(base) => base,
-                    None => match current(core, cluster, name).await {
-                        Ok(Some(record)) => record,
-                        Ok(None) if request.upsert => (0, b"{}".to_vec()),
-                        Ok(None) => {
-                            return Some(request.error_reply(dialect, parsed, WriteError::NotFound))
-                        }
-                        Err(error) => {
-                            cluster.count_error("reading a record to patch", &error);
-                            return Some(update_error(&request, Outcome::Refused));
-                        }
-                    },
-                };
-                match core.records_mut().store.patched(&stored, path, value) {
-                    Ok(patched) => (version, patched),
-                    Err(error) => return Some(request.error_reply(dialect, parsed, error)),
-                }
-            }
+}
+
+impl RecordStorage for RedisRecords<'_> {
+    async fn current(&mut self, name: &[u8]) -> Result<Option<(i64, Vec<u8>)>, Failure> {
+        current(self.core, self.cluster, name)
+            .await
+            .map_err(|error| {
+                self.cluster
+                    .count_error("reading a record to patch", &error);
+                failure(&error)
+            })
+    }
+
+    async fn store(&mut self, write: StoreRequest<'_>) -> Stored {
+        let request = write.request;
+        let (prefix, suffix) = request.forward_around_version(write.parsed);
+        let requested = match request.requested {
+            Some(version) => version.to_string(),
+            None => "n".to_string(),
         };
-        let base_text = base_version.to_string();
-        let result = cluster
+        let create: &[u8] = if request.upsert { b"1" } else { b"0" };
+        let base = write.base.unwrap_or(-1).to_string();
+        let record_channel = channel(RECORD_CHANNEL, request.name);
+        let origin = self.cluster.origin(Some(self.session));
+        let result = self
+            .cluster
             .script(
-                &cluster.records.write_script,
+                &self.cluster.records.write_script,
                 RECORD_WRITE,
-                &[&record_key],
+                &[&key(request.name)],
                 &[
                     &record_channel,
                     requested.as_bytes(),
                     create,
-                    base_text.as_bytes(),
-                    &data,
+                    base.as_bytes(),
+                    write.data,
                     &origin,
                     &prefix,
                     &suffix,
                 ],
             )
             .await;
-        let parts = match result {
-            Ok(Value::Array(parts)) => parts,
-            Ok(other) => {
-                crate::warn!("cluster: the write script answered {other:?}");
-                return Some(update_error(&request, Outcome::Unknown));
-            }
+        match result {
+            Ok(value) => self.stored(value),
             Err(error) => {
-                cluster.count_error("writing a record", &error);
-                return Some(update_error(&request, Outcome::of(&error)));
+                self.cluster.count_error("writing a record", &error);
+                Stored::Failed(failure(&error))
             }
+        }
+    }
+
+    fn validate(&mut self, json: &[u8], dialect: Dialect) -> Result<(), WriteError> {
+        self.core.records_mut().store.validate_json(json, dialect)
+    }
+
+    fn patched(&mut self, data: &[u8], path: &[u8], value: &[u8]) -> Result<Vec<u8>, WriteError> {
+        self.core.records_mut().store.patched(data, path, value)
+    }
+}
+
+impl RedisRecords<'_> {
+    /// `RECORD_WRITE`'s answer: {0, version} | {1, version, data} | {2} | {3, version, data}.
+    fn stored(&self, value: Value) -> Stored {
+        let Value::Array(parts) = value else {
+            crate::warn!("cluster: the write script answered {value:?}");
+            return Stored::Failed(UNEXPECTED);
         };
         let mut parts = parts.into_iter();
         let status = parts.next().and_then(integer);
         let version = parts.next().and_then(integer);
         let data = parts.next().and_then(bulk);
         match (status, version, data) {
-            (Some(0), Some(_), _) => {
-                return request.write_ack.then(|| request.write_ack_reply());
-            }
+            (Some(0), Some(version), _) => Stored::Written(version),
             (Some(1), Some(version), Some(data)) => {
-                cluster
-                    .counters
-                    .write_conflicts
-                    .set(cluster.counters.write_conflicts.get() + 1);
-                return Some(request.version_exists_reply(dialect, version, &data));
+                let conflicts = &self.cluster.counters.write_conflicts;
+                conflicts.set(conflicts.get() + 1);
+                Stored::Refused(WriteError::VersionExists(Record {
+                    version,
+                    data: data.into_boxed_slice(),
+                }))
             }
-            (Some(2), _, _) => {
-                return Some(request.error_reply(dialect, parsed, WriteError::NotFound))
-            }
-            (Some(3), Some(version), Some(data)) => base = Some((version, data)),
-            _ => return Some(update_error(&request, Outcome::Unknown)),
-        }
-    }
-    crate::warn!("cluster: a patch of {name:?} kept losing its base: refused");
-    Some(update_error(&request, Outcome::Refused))
-}
-
-/// Whether a write that failed was applied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Outcome {
-    /// Not applied: Redis was not connected, or refused it.
-    Refused,
-    /// Sent, but the connection was lost before Redis answered: it may have been applied.
-    Unknown,
-}
-
-impl Outcome {
-    fn of(error: &RedisError) -> Outcome {
-        match error {
-            RedisError::Lost => Outcome::Unknown,
-            _ => Outcome::Refused,
+            (Some(2), _, _) => Stored::Refused(WriteError::NotFound),
+            (Some(3), Some(version), Some(data)) => Stored::StaleBase(version, data),
+            _ => Stored::Failed(UNEXPECTED),
         }
     }
 }
 
-/// What a writer gets when Redis could not take the write: `RECORD_UPDATE_ERROR`, and when it
-/// asked for a write ack, the ack with the error (as deepstream 2.4.1 reports a failed storage
-/// write), so its callback is called. The ack's text tells a refused write (not applied: safe to
-/// retry) from one whose outcome is unknown (Redis may have stored it: retry it as a versioned
-/// write, which gets VERSION_EXISTS if it was applied, never as an upsert).
-fn update_error(request: &WriteRequest<'_>, outcome: Outcome) -> Bytes {
-    let version = request.version.to_string();
-    let mut reply = build_message(&[b"R", b"E", b"RECORD_UPDATE_ERROR", version.as_bytes()]);
-    if request.write_ack {
-        let versions = format!("[{version}]");
-        let text: &[u8] = match outcome {
-            Outcome::Refused => b"SRedis refused the write: it was not applied",
-            Outcome::Unknown => {
-                b"SRedis connection lost before it answered: the write may have been applied"
-            }
-        };
-        reply.extend_from_slice(&build_message(&[
-            b"R",
-            b"WA",
-            request.name,
-            versions.as_bytes(),
-            text,
-        ]));
-    }
-    Bytes::from(reply)
-}
+/// Redis answered a write with something the script never returns.
+const UNEXPECTED: Failure = Failure {
+    maybe_applied: true,
+    text: "Redis answered the write unexpectedly: it may have been applied",
+};

@@ -9,6 +9,7 @@ pub mod listen;
 pub mod presence;
 pub mod record;
 pub mod record_store;
+pub mod record_write;
 pub mod rpc;
 pub mod subscriptions;
 

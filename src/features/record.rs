@@ -9,7 +9,8 @@
 //! subscribers as the bytes that arrived (shared, reference-counted), not re-serialised.
 
 use super::event::{RegistrySize, TopicRegistry};
-use super::record_store::{parse_version, Change, RecordStore, WriteError};
+use super::record_store::{RecordStore, WriteError};
+use super::record_write::{run_ready, write, Failure, RecordStorage, StoreRequest, Stored};
 use super::Effects;
 use crate::base::address::SessionRef;
 use crate::protocol::actions::{Action, Dialect, Topic};
@@ -170,6 +171,7 @@ impl RecordFeature {
         }
     }
 
+    /// `U`, `P`, `CU`: decided by `record_write::write` against this core's store.
     fn write(
         &mut self,
         session: SessionRef,
@@ -178,180 +180,78 @@ impl RecordFeature {
         parsed: &Message<'_>,
         effects: &mut Effects,
     ) {
-        let request = match WriteRequest::parse(dialect, parsed) {
-            Ok(request) => request,
-            Err(reply) => {
-                effects.send(session, reply);
-                return;
-            }
+        let mut storage = LocalRecords {
+            feature: self,
+            session,
+            effects,
         };
+        match run_ready(write(&mut storage, dialect, bytes, parsed)) {
+            Some(Some(reply)) => storage.effects.send(session, reply),
+            Some(None) => {}
+            None => crate::warn!("a record write on the local store waited: dropped"),
+        }
+    }
+}
+
+/// The single node's storage: this core's `RecordStore`; a stored write is fanned out to the
+/// record's other subscribers here. Never waits.
+struct LocalRecords<'a> {
+    feature: &'a mut RecordFeature,
+    /// The writer (not sent its own change).
+    session: SessionRef,
+    effects: &'a mut Effects,
+}
+
+impl RecordStorage for LocalRecords<'_> {
+    async fn current(&mut self, name: &[u8]) -> Result<Option<(i64, Vec<u8>)>, Failure> {
+        let record = self.feature.store.get(name);
+        Ok(record.map(|record| (record.version, record.data.to_vec())))
+    }
+
+    async fn store(&mut self, write: StoreRequest<'_>) -> Stored {
+        let request = write.request;
         let name = request.name;
-        match self.store.write(
-            name,
-            request.requested,
-            request.change,
-            dialect,
-            request.upsert,
-        ) {
-            Ok(new_version) => {
-                self.forget_reply(name);
-                let name_bytes = bytes.slice_ref(name);
-                // Forward the bytes that arrived (2.4.1 too keeps the write config in them); an
-                // upsert becomes a plain U or P with the version that was written.
-                let forward = if !request.upsert {
-                    bytes.clone()
-                } else {
-                    let (prefix, suffix) = request.forward_parts();
-                    let mut forward = prefix;
-                    forward.extend_from_slice(new_version.to_string().as_bytes());
-                    forward.extend_from_slice(&suffix);
-                    Bytes::from(forward)
-                };
-                self.subscriptions.fanout_to_subscribers(
-                    &name_bytes,
-                    Some(session),
-                    &forward,
-                    effects,
-                );
-                if request.write_ack {
-                    effects.send(session, request.write_ack_reply());
-                }
+        if let (Some(base), Some(record)) = (write.base, self.feature.store.get(name)) {
+            // (One core, no waiting between the read and this: the base is always current.)
+            if record.version != base {
+                return Stored::StaleBase(record.version, record.data.to_vec());
             }
-            Err(error) => effects.send(session, request.error_reply(dialect, parsed, error)),
         }
-    }
-}
-
-/// A record write (`U`, `P` or `CU`) whose shape and version were checked.
-#[derive(Debug, Clone, Copy)]
-pub struct WriteRequest<'a> {
-    pub name: &'a [u8],
-    /// The version as sent.
-    pub version: i64,
-    /// The version to write; `None`: the next one (CU with -1).
-    pub requested: Option<i64>,
-    pub upsert: bool,
-    pub change: Change<'a>,
-    pub config: Option<&'a [u8]>,
-    pub write_ack: bool,
-}
-
-impl<'a> WriteRequest<'a> {
-    /// Checks the fields of a write; on failure, the error reply for the writer.
-    pub fn parse(dialect: Dialect, parsed: &Message<'a>) -> Result<WriteRequest<'a>, Bytes> {
-        let fields: Vec<&'a [u8]> = parsed.data_fields().collect();
-        let name = fields.first().copied().unwrap_or_default();
-        if fields.len() < 3 {
-            return Err(message(&[CODE, b"E", b"INVALID_MESSAGE_DATA", name]));
-        }
-        let upsert = parsed.action == Action::CreateAndUpdate;
-        let Some(version) = parse_version(fields[1]) else {
-            return Err(message(&[CODE, b"E", b"INVALID_VERSION", name, b"NaN"]));
-        };
-        // Which fields hold the change and the optional write config.
-        let (is_patch, config) = match (parsed.action, dialect, fields.len()) {
-            (Action::Update, Dialect::V1, 3) => (false, None),
-            (Action::Patch, Dialect::V1, 4) => (true, None),
-            (Action::Update, Dialect::V2, 3) => (false, None),
-            (Action::Update, Dialect::V2, 4) => (false, Some(fields[3])),
-            (Action::Patch, Dialect::V2, 4) => (true, None),
-            (Action::Patch, Dialect::V2, 5) => (true, Some(fields[4])),
-            (Action::CreateAndUpdate, _, 4) => (false, Some(fields[3])),
-            (Action::CreateAndUpdate, _, 5) => (true, Some(fields[4])),
-            _ => return Err(message(&[CODE, b"E", b"INVALID_MESSAGE_DATA", parsed.raw])),
-        };
-        let change = if is_patch {
-            Change::Patch {
-                path: fields[2],
-                value: fields[3],
-            }
+        let feature = &mut *self.feature;
+        let new_version =
+            match feature
+                .store
+                .store(name, request.requested, write.data, request.upsert)
+            {
+                Ok(version) => version,
+                Err(error) => return Stored::Refused(error),
+            };
+        feature.forget_reply(name);
+        // Forward the bytes that arrived (2.4.1 too keeps the write config in them); an upsert
+        // becomes a plain U or P with the version that was written.
+        let forward = if request.upsert {
+            let (mut forward, suffix) = request.forward_parts();
+            forward.extend_from_slice(new_version.to_string().as_bytes());
+            forward.extend_from_slice(&suffix);
+            Bytes::from(forward)
         } else {
-            Change::Whole(fields[2])
+            write.arrived.clone()
         };
-        Ok(WriteRequest {
-            name,
-            version,
-            requested: (!(upsert && version == -1)).then_some(version),
-            upsert,
-            change,
-            config,
-            write_ack: config.is_some_and(wants_write_ack),
-        })
+        let name_bytes = write.arrived.slice_ref(name);
+        feature.subscriptions.fanout_to_subscribers(
+            &name_bytes,
+            Some(self.session),
+            &forward,
+            self.effects,
+        );
+        Stored::Written(new_version)
     }
 
-    /// The forwarded message around its version: `R|U|<name>|` and `|<data>` + terminator (or
-    /// `R|P|<name>|` and `|<path>|<value>`), so the message for any version is prefix, version,
-    /// suffix. (The forward keeps no write config: used for upserts and cluster publishes.)
-    pub fn forward_parts(&self) -> (Vec<u8>, Vec<u8>) {
-        let (action, rest): (&[u8], Vec<&[u8]>) = match self.change {
-            Change::Whole(data) => (b"U", vec![data]),
-            Change::Patch { path, value } => (b"P", vec![path, value]),
-        };
-        let mut prefix = build_message(&[CODE, action, self.name, b""]);
-        prefix.pop(); // the terminator
-        let mut fields: Vec<&[u8]> = vec![b""];
-        fields.extend(rest);
-        (prefix, build_message(&fields))
+    fn validate(&mut self, json: &[u8], dialect: Dialect) -> Result<(), WriteError> {
+        self.feature.store.validate_json(json, dialect)
     }
 
-    /// `R|WA|<name>|[<version>]|L`.
-    pub fn write_ack_reply(&self) -> Bytes {
-        let versions = format!("[{}]", self.version);
-        message(&[CODE, b"WA", self.name, versions.as_bytes(), b"L"])
+    fn patched(&mut self, data: &[u8], path: &[u8], value: &[u8]) -> Result<Vec<u8>, WriteError> {
+        self.feature.store.patched(data, path, value)
     }
-
-    /// `R|E|VERSION_EXISTS|<name>|<current version>|<current data>` (+ the 2.x write config).
-    pub fn version_exists_reply(&self, dialect: Dialect, version: i64, data: &[u8]) -> Bytes {
-        let version = version.to_string();
-        let mut reply: Vec<&[u8]> = vec![
-            CODE,
-            b"E",
-            b"VERSION_EXISTS",
-            self.name,
-            version.as_bytes(),
-            data,
-        ];
-        if let (Dialect::V2, Some(config)) = (dialect, self.config) {
-            reply.push(config);
-        }
-        message(&reply)
-    }
-
-    /// The reply to a refused write.
-    pub fn error_reply(&self, dialect: Dialect, parsed: &Message<'_>, error: WriteError) -> Bytes {
-        match error {
-            WriteError::NotFound => {
-                let version = self.version.to_string();
-                message(&[CODE, b"E", b"RECORD_UPDATE_ERROR", version.as_bytes()])
-            }
-            WriteError::VersionExists(current) => {
-                self.version_exists_reply(dialect, current.version, &current.data)
-            }
-            WriteError::TooLarge { size, limit } => {
-                let text = format!(
-                    "record {} would be {size} bytes, more than maxRecordSize ({limit})",
-                    String::from_utf8_lossy(self.name)
-                );
-                message(&[CODE, b"E", b"INVALID_MESSAGE_DATA", text.as_bytes()])
-            }
-            WriteError::StoreFull => message(&[CODE, b"E", b"RECORD_CREATE_ERROR", self.name]),
-            WriteError::InvalidData(text) => {
-                let is_patch = matches!(self.change, Change::Patch { .. });
-                let payload = if is_patch && !text.is_empty() {
-                    text.into_bytes()
-                } else {
-                    parsed.raw.to_vec()
-                };
-                message(&[CODE, b"E", b"INVALID_MESSAGE_DATA", &payload])
-            }
-        }
-    }
-}
-
-/// Is a write config `{"writeSuccess": true}`?
-fn wants_write_ack(config: &[u8]) -> bool {
-    serde_json::from_slice::<serde_json::Value>(config)
-        .ok()
-        .and_then(|value| value.get("writeSuccess").and_then(|flag| flag.as_bool()))
-        == Some(true)
 }

@@ -146,7 +146,7 @@ impl RecordStore {
         }
     }
 
-    /// Applies a patch to `data` (the cluster path, whose base comes from Redis or its cache).
+    /// `data` with `value` set at `path`, checked against `maxRecordSize`.
     pub fn patched(
         &mut self,
         data: &[u8],
@@ -162,56 +162,36 @@ impl RecordStore {
         self.records.remove(name).is_some()
     }
 
-    /// Applies a write of `version` (`None`: "the next one", CU with -1). `create` makes a
+    /// Stores `data` (a validated body, or a patched record) as the next version of `name`
+    /// when `version` is that one (`None`: whichever is next, CU with -1). `create` makes a
     /// missing record first (CU). Returns the new version.
-    pub fn write(
+    pub fn store(
         &mut self,
         name: &[u8],
         version: Option<i64>,
-        change: Change<'_>,
-        dialect: Dialect,
+        data: &[u8],
         create: bool,
     ) -> Result<i64, WriteError> {
-        // Validate the body before touching the record, as deepstream does.
-        let whole = match change {
-            Change::Whole(json) => {
-                self.validate_json(json, dialect)?;
-                Some(json)
-            }
-            Change::Patch { .. } => None,
-        };
+        self.check_size(data)?;
         if create && self.get_or_create(name).is_none() {
             return Err(WriteError::StoreFull);
         }
-        let Some(record) = self.records.get(name) else {
+        let Some(record) = self.records.get_mut(name) else {
             return Err(WriteError::NotFound);
         };
         let next = record
             .version
             .checked_add(1)
             .ok_or_else(|| WriteError::VersionExists(record.clone()))?;
-        if let Some(version) = version {
-            if version != next {
-                return Err(WriteError::VersionExists(record.clone()));
-            }
+        if version.is_some_and(|version| version != next) {
+            return Err(WriteError::VersionExists(record.clone()));
         }
-        let data: Box<[u8]> = match (whole, change) {
-            (Some(json), _) => Box::from(json),
-            (None, Change::Patch { path, value }) => {
-                patch(&record.data, path, value, &mut self.scratch)?.into_boxed_slice()
-            }
-            (None, Change::Whole(_)) => Box::from(EMPTY_OBJECT),
-        };
-        self.check_size(&data)?;
-        if let Some(record) = self.records.get_mut(name) {
-            record.version = next;
-            record.data = data;
-        }
+        record.version = next;
+        record.data = Box::from(data);
         Ok(next)
     }
 
-    /// Checks the body of a whole update the way `write` does (the cluster path writes to
-    /// Redis, not to this store, but refuses the same bodies).
+    /// Checks the body of a whole update (both storages refuse the same bodies).
     pub fn validate_json(&mut self, json: &[u8], dialect: Dialect) -> Result<(), WriteError> {
         self.check_size(json)?;
         self.scratch.clear();
@@ -559,97 +539,54 @@ mod tests {
     }
 
     #[test]
-    fn writes_check_versions_and_bodies() {
-        let mut store = RecordStore::default();
+    fn stores_check_versions_and_sizes() {
+        let mut store = RecordStore::new(16, 2);
         assert_eq!(
-            store.write(b"r", Some(1), Change::Whole(b"{}"), Dialect::V1, false),
+            store.store(b"r", Some(1), b"{}", false),
             Err(WriteError::NotFound)
         );
         store.get_or_create(b"r");
-        assert_eq!(
-            store.write(
-                b"r",
-                Some(1),
-                Change::Whole(br#"{"a":1}"#),
-                Dialect::V1,
-                false
-            ),
-            Ok(1)
-        );
+        assert_eq!(store.store(b"r", Some(1), br#"{"a":1}"#, false), Ok(1));
         assert!(matches!(
-            store.write(b"r", Some(1), Change::Whole(b"{}"), Dialect::V1, false),
+            store.store(b"r", Some(1), b"{}", false),
             Err(WriteError::VersionExists(Record { version: 1, .. }))
         ));
-        assert!(matches!(
-            store.write(b"r", Some(2), Change::Whole(b"{bad"), Dialect::V1, false),
-            Err(WriteError::InvalidData(_))
-        ));
-        assert_eq!(
-            store.write(b"r", Some(2), Change::Whole(b"5"), Dialect::V1, false),
-            Ok(2)
-        );
-        assert!(store
-            .write(b"r", Some(3), Change::Whole(b"5"), Dialect::V2, false)
-            .is_err());
-        assert_eq!(
-            store.write(
-                b"r",
-                Some(3),
-                Change::Patch {
-                    path: b"b.c",
-                    value: b"N5"
-                },
-                Dialect::V1,
-                false
-            ),
-            Ok(3)
-        );
+        assert_eq!(store.store(b"r", None, b"5", false), Ok(2));
         assert_eq!(
             store.get(b"r").map(|r| r.data.to_vec()),
-            Some(br#"{"b":{"c":5}}"#.to_vec())
+            Some(b"5".to_vec())
         );
+        assert!(matches!(
+            store.store(b"r", Some(3), br#"{"a":"0123456789"}"#, false),
+            Err(WriteError::TooLarge { limit: 16, .. })
+        ));
+        assert_eq!(store.store(b"u", None, br#"{"z":1}"#, true), Ok(1));
         assert_eq!(
-            store.write(b"u", None, Change::Whole(br#"{"z":1}"#), Dialect::V2, true),
-            Ok(1)
+            store.store(b"full", None, b"{}", true),
+            Err(WriteError::StoreFull)
         );
         // Versions near the limit never overflow.
-        let mut store = RecordStore::default();
-        store.get_or_create(b"max");
-        if let Some(record) = store.records.get_mut(&b"max"[..]) {
+        if let Some(record) = store.records.get_mut(&b"u"[..]) {
             record.version = i64::MAX;
         }
         assert!(matches!(
-            store.write(b"max", None, Change::Whole(b"{}"), Dialect::V1, false),
+            store.store(b"u", None, b"{}", false),
             Err(WriteError::VersionExists(_))
         ));
     }
-}
-#[cfg(test)]
-mod second_writer_tests {
-    use super::*;
+
     #[test]
-    fn second_write_of_the_same_version_is_refused() {
+    fn bodies_and_patches_are_checked() {
         let mut store = RecordStore::default();
-        store.get_or_create(b"x");
-        assert_eq!(
-            store.write(
-                b"x",
-                Some(1),
-                Change::Whole(br#"{"by":"a"}"#),
-                Dialect::V1,
-                false
-            ),
-            Ok(1)
-        );
         assert!(matches!(
-            store.write(
-                b"x",
-                Some(1),
-                Change::Whole(br#"{"by":"b"}"#),
-                Dialect::V1,
-                false
-            ),
-            Err(WriteError::VersionExists(_))
+            store.validate_json(b"{bad", Dialect::V1),
+            Err(WriteError::InvalidData(_))
         ));
+        assert_eq!(store.validate_json(b"5", Dialect::V1), Ok(()));
+        assert!(store.validate_json(b"5", Dialect::V2).is_err());
+        assert_eq!(
+            store.patched(b"{}", b"b.c", b"N5"),
+            Ok(br#"{"b":{"c":5}}"#.to_vec())
+        );
     }
 }
