@@ -510,8 +510,8 @@ mod tests {
         assert_eq!(rpc.size().2, 0);
     }
 
-    #[test]
-    fn acks_translate_between_dialects_and_stale_deadlines_do_nothing() {
+    /// Session 1 provides `x`; session 9 (in `dialect`) requests `x` with correlation id `c`.
+    fn one_request(dialect: Dialect) -> RpcFeature {
         let mut rpc = RpcFeature::default();
         let mut effects = Effects::default();
         rpc.provide(bytes("x"), session(1), &mut effects);
@@ -519,10 +519,16 @@ mod tests {
             bytes("x"),
             bytes("c"),
             session(9),
-            Dialect::V2,
+            dialect,
             bytes("P|REQ|x|c|U+"),
             &mut effects,
         );
+        rpc
+    }
+
+    #[test]
+    fn acks_translate_between_dialects_and_stale_deadlines_do_nothing() {
+        let mut rpc = one_request(Dialect::V2);
         let mut effects = Effects::default();
         rpc.from_provider(
             ProviderAction::Ack,
@@ -553,17 +559,7 @@ mod tests {
 
     #[test]
     fn provider_closing_reroutes_at_once() {
-        let mut rpc = RpcFeature::default();
-        let mut effects = Effects::default();
-        rpc.provide(bytes("x"), session(1), &mut effects);
-        rpc.request(
-            bytes("x"),
-            bytes("c"),
-            session(9),
-            Dialect::V1,
-            bytes("P|REQ|x|c|U+"),
-            &mut effects,
-        );
+        let mut rpc = one_request(Dialect::V1);
         let mut effects = Effects::default();
         rpc.session_closed(session(1), &[bytes("x")], &mut effects);
         assert_eq!(

@@ -182,6 +182,37 @@ pub fn listening_ports(pid: u32) -> Vec<u16> {
     ports
 }
 
+/// What one read before a deadline brought.
+enum Arrival {
+    /// Bytes were appended to the buffer.
+    Bytes,
+    /// The deadline passed with nothing new (or nothing yet: read again).
+    Nothing,
+    /// The connection closed (or failed).
+    Closed,
+}
+
+/// Reads what `stream` has into `buffer`, waiting until `deadline` at most.
+fn read_until(stream: &mut TcpStream, buffer: &mut Vec<u8>, deadline: Instant) -> Arrival {
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    if remaining.is_zero() {
+        return Arrival::Nothing;
+    }
+    stream.set_read_timeout(Some(remaining)).expect("timeout");
+    let mut chunk = [0u8; 65536];
+    match stream.read(&mut chunk) {
+        Ok(0) => Arrival::Closed,
+        Ok(read) => {
+            buffer.extend_from_slice(&chunk[..read]);
+            Arrival::Bytes
+        }
+        Err(error) if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+            Arrival::Nothing
+        }
+        Err(_) => Arrival::Closed,
+    }
+}
+
 pub struct Server {
     child: Child,
     pub tcp_port: u16,
@@ -443,20 +474,11 @@ impl WsClient {
                     return true;
                 }
             }
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            if remaining.is_zero() {
+            if Instant::now() >= deadline {
                 return true;
             }
-            self.stream
-                .set_read_timeout(Some(remaining))
-                .expect("timeout");
-            let mut chunk = [0u8; 65536];
-            match self.stream.read(&mut chunk) {
-                Ok(0) => return false,
-                Ok(read) => self.raw.extend_from_slice(&chunk[..read]),
-                Err(error)
-                    if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-                Err(_) => return false,
+            if let Arrival::Closed = read_until(&mut self.stream, &mut self.raw, deadline) {
+                return false;
             }
         }
     }
@@ -571,20 +593,12 @@ impl Client {
                 readable(&expected),
                 readable(&self.pending)
             );
-            self.stream
-                .set_read_timeout(Some(remaining))
-                .expect("timeout");
-            let mut chunk = [0u8; 65536];
-            match self.stream.read(&mut chunk) {
-                Ok(0) => panic!(
+            if let Arrival::Closed = read_until(&mut self.stream, &mut self.pending, deadline) {
+                panic!(
                     "connection closed while waiting for {:?}; got {:?}",
                     readable(&expected),
                     readable(&self.pending)
-                ),
-                Ok(read) => self.pending.extend_from_slice(&chunk[..read]),
-                Err(error)
-                    if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-                Err(error) => panic!("read failed: {error}"),
+                );
             }
         }
         let got: Vec<u8> = self.pending.drain(..expected.len()).collect();
@@ -602,20 +616,11 @@ impl Client {
             if let Some(end) = self.pending.iter().position(|byte| *byte == 0x1e) {
                 return Some(self.pending.drain(..=end).collect());
             }
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            if remaining.is_zero() {
+            if Instant::now() >= deadline {
                 return None;
             }
-            self.stream
-                .set_read_timeout(Some(remaining))
-                .expect("timeout");
-            let mut chunk = [0u8; 65536];
-            match self.stream.read(&mut chunk) {
-                Ok(0) => return None,
-                Ok(read) => self.pending.extend_from_slice(&chunk[..read]),
-                Err(error)
-                    if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-                Err(_) => return None,
+            if let Arrival::Closed = read_until(&mut self.stream, &mut self.pending, deadline) {
+                return None;
             }
         }
     }
