@@ -30,7 +30,7 @@ LAYERS = [
     ["metrics"],
     ["shard"],
     ["features", "admission"],
-    ["auth"],
+    ["auth", "permission"],
     ["transport", "random"],
     ["protocol"],
     ["logging"],

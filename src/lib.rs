@@ -9,7 +9,8 @@
 //! 2. `protocol`: bytes → messages (the text protocol, typed actions), parsed once.
 //! 3. `transport` (pure framing per transport: 1.x TCP, RFC 6455, engine.io, HTTP heads,
 //!    the PROXY protocol) and `random`.
-//! 4. `auth` (who a client is) and `admission` (per-address limits).
+//! 4. `auth` (who a client is), `permission` (what a client may do: deepstream's Valve rules,
+//!    compiled once) and `admission` (per-address limits).
 //! 5. `features`: events, listening, records, RPC and presence on the core that owns a name.
 //!    They never touch a socket or another core: they answer with `Effects`.
 //! 6. `shard`: the mesh: which core owns a name, the queues between cores and their
@@ -32,6 +33,7 @@ pub mod cluster;
 pub mod dispatch;
 pub mod features;
 pub mod metrics;
+pub mod permission;
 pub mod ports;
 pub mod protocol;
 pub mod random;

@@ -355,6 +355,10 @@ fn start(options: StartArgs) -> ExitCode {
     let server_name = config.server_name.clone();
     let handle = match server::start(config) {
         Ok(handle) => handle,
+        Err(error @ server::StartError::Permission(_)) => {
+            eprintln!("corestream: {error}");
+            return ExitCode::from(2);
+        }
         Err(error) => {
             eprintln!("corestream: {error}");
             return ExitCode::from(1);

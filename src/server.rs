@@ -9,6 +9,7 @@ use crate::auth::{AuthError, Authenticator};
 use crate::base::config::Config;
 use crate::dispatch::{Batch, Core, Shared};
 use crate::metrics::CoreStats;
+use crate::permission::{Permissions, Section};
 use crate::shard::{Congestion, CHANNEL_BATCHES};
 use crossbeam::channel::{Receiver, Sender, TryRecvError};
 use glommio::channels::channel_mesh::MeshBuilder;
@@ -24,8 +25,13 @@ use std::time::Duration;
 #[derive(Debug)]
 pub enum StartError {
     Auth(AuthError),
-    PortInUse { address: SocketAddr, reason: String },
+    PortInUse {
+        address: SocketAddr,
+        reason: String,
+    },
     Executor(String),
+    /// The permissions file is refused (the process exits with status 2, as for a bad config).
+    Permission(String),
 }
 
 impl fmt::Display for StartError {
@@ -36,6 +42,7 @@ impl fmt::Display for StartError {
                 write!(formatter, "cannot listen on {address}: {reason}")
             }
             StartError::Executor(reason) => write!(formatter, "cannot start a core: {reason}"),
+            StartError::Permission(reason) => write!(formatter, "permissions: {reason}"),
         }
     }
 }
@@ -120,11 +127,31 @@ fn check_port_free(address: SocketAddr) -> Result<(), StartError> {
         })
 }
 
+/// The permissions file compiled once for every core; `None` when everything is allowed.
+fn compile_permissions(config: &Config) -> Result<Option<Arc<Permissions>>, StartError> {
+    let Some(file) = &config.permission else {
+        return Ok(None);
+    };
+    let refused =
+        |reason: String| StartError::Permission(format!("{}: {reason}", file.path.display()));
+    let permissions = Permissions::compile(&file.rules).map_err(|error| refused(error.0))?;
+    if config.cluster.is_some() && !permissions.allows_everything_in(Section::Record) {
+        return Err(refused(
+            "record rules other than `true` are not enforced in a cluster yet (issue 10): \
+             corestream will not start with rules it would ignore"
+                .into(),
+        ));
+    }
+    crate::info!("permissions: rules from {}", file.path.display());
+    Ok(Some(Arc::new(permissions)))
+}
+
 /// Starts the server; returns once every core listens.
 pub fn start(config: Config) -> Result<ServerHandle, StartError> {
     let cpus = cpu_ids();
     let cores = config.cores.unwrap_or(cpus.len().max(1)).max(1);
     let auth = Arc::new(Authenticator::from_config(&config.auth).map_err(StartError::Auth)?);
+    let permissions = compile_permissions(&config)?;
     if config.tcp_enabled {
         check_port_free(config.tcp_address)?;
     }
@@ -148,6 +175,7 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         controls.push(control_sender);
         let config = Arc::clone(&config);
         let auth = Arc::clone(&auth);
+        let permissions = permissions.clone();
         let mesh = mesh.clone();
         let ready_sender = ready_sender.clone();
         let congestion = Arc::clone(&congestion);
@@ -165,6 +193,7 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
                     cores,
                     config,
                     auth,
+                    permissions,
                     admission,
                     congestion,
                     mesh,
@@ -224,6 +253,7 @@ struct CoreSetup {
     cores: usize,
     config: Arc<Config>,
     auth: Arc<Authenticator>,
+    permissions: Option<Arc<Permissions>>,
     admission: Arc<Admission>,
     congestion: Arc<Congestion>,
     mesh: MeshBuilder<Batch, glommio::channels::channel_mesh::Full>,
@@ -237,6 +267,7 @@ async fn run_core(setup: CoreSetup) {
         cores,
         config,
         auth,
+        permissions,
         admission,
         congestion,
         mesh,
@@ -247,6 +278,7 @@ async fn run_core(setup: CoreSetup) {
     let shared = Shared {
         config: Arc::clone(&config),
         auth,
+        permissions,
         admission,
     };
     let core = Rc::new(Core::new(id, cores, shared, congestion));

@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 struct User {
     password: String,
     client_data: Option<Value>,
+    server_data: Option<Value>,
 }
 
 /// A loaded users file.
@@ -50,6 +51,7 @@ impl UsersFile {
                 User {
                     password: password.to_string(),
                     client_data: entry.get("clientData").cloned(),
+                    server_data: entry.get("serverData").cloned(),
                 },
             );
         }
@@ -97,6 +99,7 @@ impl UsersFile {
         AuthOutcome::Accepted {
             username: username.to_string(),
             client_data: Some(client_data),
+            server_data: user.server_data.clone(),
         }
     }
 
@@ -277,7 +280,8 @@ mod tests {
             )),
             AuthOutcome::Accepted {
                 username: "userA".into(),
-                client_data: Some(json!({"favouriteColor": "red"}))
+                client_data: Some(json!({"favouriteColor": "red"})),
+                server_data: None
             }
         );
         assert_eq!(
@@ -286,7 +290,8 @@ mod tests {
             )),
             AuthOutcome::Accepted {
                 username: "userC".into(),
-                client_data: Some(Value::Null)
+                client_data: Some(Value::Null),
+                server_data: None
             }
         );
         assert_eq!(

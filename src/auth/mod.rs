@@ -27,6 +27,8 @@ pub enum AuthOutcome {
         username: String,
         /// `None`: reply `A|A`; `Some`: reply `A|A|<typed clientData>`.
         client_data: Option<Value>,
+        /// `serverData`: what permission rules read as `user.data`.
+        server_data: Option<Value>,
     },
     Rejected {
         /// Sent typed in `A|E|INVALID_AUTH_DATA|...`; `None` is sent as `U`.
@@ -94,6 +96,7 @@ impl Authenticator {
             Authenticator::Open => AuthOutcome::Accepted {
                 username: open_username(auth_data, dialect),
                 client_data: None,
+                server_data: None,
             },
             Authenticator::File(users) => users.authenticate(auth_data),
             // Whatever the client sent is ignored: only the proxy's word counts.
@@ -101,6 +104,7 @@ impl Authenticator {
                 Some(identity) => AuthOutcome::Accepted {
                     username: identity.username.clone(),
                     client_data: identity.client_data.clone(),
+                    server_data: identity.client_data.clone(),
                 },
                 None => AuthOutcome::Rejected { client_data: None },
             },
@@ -148,14 +152,16 @@ mod tests {
             ),
             AuthOutcome::Accepted {
                 username: "alice".into(),
-                client_data: None
+                client_data: None,
+                server_data: None
             }
         );
         assert_eq!(
             auth.authenticate(&object(json!({})), Dialect::V1, &LoginContext::default()),
             AuthOutcome::Accepted {
                 username: "OPEN".into(),
-                client_data: None
+                client_data: None,
+                server_data: None
             }
         );
         assert_eq!(
@@ -166,7 +172,8 @@ mod tests {
             ),
             AuthOutcome::Accepted {
                 username: "open".into(),
-                client_data: None
+                client_data: None,
+                server_data: None
             }
         );
     }

@@ -1,7 +1,7 @@
 //! deepstream's `http` auth: each login is POSTed to `endpointUrl` as
 //! `{"authData": {...}, "connectionData": {"remoteAddress": "..."}}`; a status in
 //! `permittedStatusCodes` accepts it. A JSON body may carry `username` and `clientData`
-//! (`serverData` is read and not used: corestream has no permission rules that could use it);
+//! (`serverData` is kept for the permission rules, as `user.data`);
 //! a plain-text body is the username, as deepstream reads it.
 //!
 //! Runs on a blocking thread (`Authenticator::is_expensive`), with a plain blocking client:
@@ -64,6 +64,7 @@ fn accepted(body: &[u8], auth_data: &Map<String, Value>) -> AuthOutcome {
             AuthOutcome::Accepted {
                 username,
                 client_data: answer.get("clientData").cloned(),
+                server_data: answer.get("serverData").cloned(),
             }
         }
         _ => {
@@ -75,6 +76,7 @@ fn accepted(body: &[u8], auth_data: &Map<String, Value>) -> AuthOutcome {
                     text
                 },
                 client_data: None,
+                server_data: None,
             }
         }
     }
@@ -229,14 +231,16 @@ mod tests {
             accepted(br#"{"username":"bob","clientData":{"a":1}}"#, &data),
             AuthOutcome::Accepted {
                 username: "bob".into(),
-                client_data: Some(json!({"a": 1}))
+                client_data: Some(json!({"a": 1})),
+                server_data: None
             }
         );
         assert_eq!(
             accepted(b"carol", &data),
             AuthOutcome::Accepted {
                 username: "carol".into(),
-                client_data: None
+                client_data: None,
+                server_data: None
             }
         );
     }
@@ -277,7 +281,8 @@ mod tests {
             authenticate(&config, &auth_data, &context),
             AuthOutcome::Accepted {
                 username: "from-hook".into(),
-                client_data: None
+                client_data: None,
+                server_data: None
             }
         );
         let request = server.join().expect("server");

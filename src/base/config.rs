@@ -282,6 +282,9 @@ pub struct Config {
     /// The cluster through Redis (`plugins.message` / `plugins.cache` with `name: redis`);
     /// `None`: the embedded single node.
     pub cluster: Option<ClusterConfig>,
+    /// `permission: {type: config}`: the permissions file, parsed (compiled by the server);
+    /// `None`: `type: none`, everything is allowed.
+    pub permission: Option<PermissionFile>,
     pub limits: Limits,
     /// `allowAllOrigins` / `origins` (deepstream 4.x `httpServer` options; read in every format).
     pub origins: Origins,
@@ -320,6 +323,7 @@ impl Default for Config {
             engineio_ping_interval: Duration::from_millis(25_000),
             engineio_ping_timeout: Duration::from_millis(60_000),
             cluster: None,
+            permission: None,
             tcp_proxy_protocol: false,
             trusted_proxies: Vec::new(),
             limits: Limits::default(),
@@ -569,7 +573,7 @@ fn read_key(
             pending.tcp_asked = config.tcp_enabled;
         }
         "auth" => config.auth = read_auth(value, config_dir)?,
-        "permission" => read_permission(value, config_dir)?,
+        "permission" => config.permission = read_permission(value, config_dir)?,
         "rpcAckTimeout" => config.rpc_ack_timeout = millis(key, value)?,
         "rpcTimeout" => config.rpc_timeout = millis(key, value)?,
         "listenResponseTimeout" => config.listen_response_timeout = millis(key, value)?,
@@ -1003,9 +1007,20 @@ fn read_http_auth(options: &yaml_serde::Mapping) -> Result<AuthConfig, ConfigErr
     }))
 }
 
-/// corestream does not evaluate permission rules yet. Rather than silently allowing what a
-/// rules file forbids, it refuses any rules file that is not allow-everything.
-fn read_permission(value: &Value, config_dir: &Path) -> Result<(), ConfigError> {
+/// `permission: {type: config, options: {path, maxRuleIterations, cacheEvacuationInterval}}`.
+#[derive(Debug, Clone)]
+pub struct PermissionFile {
+    pub path: PathBuf,
+    /// The file as parsed; `permission::Permissions::compile` validates it.
+    pub rules: Value,
+    /// `maxRuleIterations` (deepstream: at least 1; cross-references only).
+    pub max_rule_iterations: u64,
+}
+
+fn read_permission(
+    value: &Value,
+    config_dir: &Path,
+) -> Result<Option<PermissionFile>, ConfigError> {
     let Value::Mapping(permission) = value else {
         return Err(error("permission", "expected a mapping with a 'type'"));
     };
@@ -1014,15 +1029,24 @@ fn read_permission(value: &Value, config_dir: &Path) -> Result<(), ConfigError> 
         None => return Err(error("permission.type", "missing")),
     };
     match kind.as_str() {
-        "none" => Ok(()),
+        "none" => Ok(None),
         "config" => {
-            let path = match permission
-                .get("options")
-                .and_then(Value::as_mapping)
-                .and_then(|options| get(options, "path"))
-            {
+            let options = permission.get("options").and_then(Value::as_mapping);
+            let path = match options.and_then(|options| get(options, "path")) {
                 Some(path) => config_dir.join(string("permission.options.path", path)?),
                 None => return Err(error("permission.options.path", "missing")),
+            };
+            let max_rule_iterations = match options.and_then(|o| get(o, "maxRuleIterations")) {
+                Some(value) => match value.as_u64() {
+                    Some(count) if count >= 1 => count,
+                    _ => {
+                        return Err(error(
+                            "permission.options.maxRuleIterations",
+                            "Maximum rule iteration has to be at least one",
+                        ))
+                    }
+                },
+                None => 3,
             };
             let text = std::fs::read_to_string(&path).map_err(|io| {
                 error(
@@ -1036,40 +1060,16 @@ fn read_permission(value: &Value, config_dir: &Path) -> Result<(), ConfigError> 
                     format!("{} is not valid YAML: {yaml}", path.display()),
                 )
             })?;
-            if let Some(rule) = first_restrictive_rule(&rules, String::new()) {
-                return Err(error(
-                    "permission.options.path",
-                    format!(
-                        "{}: rule '{rule}' is not 'true'; corestream does not evaluate permission \
-                         rules yet and will not start with rules it would ignore",
-                        path.display()
-                    ),
-                ));
-            }
-            Ok(())
+            Ok(Some(PermissionFile {
+                path,
+                rules,
+                max_rule_iterations,
+            }))
         }
         other => Err(error(
             "permission.type",
             format!("unknown permission type '{other}' (config or none)"),
         )),
-    }
-}
-
-fn first_restrictive_rule(value: &Value, at: String) -> Option<String> {
-    match value {
-        Value::Bool(true) => None,
-        Value::String(text) if text.trim() == "true" => None,
-        Value::Mapping(map) => map.iter().find_map(|(key, value)| {
-            let key = key.as_str().unwrap_or("?");
-            let path = if at.is_empty() {
-                key.to_string()
-            } else {
-                format!("{at}.{key}")
-            };
-            first_restrictive_rule(value, path)
-        }),
-        Value::Null => None,
-        _ => Some(at),
     }
 }
 

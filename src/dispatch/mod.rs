@@ -52,6 +52,7 @@ use crate::features::record::RecordFeature;
 use crate::features::rpc::RpcFeature;
 use crate::features::Effects;
 use crate::metrics::Counters;
+use crate::permission::Permissions;
 use crate::protocol::actions::Topic;
 use crate::shard::{Congestion, Mesh, SessionPort, SessionSlab, SlowConsumer, Weighed};
 use std::cell::{OnceCell, RefCell};
@@ -110,6 +111,8 @@ pub type Batch = Vec<CoreMessage>;
 pub struct Shared {
     pub config: Arc<Config>,
     pub auth: Arc<Authenticator>,
+    /// The compiled permissions file; `None`: everything is allowed.
+    pub permissions: Option<Arc<Permissions>>,
     /// Per-client-address limits.
     pub admission: Arc<Admission>,
 }
@@ -165,6 +168,11 @@ impl Core {
 
     pub fn config(&self) -> &Arc<Config> {
         &self.shared.config
+    }
+
+    /// The permissions file, when rules are configured.
+    pub fn permissions(&self) -> Option<&Arc<Permissions>> {
+        self.shared.permissions.as_ref()
     }
 
     pub fn auth(&self) -> &Arc<Authenticator> {

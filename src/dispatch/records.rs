@@ -4,11 +4,14 @@
 use super::Core;
 use crate::base::address::SessionRef;
 use crate::features::record::RecordFeature;
+use crate::features::record_guard::RecordGuard;
 use crate::features::Effects;
+use crate::permission::{eval::Value, Section};
 use crate::protocol::actions::Dialect;
 use bytes::Bytes;
 use std::cell::RefMut;
 use std::rc::Rc;
+use std::sync::Arc;
 
 /// A record message (terminator included) for the owner core of `name`.
 #[derive(Debug)]
@@ -17,6 +20,8 @@ pub struct RecordMessage {
     pub dialect: Dialect,
     pub name: Bytes,
     pub message: Bytes,
+    /// The sender as permission rules see it (`None` when no rules are configured).
+    pub user: Option<Arc<Value>>,
 }
 
 impl Core {
@@ -26,10 +31,19 @@ impl Core {
             return;
         }
         let mut effects = Effects::default();
+        let guard = match (self.permissions(), message.user.as_deref()) {
+            (Some(permissions), Some(user))
+                if !permissions.allows_everything_in(Section::Record) =>
+            {
+                Some(RecordGuard { permissions, user })
+            }
+            _ => None,
+        };
         self.features.records.borrow_mut().handle(
             message.session,
             message.dialect,
             &message.message,
+            guard,
             &mut effects,
         );
         self.execute(effects);

@@ -8,6 +8,7 @@ pub mod event;
 pub mod listen;
 pub mod presence;
 pub mod record;
+pub mod record_guard;
 pub mod record_store;
 pub mod record_write;
 pub mod rpc;

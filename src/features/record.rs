@@ -9,6 +9,7 @@
 //! subscribers as the bytes that arrived (shared, reference-counted), not re-serialised.
 
 use super::event::{RegistrySize, TopicRegistry};
+use super::record_guard::RecordGuard;
 use super::record_store::{RecordStore, WriteError};
 use super::record_write::{run_ready, write, Failure, RecordStorage, StoreRequest, Stored};
 use super::Effects;
@@ -100,11 +101,16 @@ impl RecordFeature {
         session: SessionRef,
         dialect: Dialect,
         bytes: &Bytes,
+        guard: Option<RecordGuard<'_>>,
         effects: &mut Effects,
     ) {
         let Some(Parsed::Message(parsed)) = messages(bytes, dialect).next() else {
             return;
         };
+        if let Some(refusal) = guard.and_then(|guard| guard.refusal(&mut self.store, &parsed)) {
+            effects.send(session, refusal);
+            return;
+        }
         let Some(name) = parsed.data_at(0) else {
             return;
         };

@@ -7,6 +7,8 @@
 //! through `Core::route`. It remembers what it subscribed to and listens on, so that closing it
 //! leaves nothing behind on any core.
 
+mod permissions;
+
 use crate::auth::AuthOutcome;
 use crate::dispatch::{
     Core, CoreMessage, PresenceAction, PresenceMessage, RecordMessage, RpcMessage, RpcRequest,
@@ -58,6 +60,8 @@ pub struct Session {
     proxy_identity: Option<crate::auth::ProxyIdentity>,
     /// Unparseable messages so far (the connection closes past `maxParseErrors`).
     parse_errors: u32,
+    /// `{isAuthenticated, id, data}` for permission rules (set at login when rules exist).
+    rule_user: Option<Arc<crate::permission::eval::Value>>,
     scratch: Vec<u8>,
 }
 
@@ -116,6 +120,7 @@ impl Session {
             listens: AHashSet::new(),
             presence_login: None,
             proxy_identity: None,
+            rule_user: None,
             parse_errors: 0,
             scratch: Vec::new(),
         };
@@ -307,7 +312,9 @@ impl Session {
             AuthOutcome::Accepted {
                 username,
                 client_data,
+                server_data,
             } => {
+                self.set_rule_user(&username, server_data.as_ref());
                 crate::info!(
                     "{username} logged in from {}",
                     self.peer.map(|p| p.to_string()).unwrap_or_default()
@@ -405,11 +412,17 @@ impl Session {
             ]);
             return;
         }
-        match Topic::parse(message.topic, self.dialect) {
-            Some(Topic::Event) => self.on_event_message(message, unit),
-            Some(Topic::Record) => self.on_record_message(message, unit),
-            Some(Topic::Rpc) => self.on_rpc_message(message, unit),
-            Some(Topic::Presence) => self.on_presence_message(message),
+        let Some(topic) = Topic::parse(message.topic, self.dialect) else {
+            return self.reply(&[b"X", b"E", b"UNKNOWN_TOPIC", message.topic]);
+        };
+        if !self.permitted(topic, &message) {
+            return;
+        }
+        match topic {
+            Topic::Event => self.on_event_message(message, unit),
+            Topic::Record => self.on_record_message(message, unit),
+            Topic::Rpc => self.on_rpc_message(message, unit),
+            Topic::Presence => self.on_presence_message(message),
             _ => self.reply(&[b"X", b"E", b"UNKNOWN_TOPIC", message.topic]),
         }
     }
@@ -572,6 +585,7 @@ impl Session {
                         dialect: self.dialect,
                         name,
                         message: Self::message_bytes(unit, &message),
+                        user: self.rule_user.clone(),
                     },
                 );
             }

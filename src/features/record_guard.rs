@@ -1,0 +1,180 @@
+//! Record permissions on the owner core of the name, where the stored record is at hand:
+//! `read` (R|SN, R|H, R|HD, and R|CR of an existing record), `create` (R|CR of a missing one,
+//! R|CU), `write` (R|U, R|P, R|CU) and `delete` (R|D). `oldData` is the stored record; a write
+//! rule's `data` is the whole new body (U) or the stored record with the patch applied (P).
+//!
+//! The replies are deepstream 2.4.1's: a message its message processor checks (U, P, D, SN, H,
+//! HD) is refused as `R|E|MESSAGE_DENIED|<name>|<action>|<the rest of its data>`; a check the
+//! record handler makes itself (CR: `C` or `R`; CU: `C` then `U`) as
+//! `R|E|MESSAGE_DENIED|<name>|<C or R or U>`, and a rule failing there as
+//! `R|E|MESSAGE_PERMISSION_ERROR|MESSAGE_PERMISSION_ERROR`. Called by `record::RecordFeature`.
+
+use super::record_store::RecordStore;
+use crate::permission::eval::Value;
+use crate::permission::Section;
+use crate::permission::{json_value, now_ms, typed_value, Decision, Facts, Permissions, RuleType};
+use crate::protocol::actions::Action;
+use crate::protocol::message::{build_message, Message};
+use bytes::Bytes;
+
+/// Who asks, against which rules.
+pub struct RecordGuard<'a> {
+    pub permissions: &'a Permissions,
+    pub user: &'a Value,
+}
+
+/// One check: the rule type and the action name rules see (and the denial's action field).
+struct Check {
+    rule_type: RuleType,
+    action: &'static str,
+    /// The action field of a denial from the record handler (`None`: the message's own).
+    code: Option<&'static [u8]>,
+}
+
+impl RecordGuard<'_> {
+    /// The reply refusing `message`, or `None` when it may proceed.
+    pub fn refusal(&self, store: &mut RecordStore, message: &Message<'_>) -> Option<Bytes> {
+        let name = message.data_at(0)?;
+        let exists = store.get(name).is_some();
+        for check in checks(message.action, exists) {
+            let decision = self.decide(store, message, &check);
+            let reply = match (decision, check.code) {
+                (Decision::Allow, _) => continue,
+                (Decision::Deny, Some(code)) => {
+                    build_message(&[b"R", b"E", b"MESSAGE_DENIED", name, code])
+                }
+                (Decision::Error(reason), Some(_)) => {
+                    log_failure(name, &check, &reason);
+                    build_message(&[
+                        b"R",
+                        b"E",
+                        b"MESSAGE_PERMISSION_ERROR",
+                        b"MESSAGE_PERMISSION_ERROR",
+                    ])
+                }
+                (Decision::Deny, None) => with_message_fields(b"MESSAGE_DENIED", message),
+                (Decision::Error(reason), None) => {
+                    log_failure(name, &check, &reason);
+                    with_message_fields(b"MESSAGE_PERMISSION_ERROR", message)
+                }
+            };
+            return Some(Bytes::from(reply));
+        }
+        None
+    }
+
+    fn decide(&self, store: &mut RecordStore, message: &Message<'_>, check: &Check) -> Decision {
+        let raw_name = message.data_at(0).unwrap_or_default();
+        let name = String::from_utf8_lossy(raw_name);
+        let Some((rule, variables)) =
+            self.permissions
+                .rule_for(Section::Record, check.rule_type, &name)
+        else {
+            return Decision::Deny;
+        };
+        let old_data = match (rule.uses_old_data(), store.get(raw_name)) {
+            (true, Some(record)) => match json_value(&record.data) {
+                Ok(old) => old,
+                Err(reason) => return Decision::Error(reason),
+            },
+            _ => Value::Null,
+        };
+        let data = if rule.uses_data() {
+            match write_data(store, message, check) {
+                Ok(data) => data,
+                Err(reason) => {
+                    return Decision::Error(format!("error when converting message data {reason}"))
+                }
+            }
+        } else {
+            Value::Undefined
+        };
+        let facts = Facts {
+            name: &name,
+            user: self.user,
+            data: &data,
+            old_data: &old_data,
+            action: check.action,
+            now_ms: now_ms(),
+        };
+        crate::permission::decide(rule, &variables, &facts)
+    }
+}
+
+/// The checks deepstream makes for a record action (none for the others).
+fn checks(action: Action, exists: bool) -> Vec<Check> {
+    let check = |rule_type, action, code| Check {
+        rule_type,
+        action,
+        code,
+    };
+    match action {
+        Action::CreateOrRead if exists => vec![check(RuleType::Read, "READ", Some(b"R"))],
+        Action::CreateOrRead => vec![check(RuleType::Create, "CREATE", Some(b"C"))],
+        Action::CreateAndUpdate => vec![
+            check(RuleType::Create, "CREATE", Some(b"C")),
+            check(RuleType::Write, "UPDATE", Some(b"U")),
+        ],
+        Action::Snapshot => vec![check(RuleType::Read, "SNAPSHOT", None)],
+        Action::Has => vec![check(RuleType::Read, "HAS", None)],
+        Action::Head => vec![check(RuleType::Read, "HEAD", None)],
+        Action::Update => vec![check(RuleType::Write, "UPDATE", None)],
+        Action::Patch => vec![check(RuleType::Write, "PATCH", None)],
+        Action::Delete => vec![check(RuleType::Delete, "DELETE", None)],
+        _ => Vec::new(),
+    }
+}
+
+/// A write rule's `data`: the new body (U, CU), or the stored record with the patch applied
+/// (P, the patch form of CU, applied to `{}` when the record is missing). deepstream 2.4.1
+/// cannot check CU's data (it parses a body that is not there and answers every such write
+/// with `MESSAGE_PERMISSION_ERROR`): corestream checks the data the write would store.
+fn write_data(
+    store: &mut RecordStore,
+    message: &Message<'_>,
+    _check: &Check,
+) -> Result<Value, String> {
+    let invalid = || "Error: Invalid message data".to_string();
+    let field = |index| message.data_at(index).ok_or_else(invalid);
+    match (message.action, message.data_count()) {
+        (Action::Update, _) | (Action::CreateAndUpdate, 4) => json_value(field(2)?),
+        (Action::Patch, 4) | (Action::CreateAndUpdate, 5) => {
+            let (name, path, value) = (field(0)?, field(2)?, field(3)?);
+            typed_value(value)?;
+            let current = match store.get(name) {
+                Some(record) => record.data.to_vec(),
+                None if message.action == Action::CreateAndUpdate => b"{}".to_vec(),
+                None => {
+                    return Err(format!(
+                        "Tried to apply patch to non-existant record {}",
+                        String::from_utf8_lossy(name)
+                    ))
+                }
+            };
+            let patched = store
+                .patched(&current, path, value)
+                .map_err(|error| format!("{error:?}"))?;
+            json_value(&patched)
+        }
+        (Action::Patch | Action::CreateAndUpdate, _) => Err(invalid()),
+        _ => Ok(Value::Undefined),
+    }
+}
+
+/// `R|E|<kind>|<name>|<action>|<the rest of the message's data>`.
+fn with_message_fields(kind: &[u8], message: &Message<'_>) -> Vec<u8> {
+    let mut fields: Vec<&[u8]> = vec![b"R", b"E", kind];
+    let mut data = message.data_fields();
+    fields.extend(data.next());
+    fields.push(message.action_raw);
+    fields.extend(data);
+    build_message(&fields)
+}
+
+fn log_failure(name: &[u8], check: &Check, reason: &str) {
+    crate::warn!(
+        "permission rule {} for record {} failed: {reason}",
+        check.rule_type.name(),
+        String::from_utf8_lossy(name)
+    );
+}

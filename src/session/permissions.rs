@@ -1,0 +1,122 @@
+//! Permission checks a session makes itself, before a message leaves its core: events
+//! (publish, subscribe, listen), RPC (provide, request), presence (allow) and record listening.
+//! These rules read the name, the user and the message's own data, all here. Record reads,
+//! creates, writes and deletes read the stored record (`oldData`, the patched data), so they
+//! are checked on the record's owner core (`features::record_guard`); the session only hands
+//! its rule user along.
+//!
+//! A denied message gets `<topic>|E|MESSAGE_DENIED|<name>|<action>|<the rest of its data>`, a
+//! rule that fails while it runs `…|E|MESSAGE_PERMISSION_ERROR|…` with the same fields (as
+//! deepstream's message processor sends them), and nothing else happens.
+
+use super::Session;
+use crate::permission::{
+    eval::Value, now_ms, rule_user, typed_value, Decision, Facts, Permissions, RuleType, Section,
+};
+use crate::protocol::actions::{Action, Topic};
+use crate::protocol::message::Message;
+use std::sync::Arc;
+
+/// What deepstream checks for a message at this stage, and the action name rules see.
+fn rule_of(topic: Topic, action: Action) -> Option<(Section, RuleType, &'static str)> {
+    Some(match (topic, action) {
+        (Topic::Event, Action::Event) => (Section::Event, RuleType::Publish, "EVENT"),
+        (Topic::Event, Action::Subscribe) => (Section::Event, RuleType::Subscribe, "SUBSCRIBE"),
+        (Topic::Event, Action::Listen) => (Section::Event, RuleType::Listen, "LISTEN"),
+        (Topic::Record, Action::Listen) => (Section::Record, RuleType::Listen, "LISTEN"),
+        (Topic::Rpc, Action::Subscribe) => (Section::Rpc, RuleType::Provide, "SUBSCRIBE"),
+        (Topic::Rpc, Action::Request) => (Section::Rpc, RuleType::Request, "REQUEST"),
+        (Topic::Presence, Action::Subscribe) => (Section::Presence, RuleType::Allow, "SUBSCRIBE"),
+        (Topic::Presence, Action::Query) => (Section::Presence, RuleType::Allow, "QUERY"),
+        _ => return None,
+    })
+}
+
+/// The message's `data` for a rule: an event's payload, an RPC request's argument.
+fn message_data(topic: Topic, message: &Message<'_>) -> Result<Value, String> {
+    let field = match topic {
+        Topic::Event => message.data_at(1).filter(|field| !field.is_empty()),
+        Topic::Rpc => message.data_at(2),
+        _ => None,
+    };
+    field.map_or(Ok(Value::Undefined), typed_value)
+}
+
+impl Session {
+    /// The user rules read, built at login when rules are configured.
+    pub(super) fn set_rule_user(
+        &mut self,
+        username: &str,
+        server_data: Option<&serde_json::Value>,
+    ) {
+        if self.core.permissions().is_some() {
+            self.rule_user = Some(Arc::new(rule_user(username, server_data)));
+        }
+    }
+
+    /// Whether `message` may proceed; when not, the client got the error.
+    pub(super) fn permitted(&mut self, topic: Topic, message: &Message<'_>) -> bool {
+        let Some(permissions) = self.core.permissions().map(Arc::clone) else {
+            return true;
+        };
+        let Some((section, rule_type, action)) = rule_of(topic, message.action) else {
+            return true;
+        };
+        if permissions.allows_everything_in(section) {
+            return true;
+        }
+        let decision = self.decide(&permissions, topic, message, (section, rule_type, action));
+        let kind: &[u8] = match decision {
+            Decision::Allow => return true,
+            Decision::Deny => b"MESSAGE_DENIED",
+            Decision::Error(reason) => {
+                crate::warn!(
+                    "permission rule {} for {} failed: {reason}",
+                    rule_type.name(),
+                    String::from_utf8_lossy(message.data_at(0).unwrap_or_default())
+                );
+                b"MESSAGE_PERMISSION_ERROR"
+            }
+        };
+        let mut fields: Vec<&[u8]> = vec![message.topic, b"E", kind];
+        let mut data = message.data_fields();
+        fields.extend(data.next());
+        fields.push(message.action_raw);
+        fields.extend(data);
+        self.reply(&fields);
+        false
+    }
+
+    fn decide(
+        &self,
+        permissions: &Permissions,
+        topic: Topic,
+        message: &Message<'_>,
+        (section, rule_type, action): (Section, RuleType, &str),
+    ) -> Decision {
+        let name = String::from_utf8_lossy(message.data_at(0).unwrap_or_default());
+        let Some((rule, variables)) = permissions.rule_for(section, rule_type, &name) else {
+            return Decision::Deny;
+        };
+        let data = if rule.uses_data() {
+            match message_data(topic, message) {
+                Ok(data) => data,
+                Err(reason) => {
+                    return Decision::Error(format!("error when converting message data {reason}"))
+                }
+            }
+        } else {
+            Value::Undefined
+        };
+        let anonymous = Value::Undefined;
+        let facts = Facts {
+            name: &name,
+            user: self.rule_user.as_deref().unwrap_or(&anonymous),
+            data: &data,
+            old_data: &Value::Null,
+            action,
+            now_ms: now_ms(),
+        };
+        crate::permission::decide(rule, &variables, &facts)
+    }
+}
