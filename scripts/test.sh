@@ -42,10 +42,7 @@ bash scripts/node-tests-v2.sh corestream
 echo "== permission rules (Valve): the scenarios against deepstream.io 1.1.1, 2.4.1 and corestream"
 bash scripts/permission-tests.sh deepstream
 bash scripts/permission-tests.sh deepstream2
-# Cross-references (_()) are not implemented yet: corestream refuses a rules file that uses
-# them at start (exit 2; startup.test.js does not cover it, tests/permissions.rs does), so
-# crossref.test.js runs against the references only (README, "Permissions").
-bash scripts/permission-tests.sh corestream $(ls tests/node/permissions/*.test.js | grep -v crossref)
+bash scripts/permission-tests.sh corestream
 
 echo "== deepstream.io-client-js 1.1.1 and 2.3.4 across three corestream nodes through a real Redis"
 bash scripts/cluster-tests.sh

@@ -135,6 +135,14 @@ fn compile_permissions(config: &Config) -> Result<Option<Arc<Permissions>>, Star
     let refused =
         |reason: String| StartError::Permission(format!("{}: {reason}", file.path.display()));
     let permissions = Permissions::compile(&file.rules).map_err(|error| refused(error.0))?;
+    let permissions = permissions.with_max_rule_iterations(file.max_rule_iterations);
+    if config.cluster.is_some() && permissions.has_cross_references() {
+        return Err(refused(
+            "cross-references _() are not supported in a cluster yet (issue 10): corestream \
+             will not start with rules it would ignore"
+                .into(),
+        ));
+    }
     if config.cluster.is_some() && !permissions.allows_everything_in(Section::Record) {
         return Err(refused(
             "record rules other than `true` are not enforced in a cluster yet (issue 10): \

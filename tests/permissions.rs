@@ -1,7 +1,7 @@
 //! Permission rules against the real binary: what it refuses at start (exit status 2 and a
-//! message naming the file, section and path), and the exact bytes of a denial over TCP for
-//! rules checked on the session's core and on the record's owner core (two cores, so names
-//! land on both). The scenarios against the reference servers are the node suite
+//! message naming the file, section and path), the exact bytes of a denial over TCP for rules
+//! checked on the session's core and on the record's owner core (two cores, so names land on
+//! both), and cross-references to records owned by either core. The scenarios against the reference servers are the node suite
 //! (scripts/permission-tests.sh).
 
 mod common;
@@ -64,9 +64,13 @@ const BASE: &str =
 fn rules_files_it_cannot_honour_are_refused_at_start_with_the_place() {
     for (rules, extra, expected) in [
         (
-            BASE.replace("publish: true", "publish: \"_('settings/' + user.id).open\""),
-            "",
-            "cross-references _() are not supported by corestream yet (issue 10) (section event, path *, rule publish)",
+            BASE.replace(
+                "publish: true",
+                "publish: \"_('settings/' + user.id).open\"",
+            ),
+            "plugins:\n  message: {name: redis, options: {host: 127.0.0.1, port: 1}}\n  \
+             cache: {name: redis, options: {host: 127.0.0.1, port: 1}}\n",
+            "cross-references _() are not supported in a cluster yet",
         ),
         (
             BASE.replace("publish: true", "publish: 'new Date() > 0'"),
@@ -88,7 +92,10 @@ fn rules_files_it_cannot_honour_are_refused_at_start_with_the_place() {
         let (status, stderr) = refused(&rules, extra);
         assert_eq!(status, Some(2), "{rules}\n{stderr}");
         assert!(stderr.contains("rules.yml: "), "names the file: {stderr}");
-        assert!(stderr.contains(expected), "expected {expected:?} in:\n{stderr}");
+        assert!(
+            stderr.contains(expected),
+            "expected {expected:?} in:\n{stderr}"
+        );
     }
 }
 
@@ -141,5 +148,59 @@ fn denials_carry_the_message_fields_from_the_session_core_and_the_owner_core() {
     bob.expect("R|E|MESSAGE_DENIED|mine/alice/a|C+");
     alice.send("R|CR|mine/alice/a+");
     alice.expect("R|A|S|mine/alice/a+");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn cross_references_read_records_owned_by_any_core() {
+    let dir = temp_dir();
+    let rules =
+        "record:\n  '*': {create: true, read: true, write: true, delete: true, listen: true}\n  \
+                 'doc/$id': {write: \"_('settings/' + $id).open == true\"}\n\
+                 event:\n  '*': {publish: true, subscribe: true, listen: true}\n  \
+                 'gated/$id': {publish: \"_('settings/' + $id).open == true\"}\n\
+                 rpc: {'*': {provide: true, request: true}}\n";
+    std::fs::write(dir.join("rules.yml"), rules).expect("rules");
+    let path = dir.join("rules.yml");
+    let server = Server::start(
+        &format!(
+            "permission: {{type: config, options: {{path: {}}}}}",
+            path.display()
+        ),
+        2,
+    );
+    let mut admin = server.connect();
+    admin.login("admin");
+    let mut user = server.connect();
+    user.login("user");
+    // several ids, so the settings records and the gated names land on both cores
+    for id in ["a", "b", "c", "d"] {
+        user.send(&format!("E|EVT|gated/{id}|Sx+"));
+        user.expect(&format!("E|E|MESSAGE_PERMISSION_ERROR|gated/{id}|EVT|Sx+"));
+        admin.send(&format!("R|CR|settings/{id}+"));
+        admin.expect(&format!("R|A|S|settings/{id}+"));
+        admin.expect(&format!("R|R|settings/{id}|0|{{}}+"));
+        admin.send(&format!("R|U|settings/{id}|1|{{\"open\":false}}+"));
+        // (applied on its owner core once the snapshot behind it is answered)
+        admin.send(&format!("R|SN|settings/{id}+"));
+        admin.expect(&format!("R|R|settings/{id}|1|{{\"open\":false}}+"));
+        user.send(&format!("E|EVT|gated/{id}|Sx+"));
+        user.expect(&format!("E|E|MESSAGE_DENIED|gated/{id}|EVT|Sx+"));
+        user.send(&format!("R|CR|doc/{id}+"));
+        user.expect(&format!("R|A|S|doc/{id}+"));
+        user.expect(&format!("R|R|doc/{id}|0|{{}}+"));
+        user.send(&format!("R|U|doc/{id}|1|{{\"v\":1}}+"));
+        user.expect(&format!("R|E|MESSAGE_DENIED|doc/{id}|U|1|{{\"v\":1}}+"));
+        admin.send(&format!("R|U|settings/{id}|2|{{\"open\":true}}+"));
+        admin.send(&format!("R|SN|settings/{id}+"));
+        admin.expect(&format!("R|R|settings/{id}|2|{{\"open\":true}}+"));
+        admin.send(&format!("E|S|gated/{id}+"));
+        admin.expect(&format!("E|A|S|gated/{id}+"));
+        user.send(&format!("E|EVT|gated/{id}|Sx+"));
+        admin.expect(&format!("E|EVT|gated/{id}|Sx+"));
+        user.send(&format!("R|U|doc/{id}|1|{{\"v\":1}}+"));
+        user.send(&format!("R|SN|doc/{id}+"));
+        user.expect(&format!("R|R|doc/{id}|1|{{\"v\":1}}+"));
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

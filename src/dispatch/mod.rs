@@ -17,6 +17,7 @@
 //! | node messages | `NodeMessage` | `node` | what another node said, through the cluster |
 //! | HTTP relays | `RelayMessage` | `relay` | engine.io requests and connections for a session's core |
 //! | stats | `StatsMessage` | `stats` | `/metrics` and `/health-check` asking every core |
+//! | record lookups | `RecordLookup` | `records` | a permission rule's `_()`: a record's JSON from its owner core |
 //!
 //! Features answer with `Effects`; `effects` carries them out (local delivery, the mesh, the
 //! cluster seam, timers). The cross-core discipline itself is written down in `shard`.
@@ -35,7 +36,7 @@ mod subscriptions;
 pub use delivery::Delivery;
 pub use node::{ListenFromNode, NodeMessage, RpcFromNode};
 pub use presence::{PresenceAction, PresenceMessage};
-pub use records::RecordMessage;
+pub use records::{RecordLookup, RecordMessage};
 pub use relay::{AdoptHandler, RelayHandler, RelayMessage, RelayReply, RelayRequest};
 pub use rpc::{RpcMessage, RpcRequest};
 pub use seam::ClusterSeam;
@@ -85,7 +86,8 @@ core_message!(
     Presence(PresenceMessage),
     Node(NodeMessage),
     Relay(RelayMessage),
-    Stats(StatsMessage)
+    Stats(StatsMessage),
+    Lookup(RecordLookup)
 );
 
 impl Weighed for CoreMessage {
@@ -100,6 +102,7 @@ impl Weighed for CoreMessage {
             CoreMessage::Node(message) => message.weight(),
             CoreMessage::Relay(message) => message.weight(),
             CoreMessage::Stats(_) => 0,
+            CoreMessage::Lookup(message) => message.weight(),
         }
     }
 }
@@ -295,6 +298,7 @@ impl Core {
             CoreMessage::Node(message) => self.handle_node(message),
             CoreMessage::Relay(message) => self.handle_relay(message),
             CoreMessage::Stats(message) => self.handle_stats(message),
+            CoreMessage::Lookup(message) => self.handle_lookup(message),
         }
     }
 }

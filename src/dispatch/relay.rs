@@ -56,6 +56,8 @@ pub type RelayHandler = Rc<dyn Fn(RelayRequest)>;
 pub type AdoptHandler = Rc<dyn Fn(std::os::fd::RawFd, Vec<u8>)>;
 /// A relayed request waiting for its reply.
 type RelayWaiter = (Option<RelayReply>, Option<Waker>);
+/// A record lookup waiting for the owner core's answer.
+pub(super) type LookupWaiter = (Option<Option<Box<[u8]>>>, Option<Waker>);
 
 impl RelayMessage {
     pub(super) fn weight(&self) -> usize {
@@ -72,6 +74,9 @@ impl RelayMessage {
 pub(super) struct Waiters {
     pub(super) stats: RefCell<AHashMap<u64, StatsWaiter>>,
     relays: RefCell<AHashMap<u64, RelayWaiter>>,
+    /// Record lookups for permission rules' cross-references: the answer (`Some(data)`) and
+    /// the waiting task.
+    pub(super) lookups: RefCell<AHashMap<u64, LookupWaiter>>,
     next_request: Cell<u64>,
     relay_handler: RefCell<Option<RelayHandler>>,
     adopt_handler: RefCell<Option<AdoptHandler>>,

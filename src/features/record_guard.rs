@@ -1,6 +1,6 @@
 //! Record permissions on the owner core of the name, where the stored record is at hand:
-//! `read` (R|SN, R|H, R|HD, and R|CR of an existing record), `create` (R|CR of a missing one,
-//! R|CU), `write` (R|U, R|P, R|CU) and `delete` (R|D). `oldData` is the stored record; a write
+//! `read` (R|SN, R|H, R|HD, and R|CR: of a missing record after it was created), `create`
+//! (R|CR of a missing record, R|CU), `write` (R|U, R|P, R|CU) and `delete` (R|D). `oldData` is the stored record; a write
 //! rule's `data` is the whole new body (U) or the stored record with the patch applied (P).
 //!
 //! The replies are deepstream 2.4.1's: a message its message processor checks (U, P, D, SN, H,
@@ -10,6 +10,7 @@
 //! `R|E|MESSAGE_PERMISSION_ERROR|MESSAGE_PERMISSION_ERROR`. Called by `record::RecordFeature`.
 
 use super::record_store::RecordStore;
+use crate::permission::cross::CrossRecords;
 use crate::permission::eval::Value;
 use crate::permission::Section;
 use crate::permission::{json_value, now_ms, typed_value, Decision, Facts, Permissions, RuleType};
@@ -21,6 +22,8 @@ use bytes::Bytes;
 pub struct RecordGuard<'a> {
     pub permissions: &'a Permissions,
     pub user: &'a Value,
+    /// The records the rules cross-reference, loaded by the sender's session.
+    pub cross: &'a CrossRecords,
 }
 
 /// One check: the rule type and the action name rules see (and the denial's action field).
@@ -37,6 +40,11 @@ impl RecordGuard<'_> {
         let name = message.data_at(0)?;
         let exists = store.get(name).is_some();
         for check in checks(message.action, exists) {
+            if message.action == Action::CreateOrRead && check.rule_type == RuleType::Read {
+                // (a record created by the CREATE check that passed; a full store refuses the
+                // creation later, as without rules)
+                store.get_or_create(name);
+            }
             let decision = self.decide(store, message, &check);
             let reply = match (decision, check.code) {
                 (Decision::Allow, _) => continue,
@@ -96,9 +104,25 @@ impl RecordGuard<'_> {
             old_data: &old_data,
             action: check.action,
             now_ms: now_ms(),
+            cross: self.cross,
         };
         crate::permission::decide(rule, &variables, &facts)
     }
+}
+
+/// Every rule type a record action may be checked against (the session loads what their
+/// cross-references read before the message goes to the owner core).
+pub fn rule_types_of(action: Action) -> Vec<RuleType> {
+    let mut types: Vec<RuleType> = Vec::new();
+    for check in checks(action, true)
+        .into_iter()
+        .chain(checks(action, false))
+    {
+        if !types.contains(&check.rule_type) {
+            types.push(check.rule_type);
+        }
+    }
+    types
 }
 
 /// The checks deepstream makes for a record action (none for the others).
@@ -110,7 +134,11 @@ fn checks(action: Action, exists: bool) -> Vec<Check> {
     };
     match action {
         Action::CreateOrRead if exists => vec![check(RuleType::Read, "READ", Some(b"R"))],
-        Action::CreateOrRead => vec![check(RuleType::Create, "CREATE", Some(b"C"))],
+        // deepstream creates the record after the CREATE check, then checks READ.
+        Action::CreateOrRead => vec![
+            check(RuleType::Create, "CREATE", Some(b"C")),
+            check(RuleType::Read, "READ", Some(b"R")),
+        ],
         Action::CreateAndUpdate => vec![
             check(RuleType::Create, "CREATE", Some(b"C")),
             check(RuleType::Write, "UPDATE", Some(b"U")),

@@ -5,6 +5,7 @@
 //! property of `undefined` or `null`, or calling a method a value does not have, is a run-time
 //! error (deepstream answers `MESSAGE_PERMISSION_ERROR`). Called by `permission::Permissions`.
 
+use super::cross::CrossRecords;
 use super::expr::{BinaryOp, Expr, UnaryOp};
 use std::borrow::Cow;
 
@@ -22,6 +23,8 @@ pub struct Scope<'a> {
     pub action: &'a str,
     /// The path's `$variables` and what they captured.
     pub variables: &'a [(String, Value)],
+    /// The records `_()` reads.
+    pub cross: &'a CrossRecords,
 }
 
 /// A rule failed while it ran (JavaScript would have thrown).
@@ -69,9 +72,7 @@ pub fn evaluate<'a>(expr: &'a Expr, scope: &Scope<'a>) -> Result<Cow<'a, Value>>
                 .collect::<Result<Vec<_>>>()?;
             Cow::Owned(call(&object, method, &arguments)?)
         }
-        Expr::CrossReference(_) => {
-            return Err(RuleError("cross-references are not supported".into()))
-        }
+        Expr::CrossReference(argument) => cross_reference(&*evaluate(argument, scope)?, scope)?,
         Expr::Unary(op, operand) => Cow::Owned(unary(*op, &*evaluate(operand, scope)?)),
         Expr::Binary(op, left, right) => {
             let left = evaluate(left, scope)?;
@@ -102,6 +103,31 @@ pub fn evaluate<'a>(expr: &'a Expr, scope: &Scope<'a>) -> Result<Cow<'a, Value>>
             }
         }
     })
+}
+
+/// `_(name)`: the record's data when loaded, `null` when it does not exist, `undefined` (and
+/// noted for loading) when not loaded yet.
+fn cross_reference<'a>(name: &Value, scope: &Scope<'a>) -> Result<Cow<'a, Value>> {
+    match name {
+        Value::Undefined => Ok(Cow::Owned(Value::Undefined)),
+        Value::Str(name) if name.contains("undefined") => Ok(Cow::Owned(Value::Undefined)),
+        Value::Str(name) => Ok(match scope.cross.get(name) {
+            Some(Some(data)) => Cow::Borrowed(data),
+            Some(None) => Cow::Owned(Value::Null),
+            None => {
+                scope.cross.want(name);
+                Cow::Owned(Value::Undefined)
+            }
+        }),
+        other => Err(RuleError(format!(
+            "crossreference got unsupported type {}",
+            match other {
+                Value::Number(_) => "number",
+                Value::Bool(_) => "boolean",
+                _ => "object",
+            }
+        ))),
+    }
 }
 
 fn name_value<'a>(name: &str, scope: &Scope<'a>) -> Result<Cow<'a, Value>> {
@@ -424,6 +450,12 @@ mod tests {
             .expect("old");
         let expr = parse(rule).expect("compiles");
         let variables = [("$id".to_string(), Value::Str("alice".to_string()))];
+        let mut cross = CrossRecords::default();
+        cross.insert(
+            "settings/alice".into(),
+            Some(Value::Object(vec![("open".into(), Value::Bool(true))])),
+        );
+        cross.insert("settings/gone".into(), None);
         let scope = Scope {
             user: &user,
             data: &data,
@@ -431,6 +463,7 @@ mod tests {
             now: 1000.0,
             action: "UPDATE",
             variables: &variables,
+            cross: &cross,
         };
         evaluate(&expr, &scope).map(Cow::into_owned)
     }
@@ -477,6 +510,10 @@ mod tests {
             "!data.missing",
             "-data.price === -5 && 7 % 4 === 3",
             "'' + user.data.tags === 'a,b'",
+            "_('settings/' + $id).open === true",
+            "_('settings/gone') === null",
+            "_('settings/' + data.missing) === undefined",
+            "_('not/loaded') === undefined",
         ] {
             assert!(yes(rule), "{rule} should be true");
         }
@@ -497,5 +534,7 @@ mod tests {
         assert!(run("data.a.startsWith('x')", data, "{}").is_err());
         assert!(run("unknownName == 1", data, "{}").is_err());
         assert!(run("user.id.match('(')", data, "{}").is_err());
+        assert!(run("_(5) == 1", data, "{}").is_err());
+        assert!(run("_('settings/gone').open", data, "{}").is_err());
     }
 }

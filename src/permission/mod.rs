@@ -13,12 +13,14 @@
 //! the rule type has none. `compile` is called while the configuration is read (`base::config`
 //! keeps the parsed file; the server compiles it and exits with status 2 on an error).
 
+pub mod cross;
 pub mod eval;
 pub mod expr;
 pub mod path;
 pub mod value;
 
-use eval::{evaluate, truthy, Scope, Value};
+use cross::CrossRecords;
+use eval::{evaluate, Scope, Value};
 use expr::Expr;
 use path::PathPattern;
 use std::fmt;
@@ -120,6 +122,7 @@ pub enum Rule {
         expr: Expr,
         uses_data: bool,
         uses_old_data: bool,
+        uses_cross_reference: bool,
     },
 }
 
@@ -135,6 +138,17 @@ impl Rule {
             self,
             Rule::Expression {
                 uses_old_data: true,
+                ..
+            }
+        )
+    }
+
+    /// Whether the rule reads other records (`_()`): they are loaded before it is decided.
+    pub fn uses_cross_reference(&self) -> bool {
+        matches!(
+            self,
+            Rule::Expression {
+                uses_cross_reference: true,
                 ..
             }
         )
@@ -179,6 +193,8 @@ pub struct Permissions {
     sections: Vec<(Section, Vec<PathRules>)>,
     /// The sections whose every rule is `true` (or that are absent): nothing to check.
     open: Vec<Section>,
+    /// `maxRuleIterations`: runs of a rule while it discovers records to load.
+    max_rule_iterations: usize,
 }
 
 /// What a check decided.
@@ -200,6 +216,16 @@ pub struct Facts<'a> {
     /// deepstream's action name (`UPDATE`, `EVENT`, ...).
     pub action: &'a str,
     pub now_ms: f64,
+    /// The records loaded for `_()`.
+    pub cross: &'a CrossRecords,
+}
+
+/// What one run of a rule found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Decided(Decision),
+    /// Records to load (by name) before the rule can be decided.
+    Needs(Vec<String>),
 }
 
 impl Permissions {
@@ -235,6 +261,7 @@ impl Permissions {
         let mut permissions = Permissions {
             sections,
             open: Vec::new(),
+            max_rule_iterations: 3,
         };
         permissions.open = Section::ALL
             .into_iter()
@@ -286,6 +313,26 @@ impl Permissions {
         decide(rule, &variables, facts)
     }
 
+    /// With `maxRuleIterations` (at least 1).
+    pub fn with_max_rule_iterations(mut self, iterations: u64) -> Permissions {
+        self.max_rule_iterations = usize::try_from(iterations.max(1)).unwrap_or(usize::MAX);
+        self
+    }
+
+    /// How many runs a rule may take while it discovers records to load.
+    pub fn max_rule_iterations(&self) -> usize {
+        self.max_rule_iterations
+    }
+
+    /// Whether any rule reads other records (`_()`).
+    pub fn has_cross_references(&self) -> bool {
+        self.sections
+            .iter()
+            .flat_map(|(_, paths)| paths.iter())
+            .flat_map(|path| path.rules.iter())
+            .any(|(_, rule)| rule.uses_cross_reference())
+    }
+
     /// Whether every rule of `section` is `true` (or the section is absent).
     pub fn allows_everything_in(&self, section: Section) -> bool {
         self.open.contains(&section)
@@ -313,11 +360,11 @@ impl Permissions {
     }
 }
 
-/// Runs one rule.
-pub fn decide(rule: &Rule, variables: &[(String, Value)], facts: &Facts<'_>) -> Decision {
+/// Runs one rule with what `facts.cross` holds: decided, or the records it still needs.
+pub fn judge(rule: &Rule, variables: &[(String, Value)], facts: &Facts<'_>) -> Verdict {
     let expr = match rule {
-        Rule::Constant(true) => return Decision::Allow,
-        Rule::Constant(false) => return Decision::Deny,
+        Rule::Constant(true) => return Verdict::Decided(Decision::Allow),
+        Rule::Constant(false) => return Verdict::Decided(Decision::Deny),
         Rule::Expression { expr, .. } => expr,
     };
     let scope = Scope {
@@ -327,13 +374,30 @@ pub fn decide(rule: &Rule, variables: &[(String, Value)], facts: &Facts<'_>) -> 
         now: facts.now_ms,
         action: facts.action,
         variables,
+        cross: facts.cross,
     };
-    match evaluate(expr, &scope) {
+    let result = evaluate(expr, &scope);
+    // (An error while records are missing is not final: the next run has them.)
+    let wanted = facts.cross.take_wanted();
+    if !wanted.is_empty() {
+        return Verdict::Needs(wanted);
+    }
+    Verdict::Decided(match result {
         // deepstream allows only `true` itself (`result !== true` denies).
         Ok(value) if *value == Value::Bool(true) => Decision::Allow,
-        Ok(value) if truthy(&value) => Decision::Deny,
         Ok(_) => Decision::Deny,
         Err(error) => Decision::Error(error.0),
+    })
+}
+
+/// Runs one rule whose cross-referenced records are all in `facts.cross`.
+pub fn decide(rule: &Rule, variables: &[(String, Value)], facts: &Facts<'_>) -> Decision {
+    match judge(rule, variables, facts) {
+        Verdict::Decided(decision) => decision,
+        Verdict::Needs(names) => Decision::Error(format!(
+            "the rule reads records that were not loaded: {}",
+            names.join(", ")
+        )),
     }
 }
 
@@ -462,9 +526,6 @@ fn compile_rule(rule_type: RuleType, rule: &Yaml) -> Result<Rule, String> {
         return Err("rule can't be empty".into());
     }
     let expr = expr::parse(text).map_err(|error| error.to_string())?;
-    if expr.uses_cross_reference() {
-        return Err("cross-references _() are not supported by corestream yet (issue 10)".into());
-    }
     let uses_data = expr.uses_name("data");
     let uses_old_data = expr.uses_name("oldData");
     if uses_old_data && !rule_type.has_old_data() {
@@ -476,10 +537,12 @@ fn compile_rule(rule_type: RuleType, rule: &Yaml) -> Result<Rule, String> {
     if uses_data && !rule_type.has_data() {
         return Err(format!("rule {} does not support data", rule_type.name()));
     }
+    let uses_cross_reference = expr.uses_cross_reference();
     Ok(Rule::Expression {
         expr,
         uses_data,
         uses_old_data,
+        uses_cross_reference,
     })
 }
 
@@ -513,6 +576,8 @@ rpc:
             old_data: &Value::Null,
             action: "EVENT",
             now_ms: 0.0,
+            // (a test helper: one small leak per check)
+            cross: Box::leak(Box::default()),
         }
     }
 

@@ -177,7 +177,7 @@ impl Session {
                     self.on_connection_message(parsed, &unit)
                 }
                 SessionState::AwaitingAuth => self.on_auth_message(parsed).await,
-                SessionState::Open => self.on_open_message(parsed, &unit),
+                SessionState::Open => self.on_open_message(parsed, &unit).await,
                 SessionState::Closed => return,
             }
             if let Parsed::ParseError { .. } = parsed {
@@ -392,7 +392,7 @@ impl Session {
         self.is_authenticated() || self.auth_attempts > 0
     }
 
-    fn on_open_message(&mut self, parsed: Parsed<'_>, unit: &Bytes) {
+    async fn on_open_message(&mut self, parsed: Parsed<'_>, unit: &Bytes) {
         let message = match parsed {
             Parsed::Message(message) => message,
             Parsed::ParseError { raw } => {
@@ -415,12 +415,15 @@ impl Session {
         let Some(topic) = Topic::parse(message.topic, self.dialect) else {
             return self.reply(&[b"X", b"E", b"UNKNOWN_TOPIC", message.topic]);
         };
-        if !self.permitted(topic, &message) {
+        if !self.permitted(topic, &message).await {
             return;
         }
         match topic {
             Topic::Event => self.on_event_message(message, unit),
-            Topic::Record => self.on_record_message(message, unit),
+            Topic::Record => {
+                let cross = self.record_cross_references(&message).await;
+                self.on_record_message(message, unit, cross)
+            }
             Topic::Rpc => self.on_rpc_message(message, unit),
             Topic::Presence => self.on_presence_message(message),
             _ => self.reply(&[b"X", b"E", b"UNKNOWN_TOPIC", message.topic]),
@@ -552,7 +555,12 @@ impl Session {
         );
     }
 
-    fn on_record_message(&mut self, message: Message<'_>, unit: &Bytes) {
+    fn on_record_message(
+        &mut self,
+        message: Message<'_>,
+        unit: &Bytes,
+        cross: Option<Arc<crate::permission::cross::LoadedRecords>>,
+    ) {
         let code = Topic::Record.code();
         let name = Self::field_bytes(unit, message.data_at(0).unwrap_or_default());
         match message.action {
@@ -586,6 +594,7 @@ impl Session {
                         name,
                         message: Self::message_bytes(unit, &message),
                         user: self.rule_user.clone(),
+                        cross,
                     },
                 );
             }

@@ -5,16 +5,26 @@
 //! are checked on the record's owner core (`features::record_guard`); the session only hands
 //! its rule user along.
 //!
+//! A rule with cross-references (`_()`) waits here while the records it reads are loaded from
+//! their owner cores (`Core::load_records`); the session handles nothing else meanwhile, so
+//! its messages keep their order. For record messages the session loads what the record
+//! rules cross-reference and sends it along (`record_cross_references`).
+//!
 //! A denied message gets `<topic>|E|MESSAGE_DENIED|<name>|<action>|<the rest of its data>`, a
 //! rule that fails while it runs `…|E|MESSAGE_PERMISSION_ERROR|…` with the same fields (as
 //! deepstream's message processor sends them), and nothing else happens.
 
 use super::Session;
+use crate::dispatch::Core;
+use crate::features::record_guard::rule_types_of;
+use crate::permission::cross::{CrossRecords, LoadedRecords};
 use crate::permission::{
-    eval::Value, now_ms, rule_user, typed_value, Decision, Facts, Permissions, RuleType, Section,
+    eval::Value, json_value, judge, now_ms, rule_user, typed_value, Decision, Facts, Permissions,
+    RuleType, Section, Verdict,
 };
 use crate::protocol::actions::{Action, Topic};
 use crate::protocol::message::Message;
+use std::rc::Rc;
 use std::sync::Arc;
 
 /// What deepstream checks for a message at this stage, and the action name rules see.
@@ -55,7 +65,7 @@ impl Session {
     }
 
     /// Whether `message` may proceed; when not, the client got the error.
-    pub(super) fn permitted(&mut self, topic: Topic, message: &Message<'_>) -> bool {
+    pub(super) async fn permitted(&mut self, topic: Topic, message: &Message<'_>) -> bool {
         let Some(permissions) = self.core.permissions().map(Arc::clone) else {
             return true;
         };
@@ -65,7 +75,9 @@ impl Session {
         if permissions.allows_everything_in(section) {
             return true;
         }
-        let decision = self.decide(&permissions, topic, message, (section, rule_type, action));
+        let decision = self
+            .decide(&permissions, topic, message, (section, rule_type, action))
+            .await;
         let kind: &[u8] = match decision {
             Decision::Allow => return true,
             Decision::Deny => b"MESSAGE_DENIED",
@@ -87,7 +99,7 @@ impl Session {
         false
     }
 
-    fn decide(
+    async fn decide(
         &self,
         permissions: &Permissions,
         topic: Topic,
@@ -109,14 +121,91 @@ impl Session {
             Value::Undefined
         };
         let anonymous = Value::Undefined;
-        let facts = Facts {
-            name: &name,
-            user: self.rule_user.as_deref().unwrap_or(&anonymous),
-            data: &data,
-            old_data: &Value::Null,
-            action,
-            now_ms: now_ms(),
-        };
-        crate::permission::decide(rule, &variables, &facts)
+        let mut cross = CrossRecords::default();
+        for _ in 0..permissions.max_rule_iterations() {
+            let facts = Facts {
+                name: &name,
+                user: self.rule_user.as_deref().unwrap_or(&anonymous),
+                data: &data,
+                old_data: &Value::Null,
+                action,
+                now_ms: now_ms(),
+                cross: &cross,
+            };
+            match judge(rule, &variables, &facts) {
+                Verdict::Decided(decision) => return decision,
+                Verdict::Needs(names) => {
+                    if let Err(reason) = load(&self.core, &mut cross, names).await {
+                        return Decision::Error(reason);
+                    }
+                }
+            }
+        }
+        Decision::Error("Exceeded max iteration count".into())
     }
+
+    /// For a record message checked on the owner core: the records its rules cross-reference,
+    /// loaded here (the owner core decides without waiting). `oldData` and a patch's result
+    /// are not known here: a cross-reference that depends on them is not loaded, and the
+    /// owner core answers `MESSAGE_PERMISSION_ERROR` for it.
+    pub(super) async fn record_cross_references(
+        &self,
+        message: &Message<'_>,
+    ) -> Option<Arc<LoadedRecords>> {
+        let permissions = self.core.permissions().map(Arc::clone)?;
+        if permissions.allows_everything_in(Section::Record) || !permissions.has_cross_references()
+        {
+            return None;
+        }
+        let name = String::from_utf8_lossy(message.data_at(0).unwrap_or_default());
+        let user = self.rule_user.as_deref().unwrap_or(&Value::Undefined);
+        let data = match (message.action, message.data_at(2)) {
+            (Action::Update | Action::CreateAndUpdate, Some(body)) => {
+                json_value(body).unwrap_or(Value::Undefined)
+            }
+            _ => Value::Undefined,
+        };
+        let mut cross = CrossRecords::default();
+        for rule_type in rule_types_of(message.action) {
+            let Some((rule, variables)) = permissions.rule_for(Section::Record, rule_type, &name)
+            else {
+                continue;
+            };
+            if !rule.uses_cross_reference() {
+                continue;
+            }
+            for _ in 0..permissions.max_rule_iterations() {
+                let facts = Facts {
+                    name: &name,
+                    user,
+                    data: &data,
+                    old_data: &Value::Undefined,
+                    action: "",
+                    now_ms: now_ms(),
+                    cross: &cross,
+                };
+                let Verdict::Needs(names) = judge(rule, &variables, &facts) else {
+                    break;
+                };
+                if let Err(reason) = load(&self.core, &mut cross, names).await {
+                    crate::warn!("loading records for a permission rule on {name}: {reason}");
+                    break;
+                }
+            }
+        }
+        (!cross.is_empty()).then(|| Arc::new(cross.into_loaded()))
+    }
+}
+
+/// Loads `names` from their owner cores into `cross` (JSON parsed; a missing record is `None`).
+async fn load(core: &Rc<Core>, cross: &mut CrossRecords, names: Vec<String>) -> Result<(), String> {
+    let loaded = core.load_records(&names).await?;
+    for (name, data) in names.into_iter().zip(loaded) {
+        let value = match data {
+            Some(json) => Some(json_value(&json)?),
+            None => None,
+        };
+        cross.insert(name, value);
+    }
+    Ok(())
 }
