@@ -55,6 +55,18 @@ fn refused(rules: &str, extra: &str) -> (Option<i32>, String) {
     )
 }
 
+/// corestream on two cores with `rules` as its permissions file (in the returned folder).
+fn server_with_rules(rules: &str) -> (Server, std::path::PathBuf) {
+    let dir = temp_dir();
+    let path = dir.join("rules.yml");
+    std::fs::write(&path, rules).expect("rules");
+    let permission = format!(
+        "permission: {{type: config, options: {{path: {}}}}}",
+        path.display()
+    );
+    (Server::start(&permission, 2), dir)
+}
+
 const BASE: &str =
     "record: {'*': {create: true, read: true, write: true, delete: true, listen: true}}\n\
                     event: {'*': {publish: true, subscribe: true, listen: true}}\n\
@@ -101,7 +113,6 @@ fn rules_files_it_cannot_honour_are_refused_at_start_with_the_place() {
 
 #[test]
 fn denials_carry_the_message_fields_from_the_session_core_and_the_owner_core() {
-    let dir = temp_dir();
     let rules =
         "record:\n  '*': {create: true, read: true, write: true, delete: true, listen: true}\n  \
                  'user/$id': {write: 'user.id == $id', delete: 'user.id == $id'}\n  \
@@ -109,15 +120,7 @@ fn denials_carry_the_message_fields_from_the_session_core_and_the_owner_core() {
                  event:\n  '*': {publish: true, subscribe: true, listen: true}\n  \
                  'price/*': {publish: 'data.price > 0'}\n\
                  rpc: {'*': {provide: true, request: true}}\n";
-    std::fs::write(dir.join("rules.yml"), rules).expect("rules");
-    let path = dir.join("rules.yml");
-    let server = Server::start(
-        &format!(
-            "permission: {{type: config, options: {{path: {}}}}}",
-            path.display()
-        ),
-        2,
-    );
+    let (server, dir) = server_with_rules(rules);
     let mut alice = server.connect();
     alice.login("alice");
     let mut bob = server.connect();
@@ -153,22 +156,13 @@ fn denials_carry_the_message_fields_from_the_session_core_and_the_owner_core() {
 
 #[test]
 fn cross_references_read_records_owned_by_any_core() {
-    let dir = temp_dir();
     let rules =
         "record:\n  '*': {create: true, read: true, write: true, delete: true, listen: true}\n  \
                  'doc/$id': {write: \"_('settings/' + $id).open == true\"}\n\
                  event:\n  '*': {publish: true, subscribe: true, listen: true}\n  \
                  'gated/$id': {publish: \"_('settings/' + $id).open == true\"}\n\
                  rpc: {'*': {provide: true, request: true}}\n";
-    std::fs::write(dir.join("rules.yml"), rules).expect("rules");
-    let path = dir.join("rules.yml");
-    let server = Server::start(
-        &format!(
-            "permission: {{type: config, options: {{path: {}}}}}",
-            path.display()
-        ),
-        2,
-    );
+    let (server, dir) = server_with_rules(rules);
     let mut admin = server.connect();
     admin.login("admin");
     let mut user = server.connect();
