@@ -64,16 +64,13 @@ impl Core {
             return;
         }
         let mut effects = Effects::default();
-        let cross = CrossRecords::from_loaded(message.cross.as_deref().map_or(&[], Vec::as_slice));
         let guard = match (self.permissions(), message.user.as_deref()) {
             (Some(permissions), Some(user))
                 if !permissions.allows_everything_in(Section::Record) =>
             {
-                Some(RecordGuard {
-                    permissions,
-                    user,
-                    cross: &cross,
-                })
+                // (the records its rules cross-reference, as the session loaded them)
+                let loaded = message.cross.as_deref().map_or(&[][..], Vec::as_slice);
+                Some((permissions, user, CrossRecords::from_loaded(loaded)))
             }
             _ => None,
         };
@@ -81,7 +78,13 @@ impl Core {
             message.session,
             message.dialect,
             &message.message,
-            guard,
+            guard
+                .as_ref()
+                .map(|(permissions, user, cross)| RecordGuard {
+                    permissions,
+                    user,
+                    cross,
+                }),
             &mut effects,
         );
         self.execute(effects);

@@ -88,7 +88,7 @@ impl RecordGuard<'_> {
             _ => Value::Null,
         };
         let data = if rule.uses_data() {
-            match write_data(store, message, check) {
+            match write_data(store, message) {
                 Ok(data) => data,
                 Err(reason) => {
                     return Decision::Error(format!("error when converting message data {reason}"))
@@ -157,11 +157,7 @@ fn checks(action: Action, exists: bool) -> Vec<Check> {
 /// (P, the patch form of CU, applied to `{}` when the record is missing). deepstream 2.4.1
 /// cannot check CU's data (it parses a body that is not there and answers every such write
 /// with `MESSAGE_PERMISSION_ERROR`): corestream checks the data the write would store.
-fn write_data(
-    store: &mut RecordStore,
-    message: &Message<'_>,
-    _check: &Check,
-) -> Result<Value, String> {
+fn write_data(store: &mut RecordStore, message: &Message<'_>) -> Result<Value, String> {
     let invalid = || "Error: Invalid message data".to_string();
     let field = |index| message.data_at(index).ok_or_else(invalid);
     match (message.action, message.data_count()) {

@@ -195,6 +195,8 @@ pub struct Permissions {
     open: Vec<Section>,
     /// `maxRuleIterations`: runs of a rule while it discovers records to load.
     max_rule_iterations: usize,
+    /// Whether any rule reads other records (`_()`).
+    cross_references: bool,
 }
 
 /// What a check decided.
@@ -262,7 +264,14 @@ impl Permissions {
             sections,
             open: Vec::new(),
             max_rule_iterations: 3,
+            cross_references: false,
         };
+        permissions.cross_references = permissions
+            .sections
+            .iter()
+            .flat_map(|(_, paths)| paths.iter())
+            .flat_map(|path| path.rules.iter())
+            .any(|(_, rule)| rule.uses_cross_reference());
         permissions.open = Section::ALL
             .into_iter()
             .filter(|section| permissions.every_rule_is_true(*section))
@@ -326,11 +335,7 @@ impl Permissions {
 
     /// Whether any rule reads other records (`_()`).
     pub fn has_cross_references(&self) -> bool {
-        self.sections
-            .iter()
-            .flat_map(|(_, paths)| paths.iter())
-            .flat_map(|path| path.rules.iter())
-            .any(|(_, rule)| rule.uses_cross_reference())
+        self.cross_references
     }
 
     /// Whether every rule of `section` is `true` (or the section is absent).

@@ -268,13 +268,7 @@ impl Session {
                 "{}: login refused: too many failed logins from this address",
                 self.peer_text()
             );
-            self.reply(&[
-                b"A",
-                b"E",
-                b"TOO_MANY_AUTH_ATTEMPTS",
-                TOO_MANY_AUTH_ATTEMPTS,
-            ]);
-            self.close_after_flush();
+            self.refuse_further_logins();
             return;
         }
         let authenticator = Arc::clone(self.core.auth());
@@ -350,16 +344,21 @@ impl Session {
                     self.auth_attempts
                 );
                 if self.auth_attempts >= self.core.config().max_auth_attempts {
-                    self.reply(&[
-                        b"A",
-                        b"E",
-                        b"TOO_MANY_AUTH_ATTEMPTS",
-                        TOO_MANY_AUTH_ATTEMPTS,
-                    ]);
-                    self.close_after_flush();
+                    self.refuse_further_logins();
                 }
             }
         }
+    }
+
+    /// `A|E|TOO_MANY_AUTH_ATTEMPTS`, then the connection closes.
+    fn refuse_further_logins(&mut self) {
+        self.reply(&[
+            b"A",
+            b"E",
+            b"TOO_MANY_AUTH_ATTEMPTS",
+            TOO_MANY_AUTH_ATTEMPTS,
+        ]);
+        self.close_after_flush();
     }
 
     fn invalid_auth_message(&mut self) {
