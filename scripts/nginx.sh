@@ -7,7 +7,8 @@
 #   scripts/nginx.sh --dir DIR --http-port P --http-upstream 127.0.0.1:A,127.0.0.1:B \
 #                    [--tcp-port Q --tcp-upstream 127.0.0.1:C,127.0.0.1:D] \
 #                    [--host 127.0.0.1] [--proxy-protocol on|off] [--proxy-bind ADDR] \
-#                    [--basic-auth user:password]... [--auth-request URL] [--workers N]
+#                    [--basic-auth user:password]... [--auth-request URL] [--kerberos URL]
+#                    [--tls CERT KEY] [--workers N]
 #   scripts/nginx.sh --dir DIR --stop
 #
 #   --dir DIR            everything of this nginx lives here: nginx.conf, the two generated
@@ -23,9 +24,12 @@
 #   --basic-auth U:P     auth variant (B): basic auth with these users (repeat for more);
 #                        X-Forwarded-User carries the user
 #   --auth-request URL   auth variant (C): ask the auth service at URL (http://host:port/path)
+#   --kerberos URL       auth variant (D): Kerberos, nginx/corestream-spnego.py listening at URL
 #   (neither)            auth variant (A): no auth in nginx, the user headers are removed
 #   --auth-off           every auth variant commented out (what a careless edit leaves): the
 #                        user headers must still be removed
+#   --tls CERT KEY       TLS on the http server with these files (without it: plain HTTP,
+#                        `corestream nginx --no-tls`)
 #   --workers N          worker_processes (default 1)
 #
 # nginx runs in the foreground of a background process (`daemon off`), its master's PID is
@@ -44,7 +48,7 @@ die() {
 }
 
 DIR= HTTP_PORT= HTTP_UPSTREAM= TCP_PORT= TCP_UPSTREAM= HOST=127.0.0.1 PROXY_PROTOCOL=on
-PROXY_BIND= AUTH_REQUEST= WORKERS=1 STOP=0 AUTH_OFF=0
+PROXY_BIND= AUTH_REQUEST= KERBEROS= TLS_CERT= TLS_KEY= WORKERS=1 STOP=0 AUTH_OFF=0
 BASIC_AUTH=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -58,6 +62,8 @@ while [ $# -gt 0 ]; do
     --proxy-bind) PROXY_BIND=${2:?}; shift 2 ;;
     --basic-auth) BASIC_AUTH+=("${2:?}"); shift 2 ;;
     --auth-request) AUTH_REQUEST=${2:?}; shift 2 ;;
+    --kerberos) KERBEROS=${2:?}; shift 2 ;;
+    --tls) TLS_CERT=${2:?}; TLS_KEY=${3:?}; shift 3 ;;
     --auth-off) AUTH_OFF=1; shift ;;
     --workers) WORKERS=${2:?}; shift 2 ;;
     --stop) STOP=1; shift ;;
@@ -87,7 +93,11 @@ fi
 [ -z "$HTTP_PORT" ] || [ -n "$HTTP_UPSTREAM" ] || die "--http-port needs --http-upstream"
 [ -z "$TCP_PORT" ] || [ -n "$TCP_UPSTREAM" ] || die "--tcp-port needs --tcp-upstream"
 case "$PROXY_PROTOCOL" in on | off) ;; *) die "--proxy-protocol on|off" ;; esac
-[ "${#BASIC_AUTH[@]}" -eq 0 ] || [ -z "$AUTH_REQUEST" ] || die "--basic-auth and --auth-request exclude each other"
+variants=0
+[ "${#BASIC_AUTH[@]}" -eq 0 ] || variants=$((variants + 1))
+[ -z "$AUTH_REQUEST" ] || variants=$((variants + 1))
+[ -z "$KERBEROS" ] || variants=$((variants + 1))
+[ "$variants" -le 1 ] || die "--basic-auth, --auth-request and --kerberos exclude each other"
 for list in "$HTTP_UPSTREAM" "$TCP_UPSTREAM"; do
   [ -z "$list" ] || [[ "$list" =~ ^[^,:[:space:]]+:[0-9]+(,[^,:[:space:]]+:[0-9]+)*$ ]] ||
     die "an upstream list is host:port[,host:port...]: $list"
@@ -127,8 +137,15 @@ if [ -n "$HTTP_PORT" ]; then
     chmod 0644 "$DIR/htpasswd"
   elif [ -n "$AUTH_REQUEST" ]; then
     ARGS+=(--auth request --auth-url "$AUTH_REQUEST")
+  elif [ -n "$KERBEROS" ]; then
+    ARGS+=(--auth kerberos --auth-url "$KERBEROS")
   elif [ "$AUTH_OFF" = 1 ]; then
     ARGS+=(--auth off)
+  fi
+  if [ -n "$TLS_CERT" ]; then
+    ARGS+=(--tls "$TLS_CERT" "$TLS_KEY")
+  else
+    ARGS+=(--no-tls)
   fi
   [ -z "$PROXY_BIND" ] || ARGS+=(--proxy-bind "$PROXY_BIND")
   "$BIN" nginx "${ARGS[@]}" >"$DIR/corestream-http.conf" || die "corestream nginx failed"

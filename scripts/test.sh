@@ -4,8 +4,9 @@
 # the real binary, the real deepstream.io-client-js 1.1.1 (TCP) and 2.3.4 (WebSocket) suites
 # from npm, each twice: against the real deepstream.io server of that version (the reference:
 # 1.1.1 on Node 20, 2.4.1 on Node 8 from npm) and against corestream on two cores; the cluster
-# tests with a real redis-server; the tests behind a real nginx; the permission scenarios
-# against deepstream 1.1.1, 2.4.1 and corestream; a 45-second soak run; the WebSocket and
+# tests with a real redis-server; the tests behind a real nginx; Kerberos at nginx with a real
+# KDC (MIT Kerberos) and the SPNEGO validator; the permission scenarios against deepstream
+# 1.1.1, 2.4.1 and corestream; a 45-second soak run; the WebSocket and
 # engine.io conformance suites; and a short run of every fuzz target.
 # Installs what the tests need when missing (see scripts/ensure-tools.sh).
 set -euo pipefail
@@ -49,6 +50,9 @@ bash scripts/cluster-tests.sh
 
 echo "== real nginx in front of corestream nodes (nginx/ configs, PROXY protocol, proxy auth)"
 bash scripts/nginx-tests.sh
+
+echo "== Kerberos at nginx: a throwaway KDC, the SPNEGO validator, nginx with TLS, the real clients"
+bash scripts/kerberos-tests.sh
 
 echo "== soak: 45 s of mixed real-client load on two nodes and Redis, one node killed and restarted"
 bash scripts/soak.sh 45 15

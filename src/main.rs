@@ -8,7 +8,9 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 use corestream::auth::file::hash_password;
 use corestream::base::config::{AuthConfig, Config, FileAuthConfig};
 use corestream::server;
-use corestream::tools::nginx::{http_config, stream_config, Auth, HttpSite, StreamSite};
+use corestream::tools::nginx::{
+    http_config, stream_config, Auth, HttpSite, StreamSite, Tls, SPNEGO_VALIDATOR_URL,
+};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -106,20 +108,27 @@ struct HashArgs {
 
 const NGINX_HELP: &str = "\
 EXAMPLES:
-    corestream nginx --nodes 10.0.0.11:6020,10.0.0.12:6020 --listen 80 \\
+    corestream nginx --nodes 10.0.0.11:6020,10.0.0.12:6020 \\
+        --tls /etc/ssl/certs/corestream.pem /etc/ssl/private/corestream.key \\
         > /etc/nginx/conf.d/corestream.conf
-    corestream nginx --nodes 10.0.0.11:6020,10.0.0.12:6020 --auth basic \\
+    corestream nginx --nodes 10.0.0.11:6020,10.0.0.12:6020 --auth kerberos \\
+        --tls /etc/ssl/certs/corestream.pem /etc/ssl/private/corestream.key \\
+        > /etc/nginx/conf.d/corestream.conf    # plus nginx/corestream-spnego.py on :8089
+    corestream nginx --nodes 10.0.0.11:6020,10.0.0.12:6020 --auth basic --no-tls --listen 80 \\
         --htpasswd /etc/nginx/corestream.htpasswd > /etc/nginx/conf.d/corestream.conf
     corestream nginx --stream --nodes 10.0.0.11:6021,10.0.0.12:6021 --listen 6021 \\
         > /etc/nginx/corestream-stream.conf    # then: stream { include ...; } in nginx.conf
 
-With --auth basic or request, nginx passes the user it authenticated in X-Forwarded-User:
+TLS is on unless --no-tls (listen 443 ssl; without --tls, the certificate paths the shipped file
+names). With --auth basic, request or kerberos, nginx passes the user it authenticated in
+X-Forwarded-User:
 configure the nodes with `auth: {type: proxy-header}` and `trustedProxies` (nginx's address,
 or --proxy-bind). With --stream and the PROXY protocol on (the default), the nodes need
 `tcpProxyProtocol: true`. nginx/README.md explains every choice in the files.
 
---auth kerberos is not available yet: Debian 12 ships no SPNEGO module for nginx, and the
-validator set-up that replaces it is not built.
+--auth kerberos is auth_request to nginx/corestream-spnego.py (Debian 12 ships no SPNEGO module
+for nginx): run it beside nginx with the service keytab, as nginx/README.md shows; --auth-url
+if it does not listen on the default http://127.0.0.1:8089/.
 
 EXIT STATUS: 0 with the config on standard output; 2 for a bad command line or value.";
 
@@ -133,7 +142,7 @@ enum NginxAuth {
     Request,
     /// Every auth variant commented out (the user headers are still cleared).
     Off,
-    /// Not available yet (see below).
+    /// Kerberos (SPNEGO) through nginx/corestream-spnego.py (auth_request; see below).
     Kerberos,
 }
 
@@ -151,7 +160,8 @@ struct NginxArgs {
     /// Print the stream-context file (the 1.x TCP protocol) instead of the http one.
     #[arg(long)]
     stream: bool,
-    /// nginx's listen address: a port or host:port (default 80, with --stream 6021).
+    /// nginx's listen address: a port or host:port (default 443, with --no-tls 80, with --stream
+    /// 6021).
     #[arg(long, value_name = "ADDRESS")]
     listen: Option<String>,
     /// Who authenticates clients in nginx (http file only).
@@ -161,9 +171,17 @@ struct NginxArgs {
     #[arg(long, value_name = "FILE")]
     htpasswd: Option<String>,
     /// The auth service, for --auth request: http://host:port/path answering 2xx with the
-    /// user in X-Auth-User (and X-Auth-User-Data), 401/403 to refuse.
+    /// user in X-Auth-User (and X-Auth-User-Data), 401/403 to refuse. For --auth kerberos, the
+    /// SPNEGO validator (default http://127.0.0.1:8089/).
     #[arg(long, value_name = "URL")]
     auth_url: Option<String>,
+    /// The TLS certificate (chain) and key files (http file only; default: the paths the
+    /// shipped file names, /etc/ssl/certs/corestream.pem and /etc/ssl/private/corestream.key).
+    #[arg(long, num_args = 2, value_names = ["CERT", "KEY"], conflicts_with = "no_tls")]
+    tls: Option<Vec<String>>,
+    /// Plain HTTP: no TLS in this nginx (behind a TLS-terminating balancer, or on loopback).
+    #[arg(long)]
+    no_tls: bool,
     /// Connect to the nodes from this address (what the nodes' trustedProxies lists).
     #[arg(long, value_name = "ADDRESS")]
     proxy_bind: Option<String>,
@@ -279,25 +297,31 @@ fn nginx(options: NginxArgs) -> ExitCode {
             (NginxAuth::Off, None, None) => Auth::Off,
             (NginxAuth::Basic, Some(htpasswd), None) => Auth::Basic { htpasswd },
             (NginxAuth::Request, None, Some(url)) => Auth::Request { url },
-            (NginxAuth::Kerberos, _, _) => {
-                eprintln!(
-                    "corestream nginx: --auth kerberos is not available yet (Debian 12 ships no \
-                     SPNEGO module for nginx; the validator set-up that replaces it is not built)"
-                );
-                return ExitCode::from(2);
-            }
+            (NginxAuth::Kerberos, None, url) => Auth::Kerberos {
+                url: url.unwrap_or_else(|| SPNEGO_VALIDATOR_URL.into()),
+            },
             _ => {
                 eprintln!(
                     "corestream nginx: --htpasswd goes with --auth basic (and is needed there), \
-                     --auth-url with --auth request"
+                     --auth-url with --auth request (needed) or kerberos"
                 );
                 return ExitCode::from(2);
             }
         };
+        let tls = match (options.tls, options.no_tls) {
+            (_, true) => Tls::Off,
+            (Some(files), false) if files.len() == 2 => Tls::Files {
+                certificate: files[0].clone(),
+                key: files[1].clone(),
+            },
+            _ => Tls::Shipped,
+        };
+        let default_listen = if tls == Tls::Off { "80" } else { "443" };
         http_config(&HttpSite {
             nodes: options.nodes,
-            listen: options.listen.unwrap_or_else(|| "80".into()),
+            listen: options.listen.unwrap_or_else(|| default_listen.into()),
             auth,
+            tls,
             proxy_bind: options.proxy_bind,
         })
     };

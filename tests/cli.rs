@@ -202,8 +202,22 @@ fn nginx_prints_the_shipped_config_for_the_nodes_and_refuses_bad_values() {
     let config = String::from_utf8(output.stdout).expect("utf-8");
     assert!(config.contains("    server 10.9.0.1:6020 max_fails=1 fail_timeout=5s;\n"));
     assert!(config.contains("    server 10.9.0.2:6020 max_fails=1 fail_timeout=5s;\n"));
-    assert!(config.contains("    listen 8080;\n"));
+    // TLS is on by default, with the certificate paths the shipped file names
+    assert!(config.contains("    listen 8080 ssl;\n"));
+    assert!(config.contains("    ssl_certificate     /etc/ssl/certs/corestream.pem;"));
     assert!(config.contains("upstream corestream_http"));
+    let plain = corestream(&["nginx", "--nodes", "10.9.0.1:6020", "--no-tls"], "");
+    let plain = String::from_utf8(plain.stdout).expect("utf-8");
+    assert!(plain.contains("    listen 80;\n"));
+    assert!(plain.contains("    # ssl_certificate     /etc/ssl/certs/corestream.pem;"));
+    let kerberos = corestream(
+        &["nginx", "--nodes", "10.9.0.1:6020", "--auth", "kerberos"],
+        "",
+    );
+    let kerberos = String::from_utf8(kerberos.stdout).expect("utf-8");
+    assert!(kerberos.contains("    listen 443 ssl;\n"));
+    assert!(kerberos.contains("        auth_request     /_corestream_auth;"));
+    assert!(kerberos.contains("proxy_pass http://127.0.0.1:8089/;"));
     let stream = corestream(&["nginx", "--stream", "--nodes", "10.9.0.1:6021"], "");
     let stream = String::from_utf8(stream.stdout).expect("utf-8");
     assert!(stream.contains("    listen 6021 so_keepalive=60s:10s:3;\n"));
@@ -214,8 +228,16 @@ fn nginx_prints_the_shipped_config_for_the_nodes_and_refuses_bad_values() {
             "must be one word",
         ),
         (
-            &["nginx", "--nodes", "a:1", "--auth", "kerberos"],
-            "kerberos",
+            &[
+                "nginx",
+                "--nodes",
+                "a:1",
+                "--auth",
+                "kerberos",
+                "--htpasswd",
+                "f",
+            ],
+            "--htpasswd",
         ),
         (
             &["nginx", "--nodes", "a:1", "--auth", "basic"],

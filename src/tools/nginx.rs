@@ -7,10 +7,11 @@
 //! - `#@nodes`: the first such `server` line is repeated once per node (its parameters kept),
 //!   the others are dropped;
 //! - `#@listen`: the first such `listen` line gets the listen address, the others are dropped;
-//! - `#@auth-none`, `#@auth-basic`, `#@auth-request`, `#@proxy-bind`, `#@proxy-protocol`: a
-//!   tag that is enabled is uncommented, one that is disabled is commented out; the enabled
-//!   lines get the deployment's values (`auth_basic_user_file`, the auth service's
-//!   `proxy_pass`, `proxy_bind`).
+//! - `#@auth-none`, `#@auth-basic`, `#@auth-request`, `#@proxy-bind`, `#@proxy-protocol`,
+//!   `#@tls`: a tag that is enabled is uncommented, one that is disabled is commented out; the
+//!   enabled lines get the deployment's values (`auth_basic_user_file`, the auth service's
+//!   `proxy_pass`, `proxy_bind`, `ssl_certificate`, `ssl_certificate_key`). Without TLS the
+//!   `listen` line also loses its `ssl` parameter.
 //!
 //! Every tag the choice names must occur in the file, or the command fails (a shipped file whose
 //! tags were edited away). Values are checked before they reach the config: an address or a path
@@ -28,7 +29,23 @@ pub enum Auth {
     Basic { htpasswd: String },
     /// `auth_request` to an auth service at this URL.
     Request { url: String },
+    /// Kerberos (SPNEGO): `auth_request` to `nginx/corestream-spnego.py` at this URL.
+    Kerberos { url: String },
     /// Every variant commented out (what a careless edit leaves); the headers are still cleared.
+    Off,
+}
+
+/// The default address of `nginx/corestream-spnego.py` (its `--listen` default).
+pub const SPNEGO_VALIDATOR_URL: &str = "http://127.0.0.1:8089/";
+
+/// TLS of the http server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tls {
+    /// On, with the certificate paths the shipped file names.
+    Shipped,
+    /// On, with these files.
+    Files { certificate: String, key: String },
+    /// Off: plain HTTP (behind a TLS-terminating balancer, or a test on loopback).
     Off,
 }
 
@@ -40,6 +57,7 @@ pub struct HttpSite {
     /// nginx's `listen` address (`port` or `host:port`).
     pub listen: String,
     pub auth: Auth,
+    pub tls: Tls,
     /// The address nginx connects to the nodes from.
     pub proxy_bind: Option<String>,
 }
@@ -69,52 +87,76 @@ impl std::fmt::Display for NginxError {
 pub fn http_config(site: &HttpSite) -> Result<String, NginxError> {
     check_nodes(&site.nodes)?;
     check_value("the listen address", &site.listen)?;
-    let (mut enable, disable, value): (Vec<&str>, Vec<&str>, Option<(&str, &str)>) =
-        match &site.auth {
-            Auth::None => (vec!["auth-none"], vec!["auth-basic", "auth-request"], None),
-            Auth::Basic { htpasswd } => {
-                check_value("the htpasswd path", htpasswd)?;
-                let value = ("auth_basic_user_file", htpasswd.as_str());
-                (
-                    vec!["auth-basic"],
-                    vec!["auth-none", "auth-request"],
-                    Some(value),
-                )
-            }
-            Auth::Request { url } => {
-                check_value("the auth service URL", url)?;
-                if !url.starts_with("http://") && !url.starts_with("https://") {
-                    return Err(NginxError(format!(
-                        "the auth service URL {url:?} is not http(s)://"
-                    )));
-                }
-                let value = ("proxy_pass", url.as_str());
-                (
-                    vec!["auth-request"],
-                    vec!["auth-none", "auth-basic"],
-                    Some(value),
-                )
-            }
-            Auth::Off => (
-                vec![],
-                vec!["auth-none", "auth-basic", "auth-request"],
-                None,
-            ),
-        };
-    let mut values: Vec<(&str, &str)> = value.into_iter().collect();
+    let (mut enable, mut disable, mut values) = auth_tags(&site.auth)?;
+    match &site.tls {
+        Tls::Shipped => enable.push("tls"),
+        Tls::Files { certificate, key } => {
+            check_value("the certificate path", certificate)?;
+            check_value("the key path", key)?;
+            enable.push("tls");
+            values.push(("ssl_certificate", certificate));
+            values.push(("ssl_certificate_key", key));
+        }
+        Tls::Off => disable.push("tls"),
+    }
     if let Some(address) = &site.proxy_bind {
         check_value("the proxy_bind address", address)?;
         enable.push("proxy-bind");
         values.push(("proxy_bind", address));
     }
+    let plain: &[&str] = &["ssl"];
     let choice = Choice {
         enable: &enable,
         disable: &disable,
         nodes: &site.nodes,
         listen: &site.listen,
+        listen_drops: if site.tls == Tls::Off { plain } else { &[] },
         values: &values,
     };
     rewrite(HTTP_CONF, &choice)
+}
+
+type Tags<'a> = (
+    Vec<&'static str>,
+    Vec<&'static str>,
+    Vec<(&'static str, &'a str)>,
+);
+
+/// The auth variant's tags: (enabled, disabled, values for the enabled lines).
+fn auth_tags(auth: &Auth) -> Result<Tags<'_>, NginxError> {
+    const ALL: [&str; 3] = ["auth-none", "auth-basic", "auth-request"];
+    let only = |tag: &'static str| -> (Vec<&'static str>, Vec<&'static str>) {
+        (
+            vec![tag],
+            ALL.into_iter().filter(|other| *other != tag).collect(),
+        )
+    };
+    Ok(match auth {
+        Auth::None => {
+            let (enable, disable) = only("auth-none");
+            (enable, disable, vec![])
+        }
+        Auth::Basic { htpasswd } => {
+            check_value("the htpasswd path", htpasswd)?;
+            let (enable, disable) = only("auth-basic");
+            (
+                enable,
+                disable,
+                vec![("auth_basic_user_file", htpasswd.as_str())],
+            )
+        }
+        Auth::Request { url } | Auth::Kerberos { url } => {
+            check_value("the auth service URL", url)?;
+            if !url.starts_with("http://") && !url.starts_with("https://") {
+                return Err(NginxError(format!(
+                    "the auth service URL {url:?} is not http(s)://"
+                )));
+            }
+            let (enable, disable) = only("auth-request");
+            (enable, disable, vec![("proxy_pass", url.as_str())])
+        }
+        Auth::Off => (vec![], ALL.to_vec(), vec![]),
+    })
 }
 
 /// The stream-context config for `site`.
@@ -136,6 +178,7 @@ pub fn stream_config(site: &StreamSite) -> Result<String, NginxError> {
         disable: &disable,
         nodes: &site.nodes,
         listen: &site.listen,
+        listen_drops: &[],
         values: &values,
     };
     rewrite(STREAM_CONF, &choice)
@@ -174,6 +217,8 @@ struct Choice<'a> {
     disable: &'a [&'a str],
     nodes: &'a [String],
     listen: &'a str,
+    /// Parameters removed from the `listen` line (`ssl` without TLS).
+    listen_drops: &'a [&'a str],
     /// (directive, value): in an enabled line, the directive's argument becomes the value.
     values: &'a [(&'a str, &'a str)],
 }
@@ -258,7 +303,11 @@ fn rewrite(text: &str, choice: &Choice<'_>) -> Result<String, NginxError> {
             }
             Some("listen") => {
                 let (indent, directive) = directive_of(line);
-                format!("{indent}{}", with_argument(directive, choice.listen))
+                let kept: Vec<&str> = directive
+                    .split_whitespace()
+                    .filter(|word| !choice.listen_drops.contains(word))
+                    .collect();
+                format!("{indent}{}", with_argument(&kept.join(" "), choice.listen))
             }
             Some(tag) if choice.enable.contains(&tag) => {
                 let mut line = uncomment(line);
@@ -296,6 +345,7 @@ mod tests {
             nodes: vec!["127.0.0.1:7001".into(), "127.0.0.1:7002".into()],
             listen: "127.0.0.1:8080".into(),
             auth,
+            tls: Tls::Off,
             proxy_bind: None,
         }
     }
@@ -352,6 +402,43 @@ mod tests {
     }
 
     #[test]
+    fn tls_is_on_unless_switched_off() {
+        let mut tls = site(Auth::None);
+        tls.tls = Tls::Files {
+            certificate: "/etc/corestream/cert.pem".into(),
+            key: "/etc/corestream/key.pem".into(),
+        };
+        let config = http_config(&tls).expect("config");
+        let lines = active(&config);
+        assert!(lines.contains(&"listen 127.0.0.1:8080 ssl;"));
+        assert!(lines
+            .iter()
+            .any(|l| l.starts_with("ssl_certificate /etc/corestream/cert.pem;")));
+        assert!(lines
+            .iter()
+            .any(|l| l.starts_with("ssl_certificate_key /etc/corestream/key.pem;")));
+        tls.tls = Tls::Shipped;
+        let shipped = active(&http_config(&tls).expect("config")).join("\n");
+        assert!(shipped.contains("ssl_certificate     /etc/ssl/certs/corestream.pem;"));
+        let plain = active(&http_config(&site(Auth::None)).expect("config")).join("\n");
+        assert!(plain.contains("listen 127.0.0.1:8080;") && !plain.contains("ssl"));
+    }
+
+    #[test]
+    fn kerberos_asks_the_spnego_validator() {
+        let kerberos = Auth::Kerberos {
+            url: SPNEGO_VALIDATOR_URL.into(),
+        };
+        let config = http_config(&site(kerberos)).expect("config");
+        let lines = active(&config);
+        assert!(lines.iter().any(|l| l.starts_with("auth_request ")));
+        assert!(lines
+            .iter()
+            .any(|l| l.starts_with("proxy_pass http://127.0.0.1:8089/;")));
+        assert!(!lines.iter().any(|l| l.starts_with("auth_basic")));
+    }
+
+    #[test]
     fn the_stream_block_switches_the_proxy_protocol_and_binds() {
         let mut stream = StreamSite {
             nodes: vec!["10.1.0.5:6021".into()],
@@ -404,6 +491,7 @@ mod tests {
             disable: &[],
             nodes: &["a:1".to_string()],
             listen: "80",
+            listen_drops: &[],
             values: &[],
         };
         let error = rewrite(HTTP_CONF, &choice).expect_err("no such tag");
