@@ -42,13 +42,7 @@ fi
 
 make_work corestream-kerberos-tests
 chmod 0711 "$WORK" # nginx's workers run as another user when this runs as root
-stop_nginxes() {
-  local dir
-  for dir in "$WORK"/nginx-*/; do
-    [ -d "$dir" ] && bash scripts/nginx.sh --dir "$dir" --stop || true
-  done
-}
-on_exit stop_nginxes
+stop_nginxes_on_exit
 
 ports=$(free_ports 12) || exit 2
 read -r KDC_PORT NODE_HTTP NODE_TCP VALIDATOR VALIDATOR_FULL NGINX_KRB NGINX_BASIC NGINX_OPEN OPEN_HTTP OPEN_TCP \
@@ -160,11 +154,6 @@ fi
 check_running "${running[@]}" || status=1
 if [ "$status" -ne 0 ]; then
   show_output 30 node spnego spnego-full kdc
-  for dir in "$WORK"/nginx-*/; do
-    if [ -s "$dir/error.log" ]; then
-      echo "----- nginx $(basename "$dir") error.log -----" >&2
-      tail -n 30 "$dir/error.log" >&2
-    fi
-  done
+  show_nginx_logs 30
 fi
 exit "$status"

@@ -17,6 +17,9 @@
 #   check_running NAME...          1 (and a line on stderr) for each server no longer running
 #   show_output LINES NAME...      the servers' last output lines on stderr (for a failed run)
 #   stop_pid PID [TENTHS]          TERM, up to TENTHS/10 s (default 3 s), then KILL; reaped
+#   stop_nginxes_on_exit           every nginx scripts/nginx.sh started in a $WORK/nginx-*/
+#                                  folder is stopped at exit (an on_exit hook)
+#   show_nginx_logs LINES          the last LINES of each such nginx's error.log on stderr
 #   require_corestream             BIN=absolute path of ${CORESTREAM_BIN:-target/release/corestream}
 #   require_node MAJOR             exit 2 unless `node` is at least Node MAJOR
 #   ensure_npm DIR PATH...         npm install in DIR when a DIR/node_modules/PATH is missing
@@ -163,6 +166,27 @@ show_output() {
     [ -s "$WORK/$name.out" ] || [ -s "$WORK/$name.err" ] || continue
     echo "----- ${SERVER_LABEL[$name]} output -----" >&2
     grep -hv 'accepted but not supported yet' "$WORK/$name.out" "$WORK/$name.err" | tail -n "$lines" >&2 || true
+  done
+}
+
+stop_nginxes() {
+  local dir
+  for dir in "$WORK"/nginx-*/; do
+    [ -d "$dir" ] && bash scripts/nginx.sh --dir "$dir" --stop || true
+  done
+}
+
+stop_nginxes_on_exit() {
+  on_exit stop_nginxes
+}
+
+show_nginx_logs() {
+  local dir
+  for dir in "$WORK"/nginx-*/; do
+    if [ -s "$dir/error.log" ]; then
+      echo "----- nginx $(basename "$dir") error.log -----" >&2
+      tail -n "$1" "$dir/error.log" >&2
+    fi
   done
 }
 

@@ -36,15 +36,8 @@ require_corestream
 
 make_work corestream-nginx-tests
 chmod 0711 "$WORK" # nginx's workers run as another user when this runs as root
-NGINX_DIRS=()
 # ours, and any a test started there (tests/node/nginx/headers.test.js)
-stop_nginxes() {
-  local dir
-  for dir in "$WORK"/nginx-*/; do
-    [ -d "$dir" ] && bash scripts/nginx.sh --dir "$dir" --stop || true
-  done
-}
-on_exit stop_nginxes
+stop_nginxes_on_exit
 
 ports=$(free_ports 12) || exit 2
 read -r A_HTTP A_TCP B_HTTP B_TCP AUTH_HTTP AUTH_TCP NGINX_HTTP NGINX_TCP NGINX_BASIC NGINX_AUTHREQ NGINX_STRIP AUTH_SERVICE <<<"$ports"
@@ -95,7 +88,6 @@ fi
 start_nginx() { # start_nginx NAME ARGS...
   local dir="$WORK/nginx-$1"
   shift
-  NGINX_DIRS+=("$dir")
   bash scripts/nginx.sh --dir "$dir" --proxy-bind "$PROXY_ADDR" "$@" >/dev/null
 }
 start_nginx open --http-port "$NGINX_HTTP" --http-upstream "127.0.0.1:$A_HTTP,127.0.0.1:$B_HTTP" \
@@ -137,11 +129,6 @@ check_running "${nodes[@]}" || status=1
 
 if [ "$status" -ne 0 ]; then
   show_output 30 a b auth
-  for dir in "${NGINX_DIRS[@]}"; do
-    if [ -s "$dir/error.log" ]; then
-      echo "----- nginx $(basename "$dir") error.log -----" >&2
-      tail -n 30 "$dir/error.log" >&2
-    fi
-  done
+  show_nginx_logs 30
 fi
 exit "$status"

@@ -49,6 +49,11 @@ function wsClient(label, authorization) {
   return ds2.create(WSS(), label, { nodeSocketOptions: { headers: { Authorization: authorization } } });
 }
 
+/** a 2.3.4 client through nginx, logged in with a fresh token from `cache` */
+function openWith(label, cache) {
+  return ds2.open(WSS(), {}, label, { nodeSocketOptions: { headers: { Authorization: krb.negotiate(cache) } } });
+}
+
 /** a 1.1.1 engine.io client through nginx with this Authorization header */
 function eioClient(label, authorization, transports) {
   return px.browserClient(HTTPS(), label, transports ? { transports } : {}, { extraHeaders: { Authorization: authorization } });
@@ -139,9 +144,9 @@ test('1.1.1 over engine.io: long-polling only, and polling upgraded to WebSocket
 test('permissions keyed on the Kerberos user decide record writes', { timeout: 15000 }, async () => {
   const clients = [];
   try {
-    const alice = await ds2.open(WSS(), {}, 'alice', { nodeSocketOptions: { headers: { Authorization: krb.negotiate(aliceCache) } } });
+    const alice = await openWith('alice', aliceCache);
     clients.push(alice);
-    const bob = await ds2.open(WSS(), {}, 'bob', { nodeSocketOptions: { headers: { Authorization: krb.negotiate(bobCache) } } });
+    const bob = await openWith('bob', bobCache);
     clients.push(bob);
     const name = 'user/bob';
     const mine = util.uid('bob');
@@ -168,7 +173,7 @@ test('an open WebSocket outlives its ticket; a new session with that ticket is r
     const alice = wsClient('alice-short', authorization);
     clients.push(alice);
     assert.deepEqual(await ds2.login(alice, {}), [true, null]);
-    const bob = await ds2.open(WSS(), {}, 'bob', { nodeSocketOptions: { headers: { Authorization: krb.negotiate(bobCache) } } });
+    const bob = await openWith('bob', bobCache);
     clients.push(bob);
     await util.sleep(4500); // the ticket ended
     const { atA, atB } = await require('../lib/ops').eventsBothWays(alice, bob, util.uid('krb'), ['a', 'b'], 3000);
@@ -186,7 +191,7 @@ test('a polling session ends when its ticket does: its polls are refused, the no
   try {
     // bob provides carol's feed: told when her subscription arrives, and when it goes away
     // (1.x sessions do not count for 2.x presence, so presence cannot show her session end)
-    const bob = await ds2.open(WSS(), {}, 'bob', { nodeSocketOptions: { headers: { Authorization: krb.negotiate(bobCache) } } });
+    const bob = await openWith('bob', bobCache);
     clients.push(bob);
     const feed = util.uid('carol-feed');
     const calls = [];
@@ -236,9 +241,9 @@ test('a backend with its own principal (a keytab, no password) logs in through t
   // what the README recommends for backends: the 1.x TCP protocol cannot carry a Kerberos token
   const clients = [];
   try {
-    const backend = await ds2.open(WSS(), {}, 'svc-feed', { nodeSocketOptions: { headers: { Authorization: krb.negotiate(krb.kinitKeytab('svc-feed')) } } });
+    const backend = await openWith('svc-feed', krb.kinitKeytab('svc-feed'));
     clients.push(backend);
-    const alice = await ds2.open(WSS(), {}, 'alice', { nodeSocketOptions: { headers: { Authorization: krb.negotiate(aliceCache) } } });
+    const alice = await openWith('alice', aliceCache);
     clients.push(alice);
     assert.ok((await getAllIncluding(alice, 'svc-feed')).includes('svc-feed'));
     const { atA } = await require('../lib/ops').eventsBothWays(alice, backend, util.uid('feed'), ['tick-1', 'tick-2'], 3000);
