@@ -121,3 +121,28 @@ fn heartbeat_drops_silent_sockets_only() {
     answering.send("E|S|alive+");
     answering.expect("E|A|S|alive+");
 }
+
+/// `U|Q` on one core right after another client's `A|A` on the other core lists that client:
+/// the query waits for every core's barrier (a login broadcast could otherwise still be on its
+/// way to the asking core; CI saw the 2.3.4 client's getAll miss a user that way).
+#[test]
+fn presence_query_lists_every_login_already_acknowledged() {
+    let server = Server::start(BASE, 2);
+    let mut asker = server.connect_ws();
+    asker.login("asker");
+    let mut others = Vec::new();
+    let mut names = Vec::new();
+    for round in 0..40 {
+        let name = format!("user{round:02}");
+        let mut other = server.connect_ws();
+        other.login(&name);
+        others.push(other);
+        names.push(name);
+        Wire::send(&mut asker, "U|Q|Q+");
+        let reply = asker
+            .next_message(Duration::from_secs(5))
+            .expect("a U|Q reply");
+        let expected = format!("U\x1fQ\x1f{}\x1e", names.join("\x1f"));
+        assert_eq!(String::from_utf8_lossy(&reply), expected, "round {round}");
+    }
+}

@@ -13,7 +13,7 @@
 //! | subscriptions | `Subscription` | `subscriptions` | subscribe, emit, listen, a closing session's names |
 //! | records | `RecordMessage` | `records` | a record message for the owner core of its name |
 //! | RPC | `RpcMessage` | `rpc` | provide, request, a provider's answer; RPC deadlines |
-//! | presence | `PresenceMessage` | `presence` | logins and logouts, `U|S`, `U|US`, `U|Q` |
+//! | presence | `PresenceMessage` | `presence` | logins and logouts, `U|S`, `U|US`, `U|Q` and its barriers |
 //! | node messages | `NodeMessage` | `node` | what another node said, through the cluster |
 //! | HTTP relays | `RelayMessage` | `relay` | engine.io requests and connections for a session's core |
 //! | stats | `StatsMessage` | `stats` | `/metrics` and `/health-check` asking every core |

@@ -22,6 +22,15 @@ pub enum PresenceMessage {
         action: PresenceAction,
         username: Arc<str>,
     },
+    /// Sent by a `U|Q`'s core to every other core, which answers `BarrierPassed` through the
+    /// channel that carries its login broadcasts (see `PresenceReplica::begin_query`).
+    Barrier {
+        query: u64,
+        origin: usize,
+    },
+    BarrierPassed {
+        query: u64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +46,7 @@ impl PresenceMessage {
         match self {
             PresenceMessage::Changed { username, .. }
             | PresenceMessage::Request { username, .. } => username.len(),
+            PresenceMessage::Barrier { .. } | PresenceMessage::BarrierPassed { .. } => 16,
         }
     }
 }
@@ -69,11 +79,35 @@ impl Core {
             } => match action {
                 PresenceAction::Subscribe => presence.subscribe(session, &mut effects),
                 PresenceAction::Unsubscribe => presence.unsubscribe(session, false, &mut effects),
-                PresenceAction::Closed => presence.unsubscribe(session, true, &mut effects),
-                PresenceAction::Query => presence.query(session, &username, &mut effects),
+                PresenceAction::Closed => {
+                    presence.forget_queries(session);
+                    presence.unsubscribe(session, true, &mut effects)
+                }
+                PresenceAction::Query if self.cores() == 1 => {
+                    presence.query(session, &username, &mut effects)
+                }
+                PresenceAction::Query => {
+                    let query = presence.begin_query(session, username, self.cores() - 1);
+                    drop(presence);
+                    return self.send_barriers(query);
+                }
             },
+            PresenceMessage::Barrier { query, origin } => {
+                drop(presence);
+                return self.route(origin, PresenceMessage::BarrierPassed { query });
+            }
+            PresenceMessage::BarrierPassed { query } => {
+                presence.barrier_passed(query, &mut effects)
+            }
         }
         drop(presence);
         self.execute(effects);
+    }
+
+    fn send_barriers(self: &Rc<Self>, query: u64) {
+        let origin = self.id;
+        for core in (0..self.cores()).filter(|core| *core != origin) {
+            self.route(core, PresenceMessage::Barrier { query, origin });
+        }
     }
 }
