@@ -17,7 +17,11 @@
 //! Usage: corestream-bench [--quick] [--cores N] [--spin MS] [--skip-deepstream]
 //!        corestream-bench --permissions [--quick]   (the cost of permission rules)
 //!        corestream-bench --cluster [--quick]
+//!        corestream-bench --connections [N] [--transport tcp|websocket|polling]
+//!                                          (memory per idle logged-in connection)
 //!        corestream-bench echo-server PORT | glommio-echo-server PORT
+
+mod connections;
 
 use hdrhistogram::Histogram;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -200,7 +204,8 @@ fn start_corestream_with(cores: usize, spin_millis: u64, permission: &str) -> Pe
     let http_port = free_port();
     let extra = format!(
         "spinBeforePark: {spin_millis}\nwebServerEnabled: true\nconnectionEndpoints:\n  websocket:\n    \
-         options:\n      heartbeatInterval: 600000\n"
+         options:\n      heartbeatInterval: 600000\n\
+         maxEngineioSessionsPerAddress: 100000\n"
     );
     let config = write_config_with(&dir, http_port, tcp_port, &extra, permission);
     let binary = root().join("target/release/corestream");
@@ -1263,6 +1268,26 @@ impl Poller {
 
     /// Handshake, deepstream login and a subscription to `name`.
     fn subscribe(port: u16, username: &str, name: &str) -> Poller {
+        let mut poller = Self::login(port, username);
+        poller.post(&format!("E|S|{name}+"));
+        poller.wait_for(&format!("E|A|S|{name}+"));
+        poller
+    }
+
+    /// Polls until the messages received contain `needle` (capture notation).
+    fn wait_for(&mut self, needle: &str) {
+        let needle = wire(needle);
+        let mut seen = Vec::new();
+        while !seen
+            .windows(needle.len())
+            .any(|window| window == needle.as_slice())
+        {
+            seen.extend(self.poll());
+        }
+    }
+
+    /// Handshake and deepstream login over long-polling.
+    fn login(port: u16, username: &str) -> Poller {
         let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
         stream.set_nodelay(true).expect("nodelay");
         let mut buffer = Vec::new();
@@ -1284,23 +1309,11 @@ impl Poller {
             sid,
             buffer,
         };
-        let wait_for = |poller: &mut Poller, needle: &str| {
-            let needle = wire(needle);
-            let mut seen = Vec::new();
-            while !seen
-                .windows(needle.len())
-                .any(|window| window == needle.as_slice())
-            {
-                seen.extend(poller.poll());
-            }
-        };
-        wait_for(&mut poller, "C|CH+");
+        poller.wait_for("C|CH+");
         poller.post("C|CHR|bench+");
-        wait_for(&mut poller, "C|A+");
+        poller.wait_for("C|A+");
         poller.post(&format!("A|REQ|{{\"username\":\"{username}\"}}+"));
-        wait_for(&mut poller, "A|A");
-        poller.post(&format!("E|S|{name}+"));
-        wait_for(&mut poller, &format!("E|A|S|{name}+"));
+        poller.wait_for("A|A");
         poller
     }
 }
@@ -1367,6 +1380,10 @@ fn main() {
     let arguments: Vec<String> = std::env::args().skip(1).collect();
     if arguments.iter().any(|a| a == "--permissions") {
         run_permissions(arguments.iter().any(|a| a == "--quick"));
+        return;
+    }
+    if arguments.iter().any(|a| a == "--connections") {
+        connections::run(&arguments);
         return;
     }
     if arguments.iter().any(|a| a == "--cluster") {
