@@ -7,11 +7,11 @@
 
 use crate::dispatch::Core;
 use crate::metrics::Transport;
+use crate::ports::net::read_with;
 use crate::session::Session;
 use crate::shard::{PortState, SessionPort};
 use bytes::Bytes;
 use futures_lite::future::{or, pending, poll_fn};
-use futures_lite::AsyncReadExt;
 use glommio::net::TcpStream;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -74,6 +74,22 @@ struct Buffers {
     frame: Vec<u8>,
 }
 
+/// A write buffer larger than this is freed once written, not kept for the next write.
+const KEPT_WRITE_BUFFER: usize = 1024;
+
+impl Buffers {
+    /// Empties both buffers after a write; a large one (a burst) is freed, so an idle
+    /// connection holds at most two small buffers.
+    fn release(&mut self) {
+        for buffer in [&mut self.payload, &mut self.frame] {
+            buffer.clear();
+            if buffer.capacity() > KEPT_WRITE_BUFFER {
+                *buffer = Vec::new();
+            }
+        }
+    }
+}
+
 enum Wake {
     Read(std::io::Result<usize>),
     Output,
@@ -96,7 +112,16 @@ struct Clock {
 
 impl<W: Wire> Connection<W> {
     /// Serves the connection until either side closes it, then closes the session.
-    pub async fn run(mut self) {
+    ///
+    /// Not an `async fn`: those keep their arguments twice in their state (rustc #62958), and
+    /// a connection's task state is what every idle connection costs (1968 bytes as an
+    /// `async fn`, 1216 as written here, for a TCP connection).
+    #[allow(clippy::manual_async_fn)]
+    pub fn run(mut self) -> impl std::future::Future<Output = ()> {
+        async move { self.serve().await }
+    }
+
+    async fn serve(&mut self) {
         let config = std::sync::Arc::clone(self.core.config());
         let mut clock = Clock {
             auth_deadline: config
@@ -106,19 +131,15 @@ impl<W: Wire> Connection<W> {
             next_tick: self.heartbeat.map(|interval| Instant::now() + interval),
             heard_since_tick: true,
         };
-        let mut chunk = vec![0u8; 16 * 1024];
         let mut closing: Option<Option<u16>> = None;
         let mut buffers = Buffers::default();
         loop {
-            let turn = self.turn(&mut clock, &mut chunk, &mut buffers, &mut closing);
+            let turn = self.turn(&mut clock, &mut buffers, &mut closing);
             match turn.await {
                 Step::Continue => {}
                 Step::Stop => break,
                 Step::Close(code) => {
-                    let mut frame = Vec::new();
-                    if self.wire.close_frame(code, &mut frame) && self.write(&frame).await {
-                        linger(&mut self.stream, &mut chunk).await;
-                    }
+                    Box::pin(self.close_with(code)).await;
                     break;
                 }
             }
@@ -130,11 +151,18 @@ impl<W: Wire> Connection<W> {
         self.core.counters.session_closed(W::TRANSPORT);
     }
 
+    /// Sends the transport's close frame (if it has one) and lingers for the peer's close.
+    async fn close_with(&mut self, code: Option<u16>) {
+        let mut frame = Vec::new();
+        if self.wire.close_frame(code, &mut frame) && self.write(&frame).await {
+            linger(&mut self.stream).await;
+        }
+    }
+
     /// One turn: write, close, hand over decoded units, or wait for something to happen.
     async fn turn(
         &mut self,
         clock: &mut Clock,
-        chunk: &mut [u8],
         buffers: &mut Buffers,
         closing: &mut Option<Option<u16>>,
     ) -> Step {
@@ -142,8 +170,11 @@ impl<W: Wire> Connection<W> {
         if state == PortState::Abort {
             return Step::Stop;
         }
+        // Writing and acting on input are boxed: their state (a write's timers, a unit's
+        // handling, which may wait on auth or a permission's cross-reference) lives only while
+        // they run, so an idle connection's task holds just the small wait below.
         if self.port.has_output() {
-            return self.flush(buffers).await;
+            return Box::pin(self.flush(buffers)).await;
         }
         match (*closing, state) {
             (Some(code), _) => return Step::Close(code),
@@ -153,18 +184,20 @@ impl<W: Wire> Connection<W> {
             }
             _ => {}
         }
-        match self.decoded(clock).await {
-            Step::Continue => {}
-            Step::Close(code) => {
-                *closing = Some(code);
-                return Step::Continue;
+        if let Some(first) = self.wire.next() {
+            match Box::pin(self.decoded(first, clock)).await {
+                Step::Continue => {}
+                Step::Close(code) => {
+                    *closing = Some(code);
+                    return Step::Continue;
+                }
+                Step::Stop => return Step::Stop,
             }
-            Step::Stop => return Step::Stop,
         }
         if self.port.has_output() || self.port.state() != PortState::Open {
             return Step::Continue;
         }
-        self.wait(clock, chunk).await
+        self.wait(clock).await
     }
 
     /// Everything the session produced since the last write goes out at once.
@@ -176,8 +209,7 @@ impl<W: Wire> Connection<W> {
         let port = Some(&*self.port);
         let written =
             crate::ports::net::write_all_racing(&mut self.stream, bytes, port, deadline).await;
-        buffers.payload.clear();
-        buffers.frame.clear();
+        buffers.release();
         match written {
             true => Step::Continue,
             false => Step::Stop,
@@ -185,8 +217,9 @@ impl<W: Wire> Connection<W> {
     }
 
     /// Acts on what the framing decoded, until it has nothing more or the session has output.
-    async fn decoded(&mut self, clock: &mut Clock) -> Step {
-        while let Some(inbound) = self.wire.next() {
+    async fn decoded(&mut self, first: Inbound, clock: &mut Clock) -> Step {
+        let mut next = Some(first);
+        while let Some(inbound) = next {
             clock.heard_since_tick = true;
             match inbound {
                 Inbound::Unit(unit) => {
@@ -220,12 +253,13 @@ impl<W: Wire> Connection<W> {
             if self.port.has_output() || self.port.state() != PortState::Open {
                 break;
             }
+            next = self.wire.next();
         }
         Step::Continue
     }
 
     /// Waits for bytes, for output, or for a deadline, and acts on it.
-    async fn wait(&mut self, clock: &mut Clock, chunk: &mut [u8]) -> Step {
+    async fn wait(&mut self, clock: &mut Clock) -> Step {
         if self
             .session
             .as_ref()
@@ -237,13 +271,13 @@ impl<W: Wire> Connection<W> {
             (Some(auth), Some(tick)) => Some(auth.min(tick)),
             (auth, tick) => auth.or(tick),
         };
-        let (core, port, stream) = (&self.core, &self.port, &mut self.stream);
+        let (core, port, stream, wire) = (&self.core, &self.port, &mut self.stream, &mut self.wire);
         let wake = or(
             or(
                 async {
                     // Back-pressure: while a peer core's queue is over its limit, stop reading.
                     core.wait_uncongested().await;
-                    Wake::Read(stream.read(chunk).await)
+                    Wake::Read(read_with(stream, |bytes| wire.push(bytes)).await)
                 },
                 async {
                     poll_fn(|context| port.poll_ready(context)).await;
@@ -265,7 +299,6 @@ impl<W: Wire> Connection<W> {
             Wake::Read(Ok(0)) | Wake::Read(Err(_)) => Step::Stop,
             Wake::Read(Ok(read)) => {
                 self.core.counters.bytes_in(W::TRANSPORT, read);
-                self.wire.push(&chunk[..read]);
                 Step::Continue
             }
             Wake::Output => Step::Continue,
@@ -319,10 +352,10 @@ impl<W: Wire> Connection<W> {
 
 /// After our close frame: stop writing and drain what the peer still sends (up to a second),
 /// so the kernel closes with FIN rather than a reset that could discard the close frame.
-pub async fn linger(stream: &mut TcpStream, chunk: &mut [u8]) {
+pub async fn linger(stream: &mut TcpStream) {
     let _ = stream.shutdown(std::net::Shutdown::Write).await;
     let drain = async {
-        while let Ok(read) = stream.read(chunk).await {
+        while let Ok(read) = read_with(stream, |_| {}).await {
             if read == 0 {
                 break;
             }

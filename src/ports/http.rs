@@ -79,7 +79,6 @@ enum Incoming {
 /// `Content-Length` only (501 for `Transfer-Encoding`) and limited to `maxMessageSize` (413).
 async fn read_request(core: &Core, stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Incoming {
     let limits = &core.config().limits;
-    let mut chunk = [0u8; 4096];
     let mut head_deadline =
         (!buffer.is_empty()).then(|| Instant::now() + limits.http_header_timeout);
     let idle_deadline = Instant::now() + limits.http_keep_alive_timeout;
@@ -90,9 +89,8 @@ async fn read_request(core: &Core, stream: &mut TcpStream, buffer: &mut Vec<u8>)
             Parse::Partial => {}
         }
         let deadline = head_deadline.unwrap_or(idle_deadline);
-        match crate::ports::net::read_until(stream, &mut chunk, deadline).await {
-            Read::Data(count) => {
-                buffer.extend_from_slice(&chunk[..count]);
+        match crate::ports::net::read_until(stream, buffer, deadline).await {
+            Read::Data(_) => {
                 head_deadline.get_or_insert(Instant::now() + limits.http_header_timeout);
             }
             Read::Closed => return Incoming::Gone,
@@ -112,13 +110,18 @@ async fn read_request(core: &Core, stream: &mut TcpStream, buffer: &mut Vec<u8>)
     let head: Vec<u8> = buffer.drain(..request.head_length).collect();
     let body_deadline = Instant::now() + limits.http_body_timeout;
     while buffer.len() < body_length {
-        match crate::ports::net::read_until(stream, &mut chunk, body_deadline).await {
-            Read::Data(count) => buffer.extend_from_slice(&chunk[..count]),
+        match crate::ports::net::read_until(stream, buffer, body_deadline).await {
+            Read::Data(_) => {}
             Read::Closed => return Incoming::Gone,
             Read::TimedOut => return Incoming::Refuse(408),
         }
     }
     let body = buffer.drain(..body_length).collect();
+    if buffer.is_empty() {
+        // Nothing pipelined: an idle keep-alive connection (or a pending long poll) keeps no
+        // buffer.
+        *buffer = Vec::new();
+    }
     Incoming::Request {
         request,
         head,
@@ -198,10 +201,12 @@ async fn serve_http(
                 handshake,
             } => {
                 if put(&core, &mut stream, handshake.as_bytes()).await {
-                    crate::ports::websocket::serve_websocket(
+                    // A task of its own: this one's state (HTTP requests) is not kept for the
+                    // WebSocket's life.
+                    let connection = crate::ports::websocket::serve_websocket(
                         core, stream, buffer, endpoint, caller,
-                    )
-                    .await;
+                    );
+                    glommio::spawn_local(connection).detach();
                 }
                 return;
             }

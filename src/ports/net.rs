@@ -1,15 +1,16 @@
 //! Socket options and bounded socket I/O for the connection tasks (`server`, `ports::http`).
 //!
 //! Owns what every accepted socket gets (TCP_NODELAY, TCP keepalive, `TCP_USER_TIMEOUT`) and
-//! the two ways a connection task waits on a socket without waiting forever: a read with a
-//! deadline, and a write that gives up when its session is aborted (slow consumer) or its
+//! the reads of every connection task through one scratch buffer per core (`read_with`: an idle
+//! connection owns no read buffer), the two ways a connection task waits on a socket without
+//! waiting forever: a read with a deadline, and a write that gives up when its session is aborted (slow consumer) or its
 //! deadline passes. Called by the connection tasks only; it knows nothing of the protocol.
 
 use crate::base::config::Limits;
 use crate::dispatch::Core;
 use crate::shard::SessionPort;
 use futures_lite::future::{or, poll_fn};
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::{AsyncRead, AsyncWriteExt};
 use glommio::net::TcpStream;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
@@ -74,7 +75,7 @@ pub fn tune(stream: &TcpStream, limits: &Limits) {
 /// What a bounded read got.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Read {
-    /// This many bytes were read into the buffer.
+    /// This many bytes were appended to the buffer.
     Data(usize),
     /// The peer closed, or the read failed.
     Closed,
@@ -82,12 +83,48 @@ pub enum Read {
     TimedOut,
 }
 
-/// Reads into `chunk`, giving up at `deadline`.
-pub async fn read_until(stream: &mut TcpStream, chunk: &mut [u8], deadline: Instant) -> Read {
-    let read = or(async { Some(stream.read(chunk).await) }, async {
-        glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())).await;
-        None
+/// Bytes one read may take from a socket: the size of each core's scratch buffer.
+pub const READ_SIZE: usize = 64 * 1024;
+
+thread_local! {
+    /// This core's read buffer (one executor per thread, so one per core). Every connection
+    /// task of the core reads through it, so an idle connection holds no read buffer of its
+    /// own: what a read brings is handed on (to a framer, a decoder) before the next read.
+    static SCRATCH: std::cell::RefCell<Box<[u8]>> =
+        std::cell::RefCell::new(vec![0u8; READ_SIZE].into_boxed_slice());
+}
+
+/// Reads what the socket holds (up to `READ_SIZE` bytes) into this core's scratch buffer and
+/// hands those bytes to `take`, which keeps what it needs by copying it: the buffer is lent
+/// only for the duration of `take`. Ok(0): the peer closed. `take` must not read a socket.
+pub async fn read_with(
+    stream: &mut TcpStream,
+    mut take: impl FnMut(&[u8]),
+) -> std::io::Result<usize> {
+    poll_fn(|context| {
+        SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            match std::pin::Pin::new(&mut *stream).poll_read(context, &mut scratch) {
+                std::task::Poll::Ready(Ok(count)) => {
+                    take(&scratch[..count]);
+                    std::task::Poll::Ready(Ok(count))
+                }
+                other => other,
+            }
+        })
     })
+    .await
+}
+
+/// Reads and appends to `into`, giving up at `deadline`.
+pub async fn read_until(stream: &mut TcpStream, into: &mut Vec<u8>, deadline: Instant) -> Read {
+    let read = or(
+        async { Some(read_with(stream, |bytes| into.extend_from_slice(bytes)).await) },
+        async {
+            glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())).await;
+            None
+        },
+    )
     .await;
     match read {
         None => Read::TimedOut,

@@ -6,12 +6,11 @@
 use super::connection::{Connection, Inbound, Wire};
 use crate::dispatch::Core;
 use crate::metrics::Transport;
+use crate::ports::net::{read_until, Read};
 use crate::protocol::actions::Dialect;
 use crate::session::Session;
 use crate::transport::proxy_protocol::{self, ProxyHeader};
 use crate::transport::tcp::{Frame, TcpFramer, MAXIMUM_MESSAGE_SIZE_EXCEEDED};
-use futures_lite::future::or;
-use futures_lite::AsyncReadExt;
 use glommio::net::{TcpListener, TcpStream};
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -27,7 +26,14 @@ pub async fn accept_tcp(core: Rc<Core>, listener: TcpListener) {
             Ok(stream) => {
                 let count = core.counters.connections_accepted.get() + 1;
                 core.counters.connections_accepted.set(count);
-                glommio::spawn_local(serve_tcp(Rc::clone(&core), stream)).detach();
+                crate::ports::net::tune(&stream, &core.config().limits);
+                let peer = stream.peer_addr().ok();
+                if core.config().tcp_proxy_protocol {
+                    glommio::spawn_local(behind_proxy(Rc::clone(&core), stream, peer)).detach();
+                } else {
+                    let connection = tcp_connection(Rc::clone(&core), stream, peer, &[]);
+                    glommio::spawn_local(connection).detach();
+                }
             }
             Err(error) => {
                 // Out of file descriptors and the like: say so, back off, keep serving.
@@ -67,26 +73,31 @@ impl Wire for TcpWire {
     }
 }
 
-/// Drives one 1.x TCP connection until either side closes it.
-async fn serve_tcp(core: Rc<Core>, mut stream: TcpStream) {
-    crate::ports::net::tune(&stream, &core.config().limits);
-    let mut peer = stream.peer_addr().ok();
-    let mut leftover = Vec::new();
-    if core.config().tcp_proxy_protocol {
-        match read_proxy_header(&core, &mut stream, peer).await {
-            Ok((source, rest)) => {
-                peer = source.or(peer);
-                leftover = rest;
-            }
-            Err(reason) => {
-                crate::warn!(
-                    "{}: {reason}: connection closed",
-                    peer.map(|p| p.to_string()).unwrap_or_default()
-                );
-                return;
-            }
+/// A connection from a trusted proxy: reads its PROXY header, then serves it in a task of its
+/// own (this one's state, the header read, is not kept for the connection's life).
+async fn behind_proxy(core: Rc<Core>, mut stream: TcpStream, peer: Option<SocketAddr>) {
+    match read_proxy_header(&core, &mut stream, peer).await {
+        Ok((source, rest)) => {
+            let connection = tcp_connection(Rc::clone(&core), stream, source.or(peer), &rest);
+            glommio::spawn_local(connection).detach();
+        }
+        Err(reason) => {
+            crate::warn!(
+                "{}: {reason}: connection closed",
+                peer.map(|p| p.to_string()).unwrap_or_default()
+            );
         }
     }
+}
+
+/// One 1.x TCP connection's task (`received`: bytes that followed a PROXY header). Not an
+/// `async fn`, so the task holds only the connection loop's state.
+fn tcp_connection(
+    core: Rc<Core>,
+    stream: TcpStream,
+    peer: Option<SocketAddr>,
+    received: &[u8],
+) -> impl std::future::Future<Output = ()> {
     core.counters.session_opened(Transport::Tcp);
     let port = core.open_session();
     let session = Session::start(Rc::clone(&core), Rc::clone(&port), Dialect::V1, peer);
@@ -94,8 +105,8 @@ async fn serve_tcp(core: Rc<Core>, mut stream: TcpStream) {
         framer: TcpFramer::new(core.config().max_message_size),
         ready: None,
     };
-    if !leftover.is_empty() {
-        wire.push(&leftover);
+    if !received.is_empty() {
+        wire.push(received);
     }
     Connection {
         core,
@@ -108,7 +119,6 @@ async fn serve_tcp(core: Rc<Core>, mut stream: TcpStream) {
         write_timeout: None,
     }
     .run()
-    .await;
 }
 
 /// Reads the PROXY protocol header of a connection from a trusted proxy: the client's address
@@ -124,7 +134,6 @@ async fn read_proxy_header(
     }
     let deadline = Instant::now() + PROXY_HEADER_TIMEOUT;
     let mut received = Vec::new();
-    let mut chunk = [0u8; 1024];
     loop {
         match proxy_protocol::parse(&received) {
             Ok(Some((header, length))) => {
@@ -137,15 +146,10 @@ async fn read_proxy_header(
             Ok(None) => {}
             Err(error) => return Err(error.to_string()),
         }
-        let read = or(async { Some(stream.read(&mut chunk).await) }, async {
-            glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())).await;
-            None
-        })
-        .await;
-        match read {
-            None => return Err("no PROXY header within 5 s".into()),
-            Some(Ok(0)) | Some(Err(_)) => return Err("closed before its PROXY header".into()),
-            Some(Ok(count)) => received.extend_from_slice(&chunk[..count]),
+        match read_until(stream, &mut received, deadline).await {
+            Read::TimedOut => return Err("no PROXY header within 5 s".into()),
+            Read::Closed => return Err("closed before its PROXY header".into()),
+            Read::Data(_) => {}
         }
     }
 }

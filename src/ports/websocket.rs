@@ -65,14 +65,15 @@ impl Wire for WebSocketWire {
     }
 }
 
-/// Drives one WebSocket connection: a 2.x deepstream session, or the echo endpoint.
-pub async fn serve_websocket(
+/// One WebSocket connection's task: a 2.x deepstream session, or the echo endpoint. Not an
+/// `async fn`, so the task holds only the connection loop's state.
+pub fn serve_websocket(
     core: Rc<Core>,
     stream: TcpStream,
     leftover: Vec<u8>,
     endpoint: Endpoint,
     caller: Caller,
-) {
+) -> impl std::future::Future<Output = ()> {
     let peer = caller.address;
     core.counters.session_opened(Transport::WebSocket);
     let port = core.open_session();
@@ -99,5 +100,4 @@ pub async fn serve_websocket(
         write_timeout: Some(heartbeat),
     }
     .run()
-    .await;
 }

@@ -35,7 +35,7 @@ pub struct TcpFramer {
 impl TcpFramer {
     pub fn new(max_message_size: usize) -> Self {
         TcpFramer {
-            buffer: BytesMut::with_capacity(4096),
+            buffer: BytesMut::new(),
             max_message_size: max_message_size.max(1),
             skipping: false,
         }
@@ -66,14 +66,19 @@ impl TcpFramer {
                 let unit_end = self.buffer.len() + at + 1;
                 self.buffer.extend_from_slice(received);
                 let unit = Bytes::copy_from_slice(&self.buffer[..unit_end]);
-                // Dropped at once, so the buffer's allocation is reused, never shared.
-                drop(self.buffer.split_to(unit_end));
+                if unit_end == self.buffer.len() {
+                    // Nothing pending: an idle connection keeps no buffer.
+                    self.buffer = BytesMut::new();
+                } else {
+                    // Dropped at once, so the buffer's allocation is reused, never shared.
+                    drop(self.buffer.split_to(unit_end));
+                }
                 Some(Frame::Unit(unit))
             }
             None => {
                 self.buffer.extend_from_slice(received);
                 if self.buffer.len() >= self.max_message_size {
-                    self.buffer.clear();
+                    self.buffer = BytesMut::new();
                     self.skipping = true;
                     Some(Frame::Oversized)
                 } else {
@@ -86,6 +91,11 @@ impl TcpFramer {
     /// Bytes buffered waiting for a terminator.
     pub fn pending(&self) -> usize {
         self.buffer.len()
+    }
+
+    /// Bytes allocated for the pending buffer (0 when nothing is pending).
+    pub fn allocated(&self) -> usize {
+        self.buffer.capacity()
     }
 }
 
@@ -109,6 +119,7 @@ mod tests {
             Some(Frame::Unit(Bytes::from_static(b"E\x1fS\x1fc\x1e")))
         );
         assert_eq!(framer.pending(), 0);
+        assert_eq!(framer.allocated(), 0, "nothing pending, nothing held");
     }
 
     #[test]

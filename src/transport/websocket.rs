@@ -176,9 +176,14 @@ impl Decoder {
         self.buffer.len()
     }
 
+    /// Bytes allocated for frames in progress (0 when nothing is pending).
+    pub fn allocated(&self) -> usize {
+        self.buffer.capacity() + self.message.as_ref().map_or(0, |(_, data)| data.capacity())
+    }
+
     fn fail(&mut self, code: u16) -> Option<Event> {
         self.failed = true;
-        self.buffer.clear();
+        self.buffer = Vec::new();
         self.message = None;
         Some(Event::Fail(code))
     }
@@ -208,7 +213,13 @@ impl Decoder {
                 return self.check_partial_text();
             };
             self.partial = None;
-            let frame: Vec<u8> = self.buffer.drain(..length).collect();
+            let frame: Vec<u8> = if length == self.buffer.len() {
+                // The common case, a read that ends with its frame: the buffer becomes the
+                // frame (no copy) and nothing stays allocated while the connection is idle.
+                std::mem::take(&mut self.buffer)
+            } else {
+                self.buffer.drain(..length).collect()
+            };
             if let Some(event) = self.frame(frame) {
                 return Some(event);
             }
@@ -487,6 +498,23 @@ mod tests {
         let mut decoder = Decoder::new(limit);
         decoder.push(bytes);
         std::iter::from_fn(|| decoder.next_event()).collect()
+    }
+
+    #[test]
+    fn nothing_stays_allocated_between_whole_frames() {
+        let mut decoder = Decoder::new(1 << 20);
+        let mut frame = client_frame(0x81, b"E\x1fS\x1fnews\x1e");
+        decoder.push(&frame);
+        assert!(matches!(decoder.next_event(), Some(Event::Text(_))));
+        assert_eq!(decoder.allocated(), 0);
+        // A frame split across reads is held until it is whole, then released.
+        let tail = frame.split_off(5);
+        decoder.push(&frame);
+        assert_eq!(decoder.next_event(), None);
+        assert!(decoder.allocated() > 0);
+        decoder.push(&tail);
+        assert!(matches!(decoder.next_event(), Some(Event::Text(_))));
+        assert_eq!(decoder.allocated(), 0);
     }
 
     #[test]

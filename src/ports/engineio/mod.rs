@@ -313,7 +313,18 @@ impl EioRegistry {
 
 /// The task of one engine.io session: feeds its packets to the deepstream session (or echoes
 /// them) and closes it on a close packet, a heartbeat timeout or a deepstream close.
-async fn drive(registry: Rc<EioRegistry>, eio: Rc<EioSession>, mut session: Option<Session>) {
+/// Not an `async fn` (which would keep its arguments twice in its state, rustc #62958): an
+/// idle engine.io session costs this task's state.
+#[allow(clippy::manual_async_fn)]
+fn drive(
+    registry: Rc<EioRegistry>,
+    eio: Rc<EioSession>,
+    mut session: Option<Session>,
+) -> impl std::future::Future<Output = ()> {
+    async move { drive_session(&registry, &eio, &mut session).await }
+}
+
+async fn drive_session(registry: &EioRegistry, eio: &EioSession, session: &mut Option<Session>) {
     let config = std::sync::Arc::clone(registry.core.config());
     let silence = config.engineio_ping_interval + config.engineio_ping_timeout;
     let mut auth_deadline = config
@@ -339,7 +350,8 @@ async fn drive(registry: Rc<EioRegistry>, eio: Rc<EioSession>, mut session: Opti
         for packet in packets {
             match packet {
                 Packet::Message(data) => match session.as_mut() {
-                    Some(session) => session.handle_unit(Bytes::from(data)).await,
+                    // Boxed: its state lives only while a unit is handled.
+                    Some(session) => Box::pin(session.handle_unit(Bytes::from(data))).await,
                     None => eio.send(Packet::Message(data)),
                 },
                 Packet::Binary(data) => {

@@ -73,13 +73,14 @@ pub async fn serve(
     if let Some(sid) = sid {
         let home = EioRegistry::home_core(sid).filter(|home| *home < core.cores());
         if home != Some(core.id) {
-            exchange.elsewhere(sid, home, body).await;
+            // Boxed, as the upgrade below: a pending long poll's state holds neither.
+            Box::pin(exchange.elsewhere(sid, home, body)).await;
             return Fate::KeepAlive;
         }
     }
     match (request.query_param("transport"), sid) {
         (Some("websocket"), _) if request.is_websocket_upgrade() => {
-            exchange.upgrade(sid, std::mem::take(leftover)).await
+            Box::pin(exchange.upgrade(sid, std::mem::take(leftover))).await
         }
         (Some("polling"), None) if request.method == "GET" => exchange.handshake().await,
         (Some("polling"), Some(sid)) => exchange.poll(sid, body).await,

@@ -5,11 +5,10 @@
 use super::{Carrier, EioSession};
 use crate::dispatch::Core;
 use crate::metrics::Transport;
-use crate::ports::net::put;
+use crate::ports::net::{put, read_with};
 use crate::transport::engineio::Packet;
 use crate::transport::websocket::{self, close_code, Decoder, Event};
 use futures_lite::future::or;
-use futures_lite::AsyncReadExt;
 use glommio::net::TcpStream;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -31,7 +30,6 @@ pub async fn serve(
 ) {
     let mut decoder = Decoder::new(core.config().max_message_size.max(4 * 1024 * 1024));
     decoder.push(&leftover);
-    let mut chunk = vec![0u8; 16 * 1024];
     loop {
         // Output, once this WebSocket carries the session.
         if session.carrier.get() == Carrier::WebSocket && session.has_output() {
@@ -41,28 +39,28 @@ pub async fn serve(
             continue;
         }
         if session.closed.get() {
-            return close(core, stream, Some(close_code::NORMAL), &mut chunk).await;
+            return close(core, stream, Some(close_code::NORMAL)).await;
         }
         if let Decoded::Close(code) = decoded(core, stream, &session, &mut decoder).await {
             detach(&session);
-            return close(core, stream, code, &mut chunk).await;
+            return close(core, stream, code).await;
         }
-        let read = or(async { Some(stream.read(&mut chunk).await) }, async {
-            if session.carrier.get() == Carrier::WebSocket {
-                session.wait_output(Duration::from_secs(3600)).await;
-            } else {
-                // Not carrying the session yet: only watch for its close.
-                glommio::timer::sleep(Duration::from_millis(200)).await;
-            }
-            None
-        })
+        let read = or(
+            async { Some(read_with(stream, |bytes| decoder.push(bytes)).await) },
+            async {
+                if session.carrier.get() == Carrier::WebSocket {
+                    session.wait_output(Duration::from_secs(3600)).await;
+                } else {
+                    // Not carrying the session yet: only watch for its close.
+                    glommio::timer::sleep(Duration::from_millis(200)).await;
+                }
+                None
+            },
+        )
         .await;
         match read {
             Some(Ok(0)) | Some(Err(_)) => return detach(&session),
-            Some(Ok(read)) => {
-                core.counters.bytes_in(Transport::EngineIo, read);
-                decoder.push(&chunk[..read]);
-            }
+            Some(Ok(read)) => core.counters.bytes_in(Transport::EngineIo, read),
             None => {}
         }
     }
@@ -79,11 +77,11 @@ fn detach(session: &EioSession) {
     }
 }
 
-async fn close(core: &Core, stream: &mut TcpStream, code: Option<u16>, chunk: &mut [u8]) {
+async fn close(core: &Core, stream: &mut TcpStream, code: Option<u16>) {
     let mut frame = Vec::new();
     websocket::write_close(&mut frame, code);
     if put(core, stream, &frame).await {
-        crate::ports::connection::linger(stream, chunk).await;
+        crate::ports::connection::linger(stream).await;
     }
 }
 
