@@ -84,7 +84,7 @@ pub enum Read {
 }
 
 /// Bytes one read may take from a socket: the size of each core's scratch buffer.
-pub const READ_SIZE: usize = 64 * 1024;
+pub const READ_SIZE: usize = 16 * 1024;
 
 thread_local! {
     /// This core's read buffer (one executor per thread, so one per core). Every connection
