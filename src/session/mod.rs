@@ -46,14 +46,8 @@ pub struct Session {
     state: SessionState,
     username: Option<String>,
     auth_attempts: u32,
-    /// Event names this session sent `S` for (a superset of its subscriptions).
-    event_subscriptions: AHashSet<Bytes>,
-    /// Record names this session sent `CR` for (a superset of its subscriptions).
-    record_subscriptions: AHashSet<Bytes>,
-    /// RPC names this session provided or requested (its providers and calls are cleaned up).
-    rpc_names: AHashSet<Bytes>,
-    /// Patterns this session listens on, per topic (events, records).
-    listens: AHashSet<(Topic, Arc<str>)>,
+    /// What it subscribed to, provided and listens on; `None` until the first of them.
+    interests: Option<Box<Interests>>,
     /// 2.x: the username this session counts for in presence (broadcast at login).
     presence_login: Option<Arc<str>>,
     /// What a trusted proxy said about the user (proxy-header auth).
@@ -63,6 +57,21 @@ pub struct Session {
     /// `{isAuthenticated, id, data}` for permission rules (set at login when rules exist).
     rule_user: Option<Arc<crate::permission::eval::Value>>,
     scratch: Vec<u8>,
+}
+
+/// What a session subscribed to, provided or listens on, so that closing it cleans up
+/// everywhere. Boxed in the session and created with its first subscription: a session with
+/// none (an idle publisher, a logged-in connection that only writes) holds 8 bytes for it.
+#[derive(Default)]
+struct Interests {
+    /// Event names this session sent `S` for (a superset of its subscriptions).
+    events: AHashSet<Bytes>,
+    /// Record names this session sent `CR` for (a superset of its subscriptions).
+    records: AHashSet<Bytes>,
+    /// RPC names this session provided or requested (its providers and calls are cleaned up).
+    rpc_names: AHashSet<Bytes>,
+    /// Patterns this session listens on, per topic (events, records).
+    listens: AHashSet<(Topic, Arc<str>)>,
 }
 
 /// Most bytes of a client's input quoted back in an error reply. deepstream quotes the whole
@@ -99,6 +108,11 @@ const AUTH_TIMEOUT_TEXT: &str =
     "connection has not authenticated successfully in the expected time";
 
 impl Session {
+    /// This session's interests, created at the first use.
+    fn interests(&mut self) -> &mut Interests {
+        self.interests.get_or_insert_with(Box::default)
+    }
+
     /// Starts a session: registers nothing yet, sends the challenge `C|CH`.
     pub fn start(
         core: Rc<Core>,
@@ -114,10 +128,7 @@ impl Session {
             state: SessionState::AwaitingChallengeResponse,
             username: None,
             auth_attempts: 0,
-            event_subscriptions: AHashSet::new(),
-            record_subscriptions: AHashSet::new(),
-            rpc_names: AHashSet::new(),
-            listens: AHashSet::new(),
+            interests: None,
             presence_login: None,
             proxy_identity: None,
             rule_user: None,
@@ -461,7 +472,8 @@ impl Session {
                 let owner = self.core.owner(&name);
                 let request = if message.action == Action::Subscribe {
                     // Copied: a slice of the unit would keep the whole read buffer alive.
-                    self.event_subscriptions
+                    self.interests()
+                        .events
                         .insert(Bytes::copy_from_slice(&name));
                     Subscription::Subscribe {
                         topic: Topic::Event,
@@ -469,7 +481,7 @@ impl Session {
                         session,
                     }
                 } else {
-                    self.event_subscriptions.remove(&name);
+                    self.interests().events.remove(&name);
                     Subscription::Unsubscribe {
                         topic: Topic::Event,
                         name,
@@ -504,10 +516,10 @@ impl Session {
     /// and records together)? Answers `TOO_MANY_SUBSCRIPTIONS` when not.
     fn may_subscribe(&mut self, topic: Topic, name: &[u8]) -> bool {
         let known = match topic {
-            Topic::Record => self.record_subscriptions.contains(name),
-            _ => self.event_subscriptions.contains(name),
+            Topic::Record => self.interests().records.contains(name),
+            _ => self.interests().events.contains(name),
         };
-        let count = self.event_subscriptions.len() + self.record_subscriptions.len();
+        let count = self.interests().events.len() + self.interests().records.len();
         if known || count < self.core.config().limits.max_subscriptions {
             return true;
         }
@@ -518,8 +530,8 @@ impl Session {
     /// May this session use one more RPC name (`maxRpcNamesPerConnection`)? A refused request
     /// is answered with its correlation id, so the requester's callback gets the error.
     fn may_use_rpc_name(&mut self, name: &[u8], correlation: Option<&[u8]>) -> bool {
-        if self.rpc_names.contains(name)
-            || self.rpc_names.len() < self.core.config().limits.max_rpc_names
+        if self.interests().rpc_names.contains(name)
+            || self.interests().rpc_names.len() < self.core.config().limits.max_rpc_names
         {
             return true;
         }
@@ -579,10 +591,11 @@ impl Session {
                 }
                 if message.action == Action::CreateOrRead {
                     // Copied: a slice of the unit would keep the whole read buffer alive.
-                    self.record_subscriptions
+                    self.interests()
+                        .records
                         .insert(Bytes::copy_from_slice(&name));
                 } else if message.action == Action::Unsubscribe {
-                    self.record_subscriptions.remove(&name);
+                    self.interests().records.remove(&name);
                 }
                 let owner = self.core.owner(&name);
                 self.core.route(
@@ -636,7 +649,9 @@ impl Session {
                 if !self.may_use_rpc_name(&name, None) {
                     return;
                 }
-                self.rpc_names.insert(Bytes::copy_from_slice(&name));
+                self.interests()
+                    .rpc_names
+                    .insert(Bytes::copy_from_slice(&name));
                 let owner = self.core.owner(&name);
                 self.core.route(
                     owner,
@@ -654,8 +669,10 @@ impl Session {
                 if !self.may_use_rpc_name(&name, Some(&correlation)) {
                     return;
                 }
-                if !self.rpc_names.contains(&name) {
-                    self.rpc_names.insert(Bytes::copy_from_slice(&name));
+                if !self.interests().rpc_names.contains(&name) {
+                    self.interests()
+                        .rpc_names
+                        .insert(Bytes::copy_from_slice(&name));
                 }
                 let owner = self.core.owner(&name);
                 self.core.route(
@@ -723,13 +740,20 @@ impl Session {
             return self.reply(&[code, b"E", b"INVALID_MESSAGE_DATA", error.as_bytes()]);
         }
         let limit = self.core.config().limits.max_listen_patterns;
-        let known = self.listens.contains(&(topic, Arc::from(pattern.as_str())));
-        if !known && self.listens.len() >= limit {
+        let known = self
+            .interests()
+            .listens
+            .contains(&(topic, Arc::from(pattern.as_str())));
+        if !known && self.interests().listens.len() >= limit {
             // Every core compiles and matches each pattern: they are bounded per session.
             return self.reply(&[code, b"E", b"TOO_MANY_LISTEN_PATTERNS", pattern.as_bytes()]);
         }
         let pattern: Arc<str> = Arc::from(pattern);
-        if !self.listens.insert((topic, Arc::clone(&pattern))) {
+        if !self
+            .interests()
+            .listens
+            .insert((topic, Arc::clone(&pattern)))
+        {
             // Listening again on the same pattern gets no reply (PROTOCOL.md §3.3).
             return;
         }
@@ -746,7 +770,7 @@ impl Session {
         let code = topic.code();
         let pattern = String::from_utf8_lossy(message.data_at(0).unwrap_or_default()).into_owned();
         let key: (Topic, Arc<str>) = (topic, Arc::from(pattern.as_str()));
-        let Some((_, pattern)) = self.listens.take(&key) else {
+        let Some((_, pattern)) = self.interests().listens.take(&key) else {
             return self.reply(&[code, b"E", b"NOT_SUBSCRIBED", pattern.as_bytes()]);
         };
         let session = self.port.id;
@@ -768,13 +792,17 @@ impl Session {
     pub fn close(&mut self) {
         self.state = SessionState::Closed;
         let session = self.port.id;
+        let interests = self.interests.take().map(|interests| *interests);
+        let Interests {
+            events,
+            records,
+            rpc_names,
+            listens,
+        } = interests.unwrap_or_default();
         let groups = [
-            (Topic::Event, std::mem::take(&mut self.event_subscriptions)),
-            (
-                Topic::Record,
-                std::mem::take(&mut self.record_subscriptions),
-            ),
-            (Topic::Rpc, std::mem::take(&mut self.rpc_names)),
+            (Topic::Event, events),
+            (Topic::Record, records),
+            (Topic::Rpc, rpc_names),
         ];
         for (topic, names) in groups {
             let mut by_owner: AHashMap<usize, Vec<Bytes>> = AHashMap::new();
@@ -814,7 +842,7 @@ impl Session {
                 local: true,
             });
         }
-        for (topic, pattern) in std::mem::take(&mut self.listens) {
+        for (topic, pattern) in listens {
             self.core.broadcast(|| Subscription::ListenRemoved {
                 topic,
                 pattern: Arc::clone(&pattern),
