@@ -180,6 +180,8 @@ async fn serve_http(
                     hand_over(&core, &stream, home, replay);
                     return;
                 }
+                // A long poll may wait for minutes: it keeps the parsed request, not its text.
+                drop(original_head);
                 let fate = crate::ports::engineio::requests::serve(
                     &core,
                     &engineio,
