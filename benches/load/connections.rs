@@ -23,7 +23,8 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use super::{
-    start_corestream, start_deepstream, start_deepstream_2, Peer, Poller, RawClient, WsClient,
+    option_value, start_corestream, start_deepstream, start_deepstream_2, Peer, Poller, RawClient,
+    WsClient,
 };
 
 const WARM_UP: usize = 1000;
@@ -148,12 +149,7 @@ pub fn run(arguments: &[String]) {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
         std::env::set_var("MIMALLOC_PURGE_DELAY", "-1");
     }
-    let requested: usize = arguments
-        .iter()
-        .position(|a| a == "--connections")
-        .and_then(|at| arguments.get(at + 1))
-        .and_then(|count| count.parse().ok())
-        .unwrap_or(10_000);
+    let requested: usize = option_value(arguments, "--connections").unwrap_or(10_000);
     // the bench's own files: the client side of each connection, plus some slack
     let fits = (files as usize).saturating_sub(WARM_UP + 100);
     let count = requested.min(fits);
@@ -179,12 +175,9 @@ pub fn run(arguments: &[String]) {
         ("polling", start_deepstream),
     ];
     // `--transport tcp|websocket|polling`: one transport only
-    let only = arguments
-        .iter()
-        .position(|a| a == "--transport")
-        .and_then(|at| arguments.get(at + 1));
+    let only: Option<String> = option_value(arguments, "--transport");
     for (transport, start) in rows {
-        if only.is_some_and(|only| only != transport) {
+        if only.as_ref().is_some_and(|only| only != transport) {
             continue;
         }
         let peer = start();

@@ -193,6 +193,12 @@ fn write_config_with(
     path
 }
 
+/// The value after `name` on the command line (`--cores 2`), if it is there and parses.
+fn option_value<T: std::str::FromStr>(arguments: &[String], name: &str) -> Option<T> {
+    let at = arguments.iter().position(|argument| argument == name)?;
+    arguments.get(at + 1)?.parse().ok()
+}
+
 fn start_corestream(cores: usize, spin_millis: u64) -> Peer {
     start_corestream_with(cores, spin_millis, "{type: none}")
 }
@@ -1410,18 +1416,8 @@ fn main() {
     pin_current_thread_to(SERVER_CPU);
     let quick = arguments.iter().any(|a| a == "--quick");
     let skip_deepstream = arguments.iter().any(|a| a == "--skip-deepstream");
-    let cores: usize = arguments
-        .iter()
-        .position(|a| a == "--cores")
-        .and_then(|at| arguments.get(at + 1))
-        .and_then(|cores| cores.parse().ok())
-        .unwrap_or(1);
-    let spin_millis: u64 = arguments
-        .iter()
-        .position(|a| a == "--spin")
-        .and_then(|at| arguments.get(at + 1))
-        .and_then(|spin| spin.parse().ok())
-        .unwrap_or(0);
+    let cores: usize = option_value(&arguments, "--cores").unwrap_or(1);
+    let spin_millis: u64 = option_value(&arguments, "--spin").unwrap_or(0);
     let latency_count = if quick { 2_000 } else { 20_000 };
     let fan_duration = Duration::from_secs(if quick { 1 } else { 3 });
 
