@@ -11,7 +11,7 @@
 
 use crate::dispatch::{Core, RelayMessage};
 use crate::metrics::prometheus;
-use crate::ports::engineio::requests::Fate;
+use crate::ports::engineio::requests::{Fate, LongPoll};
 use crate::ports::engineio::{self as engineio_port, EioRegistry};
 use crate::ports::net::{put, Read};
 use crate::ports::route::{self as http_route, Route};
@@ -129,6 +129,24 @@ async fn read_request(core: &Core, stream: &mut TcpStream, buffer: &mut Vec<u8>)
     }
 }
 
+/// A connection whose request is a pending long poll: answers it, then serves the
+/// connection's next requests in a new connection task (`received`: bytes already read after
+/// the poll's request). Not an `async fn` (rustc #62958: its arguments would be kept twice).
+#[allow(clippy::manual_async_fn)]
+fn long_poll(
+    core: Rc<Core>,
+    engineio: Rc<EioRegistry>,
+    mut stream: TcpStream,
+    received: Vec<u8>,
+    poll: LongPoll,
+) -> impl std::future::Future<Output = ()> {
+    async move {
+        if poll.answer(&core, &mut stream).await {
+            glommio::spawn_local(serve_http(core, engineio, stream, received)).detach();
+        }
+    }
+}
+
 async fn serve_http(
     core: Rc<Core>,
     engineio: Rc<EioRegistry>,
@@ -195,6 +213,13 @@ async fn serve_http(
                 .await;
                 match fate {
                     Fate::KeepAlive if keep_alive => continue,
+                    Fate::LongPoll(poll) => {
+                        // The poll waits in a small task of its own, without this one's state
+                        // or the request; a new connection task takes over after the answer.
+                        let waiting = long_poll(core, engineio, stream, buffer, poll);
+                        glommio::spawn_local(waiting).detach();
+                        return;
+                    }
                     _ => return,
                 }
             }

@@ -137,7 +137,9 @@ impl EioSession {
     }
 
     fn wake_output(&self) {
-        for waker in self.output_wakers.borrow_mut().drain(..) {
+        // Taken, not drained: an idle session keeps no waker list allocated.
+        let wakers = std::mem::take(&mut *self.output_wakers.borrow_mut());
+        for waker in wakers {
             waker.wake();
         }
     }
@@ -149,7 +151,8 @@ impl EioSession {
     /// Everything waiting to go out: engine.io packets, then the deepstream output as one
     /// message packet.
     pub fn take_output(&self) -> Vec<Packet> {
-        let mut packets: Vec<Packet> = self.out.borrow_mut().drain(..).collect();
+        // Taken, not drained: an idle session keeps no queue allocated.
+        let mut packets: Vec<Packet> = std::mem::take(&mut *self.out.borrow_mut()).into();
         if let Some(port) = &self.port {
             if port.has_output() {
                 let mut buffer = Vec::new();
@@ -173,9 +176,11 @@ impl EioSession {
             if self.has_output() || self.closed.get() {
                 return Poll::Ready(());
             }
-            self.output_wakers
-                .borrow_mut()
-                .push(context.waker().clone());
+            let mut wakers = self.output_wakers.borrow_mut();
+            if !wakers.iter().any(|waker| waker.will_wake(context.waker())) {
+                wakers.push(context.waker().clone());
+            }
+            drop(wakers);
             if let Some(port) = &self.port {
                 let _ = port.poll_ready(context);
             }
@@ -346,7 +351,7 @@ async fn drive_session(registry: &EioRegistry, eio: &EioSession, session: &mut O
                 _ => {}
             }
         }
-        let packets: Vec<Packet> = eio.inbound.borrow_mut().drain(..).collect();
+        let packets: Vec<Packet> = std::mem::take(&mut *eio.inbound.borrow_mut()).into();
         for packet in packets {
             match packet {
                 Packet::Message(data) => match session.as_mut() {

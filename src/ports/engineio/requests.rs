@@ -19,6 +19,35 @@ use std::time::Duration;
 pub enum Fate {
     KeepAlive,
     Close,
+    /// A poll that waits for output: the connection answers it with `LongPoll::answer`, and
+    /// needs nothing of its request meanwhile.
+    LongPoll(LongPoll),
+}
+
+/// A pending long poll (a GET for a session of this core): what answering it needs once
+/// there is output, and nothing else; it can wait for minutes on each polling session.
+pub struct LongPoll {
+    session: Rc<EioSession>,
+    b64: bool,
+    keep_alive: bool,
+    cors: Vec<(&'static str, String)>,
+}
+
+impl LongPoll {
+    /// Waits for output (or the heartbeat's end) and answers. `false`: the connection must
+    /// close (the write failed, or the request asked for `Connection: close`).
+    pub async fn answer(self, core: &Core, stream: &mut TcpStream) -> bool {
+        let reply = super::answer_polling(core, Some(self.session), None, self.b64, false).await;
+        let mut headers = vec![("Content-Type", reply.content_type)];
+        headers.extend(
+            self.cors
+                .iter()
+                .map(|(name, value)| (*name, value.as_str())),
+        );
+        let answer = response(reply.status, &headers, &reply.body, self.keep_alive);
+        // Boxed: the write's state (its deadline timer) is not part of the wait's.
+        Box::pin(put(core, stream, &answer)).await && self.keep_alive
+    }
 }
 
 /// How long after the 101 of a WebSocket-only engine.io session its open packet is written
@@ -210,6 +239,16 @@ impl Exchange<'_> {
             "GET" | "POST" => {
                 let post = (request.method == "POST").then_some(body);
                 let session = self.engineio.get_for(sid, self.caller.user());
+                if let (None, Some(session)) = (post, &session) {
+                    if session.carrier.get() == Carrier::Polling && !session.closed.get() {
+                        return Fate::LongPoll(LongPoll {
+                            session: Rc::clone(session),
+                            b64: self.b64,
+                            keep_alive: self.keep_alive,
+                            cors: std::mem::take(&mut self.cors),
+                        });
+                    }
+                }
                 let binary = is_binary_post(request);
                 let reply = super::answer_polling(self.core, session, post, self.b64, binary).await;
                 let headers = self.headers(&[("Content-Type", reply.content_type)]);
