@@ -53,9 +53,9 @@
 use super::wire::{self, NodeWire, NODE_CHANNEL};
 use super::{bulk, channel, integer, Cluster, SEPARATOR};
 use crate::base::address::{Address, SessionRef};
-use crate::dispatch::seam::ListenResponse;
 use crate::dispatch::{Core, Delivery, ListenFromNode, NodeMessage};
 use crate::features::event::ListenRole;
+use crate::features::listen::ListenResponse;
 use crate::features::Effects;
 use crate::protocol::actions::{Action, Dialect, Topic};
 use crate::protocol::message::{messages, Parsed};
@@ -426,19 +426,11 @@ pub fn interest(cluster: &Cluster, core: usize, topic: Topic, name: &[u8], inter
 }
 
 /// The owner core of `name` on a follower: a local listener's `LA` / `LR`.
-pub fn response_to_leader(cluster: &Cluster, response: ListenResponse<'_>) {
+pub fn response_to_leader(cluster: &Cluster, response: ListenResponse) {
     let Some(leader) = cluster.listen.borrow().followed() else {
         return;
     };
-    let response = NodeWire::Response {
-        topic: response.topic,
-        session: response.session,
-        accept: response.accept,
-        pattern: Arc::from(response.pattern),
-        name: Bytes::copy_from_slice(response.name),
-        raw: Bytes::copy_from_slice(response.raw),
-    };
-    send(cluster, &leader, &response);
+    send(cluster, &leader, &NodeWire::Response(response));
 }
 
 // ----- the leader sends to stand-ins ---------------------------------------------------------
@@ -506,24 +498,9 @@ pub fn on_node_message(core: &Rc<Core>, node: Arc<str>, message: NodeWire) {
                 interested,
             },
         ),
-        NodeWire::Response {
-            topic,
-            session,
-            accept,
-            pattern,
-            name,
-            raw,
-        } => to_owner(
-            &name.clone(),
-            ListenFromNode::Response {
-                topic,
-                accept,
-                pattern,
-                name,
-                session,
-                raw,
-            },
-        ),
+        NodeWire::Response(response) => {
+            to_owner(&response.name.clone(), ListenFromNode::Response(response))
+        }
         NodeWire::ToListener { session, message } => to_listener(core, &node, session, message),
         NodeWire::ToSubscribers { message } => {
             if let Some((name, state)) = provider_state(&message) {
@@ -656,18 +633,21 @@ pub fn handle(core: &Rc<Core>, cluster: &Cluster, node: &Arc<str>, message: List
                 registry.remote_interest(&name, stand_in, interested, &mut effects);
             }
         }
-        ListenFromNode::Response {
-            topic,
-            accept,
-            pattern,
-            name,
-            session,
-            raw,
-        } if leads => {
-            let known = cluster.listen.borrow().known_stand_in(node, session);
+        ListenFromNode::Response(response) if leads => {
+            let known = cluster
+                .listen
+                .borrow()
+                .known_stand_in(node, response.session);
             if let Some(stand_in) = known {
-                if let Some(mut registry) = core.registry(topic) {
-                    registry.listen_response(accept, &pattern, &name, stand_in, &raw, &mut effects);
+                if let Some(mut registry) = core.registry(response.topic) {
+                    let ListenResponse {
+                        accept,
+                        pattern,
+                        name,
+                        raw,
+                        ..
+                    } = &response;
+                    registry.listen_response(*accept, pattern, name, stand_in, raw, &mut effects);
                 }
             }
         }

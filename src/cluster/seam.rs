@@ -3,8 +3,8 @@
 
 use super::{listen, records, rpc, Cluster, ClusterStats};
 use crate::base::address::SessionRef;
-use crate::dispatch::seam::ListenResponse;
 use crate::dispatch::{ClusterSeam, Core, NodeMessage, RecordMessage, RpcRequest};
+use crate::features::listen::ListenResponse;
 use crate::features::Effects;
 use crate::protocol::actions::Topic;
 use bytes::Bytes;
@@ -77,7 +77,7 @@ impl ClusterSeam for Cluster {
         listen::interest(self, core, topic, name, interested);
     }
 
-    fn listen_response_to_leader(&self, response: ListenResponse<'_>) {
+    fn listen_response_to_leader(&self, response: ListenResponse) {
         listen::response_to_leader(self, response);
     }
 

@@ -20,6 +20,7 @@
 
 use super::SEPARATOR;
 use crate::base::address::SessionRef;
+use crate::features::listen::ListenResponse;
 use crate::protocol::actions::Topic;
 use bytes::Bytes;
 use std::sync::Arc;
@@ -47,14 +48,7 @@ pub enum NodeWire {
         interested: bool,
         name: Bytes,
     },
-    Response {
-        topic: Topic,
-        session: SessionRef,
-        accept: bool,
-        pattern: Arc<str>,
-        name: Bytes,
-        raw: Bytes,
-    },
+    Response(ListenResponse),
     ToListener {
         session: SessionRef,
         message: Bytes,
@@ -124,20 +118,13 @@ fn fields(message: &NodeWire, put: &mut dyn FnMut(&[u8])) {
             put(flag(*interested));
             put(name);
         }
-        NodeWire::Response {
-            topic,
-            session,
-            accept,
-            pattern,
-            name,
-            raw,
-        } => {
-            put(topic.code());
-            session_fields(session, put);
-            put(flag(*accept));
-            put(pattern.as_bytes());
-            put(name);
-            put(raw);
+        NodeWire::Response(response) => {
+            put(response.topic.code());
+            session_fields(&response.session, put);
+            put(flag(response.accept));
+            put(response.pattern.as_bytes());
+            put(&response.name);
+            put(&response.raw);
         }
         NodeWire::ToListener { session, message } => {
             session_fields(session, put);
@@ -207,14 +194,14 @@ fn decode_fields(kind: &[u8], fields: &[Bytes]) -> Option<NodeWire> {
             interested: &fields[2][..] == b"1",
             name: fields[3].clone(),
         },
-        b"LR" => NodeWire::Response {
+        b"LR" => NodeWire::Response(ListenResponse {
             topic: topic(&fields[0])?,
             session: session(&fields[1..4])?,
             accept: &fields[4][..] == b"1",
             pattern: text(&fields[5])?,
             name: fields[6].clone(),
             raw: fields[7].clone(),
-        },
+        }),
         b"LS" => NodeWire::ToListener {
             session: session(&fields[0..3])?,
             message: fields[3].clone(),
@@ -285,14 +272,14 @@ mod tests {
                 interested: true,
                 name: Bytes::from_static(b"news/today"),
             },
-            NodeWire::Response {
+            NodeWire::Response(ListenResponse {
                 topic: Topic::Event,
                 session: session(),
                 accept: false,
                 pattern: Arc::from("news/.*"),
                 name: Bytes::from_static(b"news/x"),
                 raw: Bytes::from_static(b"E\x1fLR\x1fnews/.*\x1fnews/x"),
-            },
+            }),
             NodeWire::ToListener {
                 session: session(),
                 message: Bytes::from_static(b"E\x1fSP\x1fnews/.*\x1fnews/x\x1e"),

@@ -4,7 +4,6 @@
 
 use super::delivery::Delivery;
 use super::rpc::Deadlines;
-use super::seam::ListenResponse;
 use super::Core;
 use crate::base::address::SessionRef;
 use crate::features::{Effect, Effects};
@@ -67,21 +66,7 @@ impl Core {
                         cluster.listen_interest(self.id, topic, &name, interested);
                     }
                 }
-                Effect::ListenResponseToLeader {
-                    topic,
-                    accept,
-                    pattern,
-                    name,
-                    session,
-                    raw,
-                } => self.response_to_leader(ListenResponse {
-                    topic,
-                    accept,
-                    pattern: &pattern,
-                    name: &name,
-                    session,
-                    raw: &raw,
-                }),
+                Effect::ListenResponseToLeader(response) => self.response_to_leader(response),
                 Effect::ArmRpcDeadlines {
                     name,
                     correlation,

@@ -4,6 +4,7 @@
 
 use super::Core;
 use crate::base::address::SessionRef;
+use crate::features::listen::ListenResponse;
 use crate::protocol::actions::Topic;
 use bytes::Bytes;
 use std::rc::Rc;
@@ -60,14 +61,7 @@ pub enum ListenFromNode {
         interested: bool,
     },
     /// A listener of that node accepted or rejected `name`.
-    Response {
-        topic: Topic,
-        accept: bool,
-        pattern: Arc<str>,
-        name: Bytes,
-        session: SessionRef,
-        raw: Bytes,
-    },
+    Response(ListenResponse),
     /// An `SR` for a local listener (the owner core of the name forgets its accept first).
     Revoke {
         topic: Topic,

@@ -11,6 +11,7 @@ use super::records::RecordMessage;
 use super::rpc::RpcRequest;
 use super::Core;
 use crate::base::address::SessionRef;
+use crate::features::listen::ListenResponse;
 use crate::metrics::ClusterStats;
 use crate::protocol::actions::Topic;
 use bytes::Bytes;
@@ -62,7 +63,7 @@ pub trait ClusterSeam {
     fn listen_interest(&self, core: usize, topic: Topic, name: &[u8], interested: bool);
 
     /// A local listener's accept or reject, for the leader to judge.
-    fn listen_response_to_leader(&self, response: ListenResponse<'_>);
+    fn listen_response_to_leader(&self, response: ListenResponse);
 
     // ----- presence and other nodes ------------------------------------------------------------
 
@@ -71,15 +72,4 @@ pub trait ClusterSeam {
 
     /// What another node said, on the core it was routed to.
     fn node_message(&self, core: &Rc<Core>, message: NodeMessage);
-}
-
-/// A local listener's `LA` / `LR` (`accept`) for a name the leader offered.
-#[derive(Debug, Clone, Copy)]
-pub struct ListenResponse<'a> {
-    pub topic: Topic,
-    pub accept: bool,
-    pub pattern: &'a str,
-    pub name: &'a [u8],
-    pub session: SessionRef,
-    pub raw: &'a [u8],
 }

@@ -3,10 +3,10 @@
 //! to every core) and listen responses. Sent by the sessions (`session`) and, for what other
 //! nodes say about listening, by the cluster through `NodeMessage`.
 
-use super::seam::ListenResponse;
 use super::Core;
 use crate::base::address::SessionRef;
 use crate::features::event::{ListenRole, TopicRegistry};
+use crate::features::listen::ListenResponse;
 use crate::features::Effects;
 use crate::protocol::actions::Topic;
 use bytes::Bytes;
@@ -31,14 +31,7 @@ pub enum Subscription {
         message: Bytes,
         sender: SessionRef,
     },
-    ListenResponse {
-        topic: Topic,
-        accept: bool,
-        pattern: Arc<str>,
-        name: Bytes,
-        session: SessionRef,
-        raw: Bytes,
-    },
+    ListenResponse(ListenResponse),
     /// A listen registration, broadcast to every core (each keeps the full pattern registry).
     ListenAdded {
         topic: Topic,
@@ -65,7 +58,7 @@ impl Subscription {
                 name.len()
             }
             Subscription::Emit { name, message, .. } => name.len() + message.len(),
-            Subscription::ListenResponse { name, raw, .. } => name.len() + raw.len(),
+            Subscription::ListenResponse(response) => response.name.len() + response.raw.len(),
             Subscription::ListenAdded { pattern, .. }
             | Subscription::ListenRemoved { pattern, .. } => pattern.len(),
             Subscription::SessionClosed { names, .. } => names.iter().map(|n| n.len() + 16).sum(),
@@ -132,16 +125,17 @@ impl Core {
 
     fn handle_listen(&self, message: Subscription, effects: &mut Effects) {
         match message {
-            Subscription::ListenResponse {
-                topic,
-                accept,
-                pattern,
-                name,
-                session,
-                raw,
-            } => {
-                if let Some(mut registry) = self.registry(topic) {
-                    registry.listen_response(accept, &pattern, &name, session, &raw, effects);
+            Subscription::ListenResponse(response) => {
+                if let Some(mut registry) = self.registry(response.topic) {
+                    let ListenResponse {
+                        accept,
+                        pattern,
+                        name,
+                        session,
+                        raw,
+                        ..
+                    } = &response;
+                    registry.listen_response(*accept, pattern, name, *session, raw, effects);
                 }
             }
             Subscription::ListenAdded {
@@ -262,7 +256,7 @@ impl Core {
     }
 
     /// A listener's response for the leader (`ClusterSeam::listen_response_to_leader`).
-    pub(super) fn response_to_leader(&self, response: ListenResponse<'_>) {
+    pub(super) fn response_to_leader(&self, response: ListenResponse) {
         if let Some(cluster) = self.cluster.get() {
             cluster.listen_response_to_leader(response);
         }

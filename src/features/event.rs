@@ -11,7 +11,7 @@
 //! as stand-ins, so discovery, `SP`/`SR`/`SH` and the one-provider rule work over the whole
 //! cluster exactly as on one node. The other nodes run no discovery; they report to the leader.
 
-use super::listen::{Candidate, ListenPatterns, ListenState};
+use super::listen::{Candidate, ListenPatterns, ListenResponse, ListenState};
 use super::subscriptions::Subscribers;
 use super::{Effect, Effects};
 use crate::base::address::SessionRef;
@@ -392,14 +392,14 @@ impl TopicRegistry {
             if accepted.is_empty() {
                 self.accepted_here.remove(name);
             }
-            effects.push(Effect::ListenResponseToLeader {
+            effects.push(Effect::ListenResponseToLeader(ListenResponse {
                 topic,
                 accept,
                 pattern: sender.pattern,
                 name: name.clone(),
                 session,
                 raw: raw.clone(),
-            });
+            }));
             return;
         }
         let Some(state) = self.names.get_mut(name) else {
@@ -901,7 +901,10 @@ mod tests {
         registry.listen_response(true, "f/.*", &name, session(1), &Bytes::new(), &mut effects);
         assert!(matches!(
             effects.list.as_slice(),
-            [Effect::ListenResponseToLeader { accept: true, .. }]
+            [Effect::ListenResponseToLeader(ListenResponse {
+                accept: true,
+                ..
+            })]
         ));
         // a new leader knows nothing of that accept: the listener is told SR
         let mut effects = Effects::default();

@@ -14,9 +14,26 @@
 //! provider for a name nobody wants).
 
 use crate::base::address::SessionRef;
+use crate::protocol::actions::Topic;
+use bytes::Bytes;
 use regex::Regex;
 use std::collections::VecDeque;
 use std::sync::Arc;
+
+/// A listener's `LA` / `LR` (`accept`) for a name it was offered: one shape for every hop it
+/// makes (the listener's core to the name's owner core; in a cluster, the owner core of a
+/// follower node to the cluster seam, the node wire and the leader's owner core).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenResponse {
+    pub topic: Topic,
+    pub accept: bool,
+    pub pattern: Arc<str>,
+    pub name: Bytes,
+    /// The listener (on the leader: the follower node's listener, as that node names it).
+    pub session: SessionRef,
+    /// The listener's message as it sent it.
+    pub raw: Bytes,
+}
 
 /// Upper bound on the compiled size of one listen pattern (a hostile pattern must not eat memory).
 const PATTERN_SIZE_LIMIT: usize = 256 * 1024;

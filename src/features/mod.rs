@@ -44,14 +44,7 @@ pub enum Effect {
     },
     /// Listening in a cluster where another node leads: a local listener's `LA` / `LR`, for the
     /// leader to judge.
-    ListenResponseToLeader {
-        topic: Topic,
-        accept: bool,
-        pattern: Arc<str>,
-        name: Bytes,
-        session: SessionRef,
-        raw: Bytes,
-    },
+    ListenResponseToLeader(listen::ListenResponse),
     /// Arm the ack (`rpcAckTimeout`) and response (`rpcTimeout`) deadlines of an RPC call.
     ArmRpcDeadlines {
         name: Bytes,

@@ -555,14 +555,14 @@ impl Session {
         let owner = self.core.owner(&name);
         self.core.route(
             owner,
-            Subscription::ListenResponse {
+            Subscription::ListenResponse(crate::features::listen::ListenResponse {
                 topic,
                 accept: message.action == Action::ListenAccept,
                 pattern: Arc::from(String::from_utf8_lossy(pattern).as_ref()),
                 name,
                 session: self.port.id,
                 raw: Self::field_bytes(unit, message.raw),
-            },
+            }),
         );
     }
 
