@@ -640,14 +640,7 @@ pub fn handle(core: &Rc<Core>, cluster: &Cluster, node: &Arc<str>, message: List
                 .known_stand_in(node, response.session);
             if let Some(stand_in) = known {
                 if let Some(mut registry) = core.registry(response.topic) {
-                    let ListenResponse {
-                        accept,
-                        pattern,
-                        name,
-                        raw,
-                        ..
-                    } = &response;
-                    registry.listen_response(*accept, pattern, name, stand_in, raw, &mut effects);
+                    registry.answer_listen(&response, stand_in, &mut effects);
                 }
             }
         }

@@ -127,15 +127,7 @@ impl Core {
         match message {
             Subscription::ListenResponse(response) => {
                 if let Some(mut registry) = self.registry(response.topic) {
-                    let ListenResponse {
-                        accept,
-                        pattern,
-                        name,
-                        session,
-                        raw,
-                        ..
-                    } = &response;
-                    registry.listen_response(*accept, pattern, name, *session, raw, effects);
+                    registry.answer_listen(&response, response.session, effects);
                 }
             }
             Subscription::ListenAdded {

@@ -356,6 +356,24 @@ impl TopicRegistry {
         self.ask_next(name, effects);
     }
 
+    /// A listener's response as it travels (`ListenResponse`), from `listener` (the
+    /// session itself, or on a cluster's leader the stand-in for another node's listener).
+    pub fn answer_listen(
+        &mut self,
+        response: &ListenResponse,
+        listener: SessionRef,
+        effects: &mut Effects,
+    ) {
+        let ListenResponse {
+            accept,
+            pattern,
+            name,
+            raw,
+            ..
+        } = response;
+        self.listen_response(*accept, pattern, name, listener, raw, effects);
+    }
+
     /// `LA` / `LR` from a listener. `raw` is the message, for `INVALID_MESSAGE` replies.
     pub fn listen_response(
         &mut self,

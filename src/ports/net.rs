@@ -1,10 +1,10 @@
 //! Socket options and bounded socket I/O for the connection tasks (`server`, `ports::http`).
 //!
-//! Owns what every accepted socket gets (TCP_NODELAY, TCP keepalive, `TCP_USER_TIMEOUT`) and
-//! the reads of every connection task through one scratch buffer per core (`read_with`: an idle
-//! connection owns no read buffer), the two ways a connection task waits on a socket without
-//! waiting forever: a read with a deadline, and a write that gives up when its session is aborted (slow consumer) or its
-//! deadline passes. Called by the connection tasks only; it knows nothing of the protocol.
+//! Owns what every accepted socket gets (TCP_NODELAY, TCP keepalive, `TCP_USER_TIMEOUT`); the
+//! reads of every connection task through one scratch buffer per core (`read_with`: an idle
+//! connection owns no read buffer); and the two ways a connection task waits on a socket
+//! without waiting forever: a read with a deadline, and a write that gives up when its session
+//! is aborted (slow consumer) or its deadline passes. Called by the connection tasks only; it knows nothing of the protocol.
 
 use crate::base::config::Limits;
 use crate::dispatch::Core;

@@ -38,12 +38,7 @@ impl LongPoll {
     /// close (the write failed, or the request asked for `Connection: close`).
     pub async fn answer(self, core: &Core, stream: &mut TcpStream) -> bool {
         let reply = super::answer_polling(core, Some(self.session), None, self.b64, false).await;
-        let mut headers = vec![("Content-Type", reply.content_type)];
-        headers.extend(
-            self.cors
-                .iter()
-                .map(|(name, value)| (*name, value.as_str())),
-        );
+        let headers = with_cors(&[("Content-Type", reply.content_type)], &self.cors);
         let answer = response(reply.status, &headers, &reply.body, self.keep_alive);
         // Boxed: the write's state (its deadline timer) is not part of the wait's.
         Box::pin(put(core, stream, &answer)).await && self.keep_alive
@@ -136,16 +131,20 @@ fn cors_headers(request: &Request) -> Vec<(&'static str, String)> {
     }
 }
 
+/// `first` headers, then the CORS headers.
+fn with_cors<'h>(
+    first: &[(&'h str, &'h str)],
+    cors: &'h [(&'static str, String)],
+) -> Vec<(&'h str, &'h str)> {
+    let mut headers = first.to_vec();
+    headers.extend(cors.iter().map(|(name, value)| (*name, value.as_str())));
+    headers
+}
+
 impl Exchange<'_> {
     /// `first` headers, then the CORS headers.
     fn headers<'h>(&'h self, first: &[(&'h str, &'h str)]) -> Vec<(&'h str, &'h str)> {
-        let mut headers = first.to_vec();
-        let cors = self
-            .cors
-            .iter()
-            .map(|(name, value)| (*name, value.as_str()));
-        headers.extend(cors);
-        headers
+        with_cors(first, &self.cors)
     }
 
     async fn put(&mut self, bytes: &[u8]) -> bool {
