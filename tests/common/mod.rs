@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod attack;
+pub mod redis;
 pub mod replay;
 
 /// File auth with the fixture users (md5, 100 iterations, 32-byte keys), as in the captures.
