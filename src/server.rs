@@ -9,7 +9,7 @@ use crate::auth::{AuthError, Authenticator};
 use crate::base::config::Config;
 use crate::dispatch::{Batch, Core, Shared};
 use crate::metrics::CoreStats;
-use crate::permission::{Permissions, Section};
+use crate::permission::Permissions;
 use crate::shard::{Congestion, CHANNEL_BATCHES};
 use crossbeam::channel::{Receiver, Sender, TryRecvError};
 use glommio::channels::channel_mesh::MeshBuilder;
@@ -136,20 +136,6 @@ fn compile_permissions(config: &Config) -> Result<Option<Arc<Permissions>>, Star
         |reason: String| StartError::Permission(format!("{}: {reason}", file.path.display()));
     let permissions = Permissions::compile(&file.rules).map_err(|error| refused(error.0))?;
     let permissions = permissions.with_max_rule_iterations(file.max_rule_iterations);
-    if config.cluster.is_some() && permissions.has_cross_references() {
-        return Err(refused(
-            "cross-references _() are not supported in a cluster yet (issue 10): corestream \
-             will not start with rules it would ignore"
-                .into(),
-        ));
-    }
-    if config.cluster.is_some() && !permissions.allows_everything_in(Section::Record) {
-        return Err(refused(
-            "record rules other than `true` are not enforced in a cluster yet (issue 10): \
-             corestream will not start with rules it would ignore"
-                .into(),
-        ));
-    }
     crate::info!("permissions: rules from {}", file.path.display());
     Ok(Some(Arc::new(permissions)))
 }

@@ -76,15 +76,6 @@ const BASE: &str =
 fn rules_files_it_cannot_honour_are_refused_at_start_with_the_place() {
     for (rules, extra, expected) in [
         (
-            BASE.replace(
-                "publish: true",
-                "publish: \"_('settings/' + user.id).open\"",
-            ),
-            "plugins:\n  message: {name: redis, options: {host: 127.0.0.1, port: 1}}\n  \
-             cache: {name: redis, options: {host: 127.0.0.1, port: 1}}\n",
-            "cross-references _() are not supported in a cluster yet",
-        ),
-        (
             BASE.replace("publish: true", "publish: 'new Date() > 0'"),
             "",
             "rule can't contain the new keyword",
@@ -93,12 +84,6 @@ fn rules_files_it_cannot_honour_are_refused_at_start_with_the_place() {
             BASE.replace("rpc: {'*'", "rpc: {'a'"),
             "",
             "missing root entry \"*\" for section rpc",
-        ),
-        (
-            BASE.replace("write: true", "write: 'user.id == $owner'"),
-            "plugins:\n  message: {name: redis, options: {host: 127.0.0.1, port: 1}}\n  \
-             cache: {name: redis, options: {host: 127.0.0.1, port: 1}}\n",
-            "record rules other than `true` are not enforced in a cluster yet",
         ),
     ] {
         let (status, stderr) = refused(&rules, extra);

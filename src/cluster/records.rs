@@ -20,12 +20,13 @@
 
 use super::{bulk, channel, integer, Cluster, RECORD_CHANNEL, RECORD_KEY, SEPARATOR};
 use crate::base::address::SessionRef;
-use crate::dispatch::Core;
-use crate::features::record_store::{Record, WriteError};
+use crate::dispatch::{Core, RecordMessage};
+use crate::features::record_guard::{permission_error, RecordRules};
+use crate::features::record_store::{Record, RecordStore, WriteError};
 use crate::features::record_write::{self, Failure, RecordStorage, StoreRequest, Stored};
 use crate::features::Effects;
 use crate::protocol::actions::{Action, Dialect};
-use crate::protocol::message::{build_message, messages, Parsed};
+use crate::protocol::message::{build_message, messages, Message, Parsed};
 use ahash::AHashMap;
 use bytes::Bytes;
 use redis::Value;
@@ -38,19 +39,21 @@ use super::link::RedisError;
 
 /// Writes `{v, d}` when the version matches, and publishes the change.
 /// KEYS: record hash. ARGV: channel, requested version ('n': the next), create ('1'/'0'),
-/// base version ('-1': none), data, origin, message prefix, message suffix.
+/// base version ('-1': none; '-2': the record must not exist), data, origin, message prefix,
+/// message suffix.
 /// Returns {0, version} | {1, version, data} (version exists) | {2} (not found) |
 /// {3, version, data} (the patch base is stale).
 const RECORD_WRITE: &str = r"
 local cur = redis.call('HMGET', KEYS[1], 'v', 'd')
 local v = tonumber(cur[1])
 local d = cur[2]
+local base = tonumber(ARGV[4])
+if base == -2 and v ~= nil then return {3, string.format('%d', v), d} end
 if v == nil then
   if ARGV[3] ~= '1' then return {2} end
   v = 0
   d = '{}'
 end
-local base = tonumber(ARGV[4])
 if base >= 0 and base ~= v then return {3, string.format('%d', v), d} end
 if ARGV[2] ~= 'n' and tonumber(ARGV[2]) ~= v + 1 then return {1, string.format('%d', v), d} end
 local nextv = string.format('%d', v + 1)
@@ -69,8 +72,14 @@ redis.call('PUBLISH', ARGV[1], ARGV[2] .. '\30C\30' .. '0\30{}\30')
 return {'0', '{}'}
 ";
 
-/// Deletes the record and publishes the delete. ARGV: channel, origin.
+/// Deletes the record and publishes the delete. ARGV: channel, origin, the version it must
+/// have ('-1': any; '-2': missing). Returns -1 (and deletes nothing) when it has another.
 const RECORD_DELETE: &str = r"
+local expected = tonumber(ARGV[3])
+if expected ~= -1 then
+  local v = redis.call('HGET', KEYS[1], 'v')
+  if (expected == -2 and v) or (expected >= 0 and tonumber(v) ~= expected) then return -1 end
+end
 local existed = redis.call('DEL', KEYS[1])
 redis.call('PUBLISH', ARGV[1], ARGV[2] .. '\30D\30' .. '0\30\30')
 return existed
@@ -79,10 +88,24 @@ return existed
 /// Most publishes kept for a record while it loads.
 const MAX_BUFFERED: usize = 10_000;
 
+/// A script's version condition: none.
+const ANY_VERSION: i64 = -1;
+/// A script's version condition: the record must not exist.
+const MISSING: i64 = -2;
+
+/// Most times a record permission check is made again because the record changed in Redis
+/// between the check and the change it allowed.
+const CHECK_ATTEMPTS: usize = 16;
+
+/// A record as read: `(version, data)`, `None` when it does not exist.
+type Current = Option<(i64, Vec<u8>)>;
+
 struct RecordOperation {
     session: SessionRef,
     dialect: Dialect,
     message: Bytes,
+    /// The record rules that apply to its sender (`None`: none).
+    rules: Option<RecordRules>,
 }
 
 enum CacheState {
@@ -122,15 +145,22 @@ fn key(name: &[u8]) -> Vec<u8> {
     channel(RECORD_KEY, name)
 }
 
-/// Queues a record message for `name` (on its owner core).
-pub fn handle(core: &Rc<Core>, session: SessionRef, dialect: Dialect, name: Bytes, bytes: Bytes) {
+/// Queues a record message for its name (on its owner core).
+pub fn handle(core: &Rc<Core>, record: RecordMessage) {
     let Some(cluster) = super::of(core) else {
         return;
     };
+    let rules = RecordRules::for_message(
+        core.permissions(),
+        record.user.as_ref(),
+        record.cross.as_deref().map(Vec::as_slice),
+    );
+    let name = record.name;
     let operation = RecordOperation {
-        session,
-        dialect,
-        message: bytes,
+        session: record.session,
+        dialect: record.dialect,
+        message: record.message,
+        rules,
     };
     let mut queues = cluster.records.queues.borrow_mut();
     if let Some(queue) = queues.get_mut(&name) {
@@ -248,7 +278,37 @@ async fn follow_until_valid(core: &Rc<Core>, cluster: &Rc<Cluster>, name: &Bytes
     }
 }
 
-fn wake_waiters(cluster: &Cluster, name: &Bytes) {
+/// After this node's own change of `name` reached Redis: waits until the node's cache shows it
+/// (its publish came back), so the next read this node answers from the cache is not older
+/// than a write it acknowledged. At once when the cache is not valid (reads go to Redis then);
+/// at most `FOLLOW_TIMEOUT`.
+async fn settle(core: &Core, cluster: &Cluster, name: &[u8], shows: impl Fn(Option<i64>) -> bool) {
+    let settled = std::future::poll_fn(|context| {
+        let cached = core
+            .records_mut()
+            .store
+            .get(name)
+            .map(|record| record.version);
+        if !is_valid(cluster, name) || shows(cached) {
+            return std::task::Poll::Ready(());
+        }
+        cluster
+            .records
+            .waiters
+            .borrow_mut()
+            .entry(Bytes::copy_from_slice(name))
+            .or_default()
+            .push(context.waker().clone());
+        std::task::Poll::Pending
+    });
+    let late = async {
+        glommio::timer::sleep(FOLLOW_TIMEOUT).await;
+        crate::warn!("cluster: this node's change of record {name:?} did not come back from Redis");
+    };
+    futures_lite::future::or(settled, late).await;
+}
+
+fn wake_waiters(cluster: &Cluster, name: &[u8]) {
     if let Some(waiters) = cluster.records.waiters.borrow_mut().remove(name) {
         for waker in waiters {
             waker.wake();
@@ -395,6 +455,8 @@ fn apply(core: &Rc<Core>, cluster: &Rc<Cluster>, name: &Bytes, payload: &Bytes) 
             records
                 .subscriptions
                 .fanout_to_subscribers(name, exclude, &forward, &mut effects);
+            drop(records);
+            wake_waiters(cluster, name);
         }
         b'C' => {
             // created elsewhere: only matters to a cache that holds it as missing
@@ -418,6 +480,7 @@ fn apply(core: &Rc<Core>, cluster: &Rc<Cluster>, name: &Bytes, payload: &Bytes) 
                 records.subscriptions.subscriber_count(name)
             };
             interest(cluster, core, name, subscribers_left);
+            wake_waiters(cluster, name);
         }
         _ => return,
     }
@@ -487,68 +550,224 @@ async fn run(core: &Rc<Core>, cluster: &Rc<Cluster>, name: &Bytes, operation: Re
         session,
         dialect,
         message: bytes,
+        rules,
     } = operation;
     let Some(Parsed::Message(parsed)) = messages(&bytes, dialect).next() else {
         return;
     };
     let mut effects = Effects::default();
-    match parsed.action {
-        Action::CreateOrRead => subscribe(core, cluster, name, session, &mut effects).await,
-        Action::Snapshot if is_valid(cluster, name) => {
-            // Served from the cache: the reply of a large record is shared, not copied.
-            let reply = core.records_mut().read_reply(name);
-            let reply =
-                reply.unwrap_or_else(|| message(&[b"R", b"E", b"SN", name, b"RECORD_NOT_FOUND"]));
-            effects.send(session, reply);
-        }
-        Action::Snapshot | Action::Has | Action::Head => match current(core, cluster, name).await {
-            Ok(record) => {
-                let reply = match (parsed.action, record) {
-                    (Action::Has, record) => {
-                        let found: &[u8] = if record.is_some() { b"T" } else { b"F" };
-                        message(&[b"R", b"H", name, found])
-                    }
-                    (Action::Snapshot, Some((version, data))) => {
-                        message(&[b"R", b"R", name, version.to_string().as_bytes(), &data])
-                    }
-                    (_, Some((version, _))) => {
-                        message(&[b"R", b"HD", name, version.to_string().as_bytes()])
-                    }
-                    (action, None) => {
-                        message(&[b"R", b"E", action.code(), name, b"RECORD_NOT_FOUND"])
-                    }
+    let operation = Operation {
+        core,
+        cluster,
+        name,
+        session,
+        dialect,
+        bytes: &bytes,
+        parsed: &parsed,
+    };
+    match (&rules, parsed.action) {
+        (_, Action::Unsubscribe) => operation.unsubscribe(&mut effects),
+        (Some(rules), _) => operation.run_checked(rules, &mut effects).await,
+        (None, _) => operation.run_unchecked(&mut effects).await,
+    }
+    core.execute_effects(effects);
+}
+
+/// One record message on its owner core, with what every step of it needs.
+struct Operation<'a> {
+    core: &'a Rc<Core>,
+    cluster: &'a Rc<Cluster>,
+    name: &'a Bytes,
+    session: SessionRef,
+    dialect: Dialect,
+    bytes: &'a Bytes,
+    parsed: &'a Message<'a>,
+}
+
+impl Operation<'_> {
+    fn unsubscribe(&self, effects: &mut Effects) {
+        let subscribers = {
+            let mut records = self.core.records_mut();
+            records
+                .subscriptions
+                .unsubscribe(self.name, self.session, false, effects);
+            records.subscriptions.subscriber_count(self.name)
+        };
+        interest(self.cluster, self.core, self.name, subscribers);
+    }
+
+    /// No record rule applies: reads answer from the cache when it is valid.
+    async fn run_unchecked(&self, effects: &mut Effects) {
+        let (core, cluster, name, session) = (self.core, self.cluster, self.name, self.session);
+        match self.parsed.action {
+            Action::CreateOrRead => subscribe(core, cluster, name, session, effects).await,
+            Action::Snapshot if is_valid(cluster, name) => {
+                // Served from the cache: the reply of a large record is shared, not copied.
+                let reply = core.records_mut().read_reply(name);
+                let reply = reply
+                    .unwrap_or_else(|| message(&[b"R", b"E", b"SN", name, b"RECORD_NOT_FOUND"]));
+                effects.send(session, reply);
+            }
+            Action::Snapshot | Action::Has | Action::Head => {
+                let reply = match current(core, cluster, name).await {
+                    Ok(record) => read_answer(self.parsed.action, name, record),
+                    Err(error) => load_error(cluster, name, &error),
                 };
                 effects.send(session, reply);
             }
-            Err(error) => {
-                cluster.count_error("reading a record", &error);
-                effects.send(session, message(&[b"R", b"E", b"RECORD_LOAD_ERROR", name]));
+            Action::Delete => {
+                let reply = delete(core, cluster, name, session, ANY_VERSION).await;
+                effects.send(session, reply.unwrap_or_else(|| delete_error(name)));
             }
-        },
-        Action::Unsubscribe => {
-            let subscribers = {
-                let mut records = core.records_mut();
-                records
-                    .subscriptions
-                    .unsubscribe(name, session, false, &mut effects);
-                records.subscriptions.subscriber_count(name)
-            };
-            interest(cluster, core, name, subscribers);
-        }
-        Action::Delete => effects.send(session, delete(cluster, name, session).await),
-        Action::Update | Action::Patch | Action::CreateAndUpdate => {
-            let mut storage = RedisRecords {
-                core,
-                cluster,
-                session,
-            };
-            if let Some(reply) = record_write::write(&mut storage, dialect, &bytes, &parsed).await {
-                effects.send(session, reply);
+            Action::Update | Action::Patch | Action::CreateAndUpdate => {
+                self.write(None, effects).await;
             }
+            _ => {}
         }
-        _ => {}
     }
-    core.execute_effects(effects);
+
+    /// Record rules apply: each check reads the record (the valid cache, or Redis), decides on
+    /// it, and the change it allows is made only if the record is still that version in
+    /// Redis; when it is not, the check is made again on the record as it is now.
+    async fn run_checked(&self, rules: &RecordRules, effects: &mut Effects) {
+        let (core, cluster, name, session) = (self.core, self.cluster, self.name, self.session);
+        for _ in 0..CHECK_ATTEMPTS {
+            let record = match current(core, cluster, name).await {
+                Ok(record) => record,
+                Err(error) => {
+                    effects.send(session, load_error(cluster, name, &error));
+                    return;
+                }
+            };
+            let stored = record.as_ref().map(|(version, data)| (*version, &data[..]));
+            let mut snapshot = core.records_mut().store.snapshot(name, stored);
+            if let Some(refusal) = rules.guard().refusal(&mut snapshot, self.parsed) {
+                self.create_before_refusal(record.is_none(), &snapshot)
+                    .await;
+                effects.send(session, refusal);
+                return;
+            }
+            let pin = record.as_ref().map_or(MISSING, |(version, _)| *version);
+            // Whether the record changed in Redis since the check (then check again).
+            let changed = match self.parsed.action {
+                // (a record created or changed between the check and the subscription is
+                // answered as it is then: a read rule was decided on the record it replaced)
+                Action::CreateOrRead => {
+                    subscribe(core, cluster, name, session, effects).await;
+                    false
+                }
+                Action::Snapshot | Action::Has | Action::Head => {
+                    effects.send(session, read_answer(self.parsed.action, name, record));
+                    false
+                }
+                Action::Delete => match delete(core, cluster, name, session, pin).await {
+                    Some(reply) => {
+                        effects.send(session, reply);
+                        false
+                    }
+                    None => true,
+                },
+                Action::Update | Action::Patch | Action::CreateAndUpdate => {
+                    self.write(Some(&record), effects).await == Written::Changed
+                }
+                _ => false,
+            };
+            if !changed {
+                return;
+            }
+        }
+        crate::warn!(
+            "cluster: record {name:?} kept changing under a permission check: the message was \
+             refused"
+        );
+        effects.send(session, permission_error(self.parsed));
+    }
+
+    /// deepstream creates a missing record when `CR`'s CREATE check passes, before its READ
+    /// check: a READ refusal still leaves the record created.
+    async fn create_before_refusal(&self, was_missing: bool, snapshot: &RecordStore) {
+        let created = snapshot.get(self.name).is_some();
+        if self.parsed.action == Action::CreateOrRead && was_missing && created {
+            if let Err(error) = read_or_create(self.cluster, self.name, self.session).await {
+                self.cluster.count_error("creating a record", &error);
+            }
+        }
+    }
+
+    /// `U`, `P`, `CU` through `record_write` with Redis as the storage; `pinned`: the record
+    /// a permission check decided on, which the write must still find.
+    async fn write(&self, pinned: Option<&Current>, effects: &mut Effects) -> Written {
+        let mut storage = RedisRecords {
+            core: self.core,
+            cluster: self.cluster,
+            session: self.session,
+            pinned,
+            changed: false,
+        };
+        let reply = record_write::write(&mut storage, self.dialect, self.bytes, self.parsed).await;
+        if storage.changed {
+            return Written::Changed;
+        }
+        if let Some(reply) = reply {
+            effects.send(self.session, reply);
+        }
+        Written::Decided
+    }
+}
+
+/// What became of a write pinned to the record a permission check saw.
+#[derive(Debug, PartialEq, Eq)]
+enum Written {
+    /// Stored or refused; the writer has its answer.
+    Decided,
+    /// The record changed in Redis after the check: nothing stored, check again.
+    Changed,
+}
+
+/// The answer to `SN`, `H` or `HD` for the record as read.
+fn read_answer(action: Action, name: &[u8], record: Current) -> Bytes {
+    match (action, record) {
+        (Action::Has, record) => {
+            let found: &[u8] = if record.is_some() { b"T" } else { b"F" };
+            message(&[b"R", b"H", name, found])
+        }
+        (Action::Snapshot, Some((version, data))) => {
+            message(&[b"R", b"R", name, version.to_string().as_bytes(), &data])
+        }
+        (_, Some((version, _))) => message(&[b"R", b"HD", name, version.to_string().as_bytes()]),
+        (action, None) => message(&[b"R", b"E", action.code(), name, b"RECORD_NOT_FOUND"]),
+    }
+}
+
+/// `R|E|RECORD_LOAD_ERROR|<name>`, counted and logged.
+fn load_error(cluster: &Cluster, name: &[u8], error: &RedisError) -> Bytes {
+    cluster.count_error("reading a record", error);
+    message(&[b"R", b"E", b"RECORD_LOAD_ERROR", name])
+}
+
+fn delete_error(name: &[u8]) -> Bytes {
+    message(&[b"R", b"E", b"RECORD_DELETE_ERROR", name])
+}
+
+/// A permission rule's cross-references in a cluster: each record's JSON from Redis (`None`:
+/// missing). One read per name; a rule reads few (`maxRuleIterations` bounds the rounds).
+pub async fn load_for_rules(
+    cluster: &Cluster,
+    names: &[String],
+) -> Result<Vec<Option<Box<[u8]>>>, String> {
+    let mut loaded = Vec::with_capacity(names.len());
+    for name in names {
+        match read(cluster, name.as_bytes()).await {
+            Ok(record) => loaded.push(record.map(|(_, data)| data.into_boxed_slice())),
+            Err(error) => {
+                cluster.count_error("reading a record for a permission rule", &error);
+                return Err(format!(
+                    "record {name} could not be read from Redis: {error}"
+                ));
+            }
+        }
+    }
+    Ok(loaded)
 }
 
 /// `R|CR`: follow the record (its channel, then its cache) before answering: the answer and
@@ -607,23 +826,38 @@ async fn subscribe(
     }
 }
 
-/// `R|D`: deletes the record in Redis (which announces it to every node); the answer.
-async fn delete(cluster: &Cluster, name: &[u8], session: SessionRef) -> Bytes {
+/// `R|D`: deletes the record in Redis (which announces it to every node) if its version is
+/// `expected` (`ANY_VERSION`, `MISSING`, or a version); the answer, `None` when the version
+/// was another (nothing deleted).
+async fn delete(
+    core: &Core,
+    cluster: &Cluster,
+    name: &[u8],
+    session: SessionRef,
+    expected: i64,
+) -> Option<Bytes> {
     let channel = channel(RECORD_CHANNEL, name);
     let origin = cluster.origin(Some(session));
+    let expected = expected.to_string();
     match cluster
         .script(
             &cluster.records.delete_script,
             RECORD_DELETE,
             &[&key(name)],
-            &[&channel, &origin],
+            &[&channel, &origin, expected.as_bytes()],
         )
         .await
     {
-        Ok(_) => message(&[b"R", b"A", b"D", name]),
+        Ok(answer) => match integer(answer) {
+            Some(-1) => None,
+            _ => {
+                settle(core, cluster, name, |cached| cached.is_none()).await;
+                Some(message(&[b"R", b"A", b"D", name]))
+            }
+        },
         Err(error) => {
             cluster.count_error("deleting a record", &error);
-            message(&[b"R", b"E", b"RECORD_DELETE_ERROR", name])
+            Some(delete_error(name))
         }
     }
 }
@@ -664,7 +898,18 @@ struct RedisRecords<'a> {
     cluster: &'a Cluster,
     /// The writer (the publish names it, so its own node does not echo the change to it).
     session: SessionRef,
+    /// The record a permission check decided on: the write is computed from it and stored
+    /// only while Redis still holds that version (`None`: no check, any current record).
+    pinned: Option<&'a Current>,
+    /// Redis held another version than `pinned`: nothing was stored.
+    changed: bool,
 }
+
+/// A pinned write found the record changed (the caller checks again; never sent).
+const CHANGED: Failure = Failure {
+    maybe_applied: false,
+    text: "the record changed after its permission check",
+};
 
 /// A write Redis did not take; `maybe_applied` when the connection was lost before it answered.
 fn failure(error: &RedisError) -> Failure {
@@ -682,6 +927,9 @@ fn failure(error: &RedisError) -> Failure {
 
 impl RecordStorage for RedisRecords<'_> {
     async fn current(&mut self, name: &[u8]) -> Result<Option<(i64, Vec<u8>)>, Failure> {
+        if let Some(pinned) = self.pinned {
+            return Ok(pinned.clone());
+        }
         current(self.core, self.cluster, name)
             .await
             .map_err(|error| {
@@ -699,7 +947,11 @@ impl RecordStorage for RedisRecords<'_> {
             None => "n".to_string(),
         };
         let create: &[u8] = if request.upsert { b"1" } else { b"0" };
-        let base = write.base.unwrap_or(-1).to_string();
+        let base = match self.pinned {
+            Some(record) => record.as_ref().map_or(MISSING, |(version, _)| *version),
+            None => write.base.unwrap_or(ANY_VERSION),
+        };
+        let base = base.to_string();
         let record_channel = channel(RECORD_CHANNEL, request.name);
         let origin = self.cluster.origin(Some(self.session));
         let result = self
@@ -721,7 +973,15 @@ impl RecordStorage for RedisRecords<'_> {
             )
             .await;
         match result {
-            Ok(value) => self.stored(value),
+            Ok(value) => match self.stored(value) {
+                Stored::Written(version) => {
+                    let shows =
+                        |cached: Option<i64>| cached.is_some_and(|cached| cached >= version);
+                    settle(self.core, self.cluster, request.name, shows).await;
+                    Stored::Written(version)
+                }
+                other => other,
+            },
             Err(error) => {
                 self.cluster.count_error("writing a record", &error);
                 Stored::Failed(failure(&error))
@@ -740,7 +1000,7 @@ impl RecordStorage for RedisRecords<'_> {
 
 impl RedisRecords<'_> {
     /// `RECORD_WRITE`'s answer: {0, version} | {1, version, data} | {2} | {3, version, data}.
-    fn stored(&self, value: Value) -> Stored {
+    fn stored(&mut self, value: Value) -> Stored {
         let Value::Array(parts) = value else {
             crate::warn!("cluster: the write script answered {value:?}");
             return Stored::Failed(UNEXPECTED);
@@ -760,6 +1020,10 @@ impl RedisRecords<'_> {
                 }))
             }
             (Some(2), _, _) => Stored::Refused(WriteError::NotFound),
+            (Some(3), _, _) if self.pinned.is_some() => {
+                self.changed = true;
+                Stored::Failed(CHANGED)
+            }
             (Some(3), Some(version), Some(data)) => Stored::StaleBase(version, data),
             _ => Stored::Failed(UNEXPECTED),
         }

@@ -3,7 +3,7 @@
 
 use super::{listen, records, rpc, Cluster, ClusterStats};
 use crate::base::address::SessionRef;
-use crate::dispatch::{ClusterSeam, Core, NodeMessage, RecordMessage, RpcRequest};
+use crate::dispatch::{ClusterSeam, Core, LoadedFuture, NodeMessage, RecordMessage, RpcRequest};
 use crate::features::listen::ListenResponse;
 use crate::features::Effects;
 use crate::protocol::actions::Topic;
@@ -30,13 +30,11 @@ impl ClusterSeam for Cluster {
     }
 
     fn record_message(&self, core: &Rc<Core>, message: RecordMessage) {
-        records::handle(
-            core,
-            message.session,
-            message.dialect,
-            message.name,
-            message.message,
-        );
+        records::handle(core, message);
+    }
+
+    fn load_records<'a>(&'a self, names: &'a [String]) -> LoadedFuture<'a> {
+        Box::pin(records::load_for_rules(self, names))
     }
 
     fn record_interest(&self, core: &Core, name: &Bytes, subscribers: usize) {

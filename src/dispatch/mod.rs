@@ -39,7 +39,7 @@ pub use presence::{PresenceAction, PresenceMessage};
 pub use records::{RecordLookup, RecordMessage};
 pub use relay::{AdoptHandler, RelayHandler, RelayMessage, RelayReply, RelayRequest};
 pub use rpc::{RpcMessage, RpcRequest};
-pub use seam::ClusterSeam;
+pub use seam::{ClusterSeam, LoadedFuture};
 pub use stats::StatsMessage;
 pub use subscriptions::Subscription;
 

@@ -4,10 +4,10 @@
 use super::Core;
 use crate::base::address::SessionRef;
 use crate::features::record::RecordFeature;
-use crate::features::record_guard::RecordGuard;
+use crate::features::record_guard::RecordRules;
 use crate::features::Effects;
-use crate::permission::cross::{CrossRecords, LoadedRecords};
-use crate::permission::{eval::Value, Section};
+use crate::permission::cross::LoadedRecords;
+use crate::permission::eval::Value;
 use crate::protocol::actions::Dialect;
 use bytes::Bytes;
 use std::cell::RefMut;
@@ -64,27 +64,16 @@ impl Core {
             return;
         }
         let mut effects = Effects::default();
-        let guard = match (self.permissions(), message.user.as_deref()) {
-            (Some(permissions), Some(user))
-                if !permissions.allows_everything_in(Section::Record) =>
-            {
-                // (the records its rules cross-reference, as the session loaded them)
-                let loaded = message.cross.as_deref().map_or(&[][..], Vec::as_slice);
-                Some((permissions, user, CrossRecords::from_loaded(loaded)))
-            }
-            _ => None,
-        };
+        let rules = RecordRules::for_message(
+            self.permissions(),
+            message.user.as_ref(),
+            message.cross.as_deref().map(Vec::as_slice),
+        );
         self.features.records.borrow_mut().handle(
             message.session,
             message.dialect,
             &message.message,
-            guard
-                .as_ref()
-                .map(|(permissions, user, cross)| RecordGuard {
-                    permissions,
-                    user,
-                    cross,
-                }),
+            rules.as_ref().map(RecordRules::guard),
             &mut effects,
         );
         self.execute(effects);
@@ -122,6 +111,10 @@ impl Core {
         self: &Rc<Self>,
         names: &[String],
     ) -> Result<Vec<Option<Box<[u8]>>>, String> {
+        if let Some(cluster) = self.cluster.get() {
+            // Redis holds a cluster's records; the cores' stores only cache followed ones.
+            return cluster.load_records(names).await;
+        }
         let mut pending = Vec::new();
         let mut found: Vec<Option<Option<Box<[u8]>>>> = Vec::new();
         for name in names {

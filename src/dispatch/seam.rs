@@ -16,8 +16,14 @@ use crate::metrics::ClusterStats;
 use crate::protocol::actions::Topic;
 use bytes::Bytes;
 use std::any::Any;
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
+
+/// What `ClusterSeam::load_records` answers, when Redis has answered.
+pub type LoadedFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Vec<Option<Box<[u8]>>>, String>> + 'a>>;
 
 pub trait ClusterSeam {
     /// The cluster layer as `Any`, for the cluster's own code to get back its type.
@@ -38,6 +44,10 @@ pub trait ClusterSeam {
 
     /// A record message on the owner core of its name: decided against Redis.
     fn record_message(&self, core: &Rc<Core>, message: RecordMessage);
+
+    /// The stored JSON of each named record (`None`: missing), read from Redis, for a
+    /// permission rule's cross-references; an error when Redis could not be read.
+    fn load_records<'a>(&'a self, names: &'a [String]) -> LoadedFuture<'a>;
 
     /// The owner core's count of local subscribers of a record changed.
     fn record_interest(&self, core: &Core, name: &Bytes, subscribers: usize);

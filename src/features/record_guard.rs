@@ -17,6 +17,7 @@ use crate::permission::{json_value, now_ms, typed_value, Decision, Facts, Permis
 use crate::protocol::actions::Action;
 use crate::protocol::message::{build_message, Message};
 use bytes::Bytes;
+use std::sync::Arc;
 
 /// Who asks, against which rules.
 pub struct RecordGuard<'a> {
@@ -24,6 +25,42 @@ pub struct RecordGuard<'a> {
     pub user: &'a Value,
     /// The records the rules cross-reference, loaded by the sender's session.
     pub cross: &'a CrossRecords,
+}
+
+/// What a `RecordGuard` borrows, owned: kept by the cluster's record path while it waits for
+/// Redis. `None` from `for_message` when no record rule applies (no rules, or all `true`).
+pub struct RecordRules {
+    permissions: Arc<Permissions>,
+    user: Arc<Value>,
+    cross: CrossRecords,
+}
+
+impl RecordRules {
+    /// The rules for one record message: the file, its sender as rules see it, and the
+    /// records its rules cross-reference as the sender's session loaded them.
+    pub fn for_message(
+        permissions: Option<&Arc<Permissions>>,
+        user: Option<&Arc<Value>>,
+        cross: Option<&[(String, Option<Value>)]>,
+    ) -> Option<RecordRules> {
+        let (permissions, user) = (permissions?, user?);
+        if permissions.allows_everything_in(Section::Record) {
+            return None;
+        }
+        Some(RecordRules {
+            permissions: Arc::clone(permissions),
+            user: Arc::clone(user),
+            cross: CrossRecords::from_loaded(cross.unwrap_or_default()),
+        })
+    }
+
+    pub fn guard(&self) -> RecordGuard<'_> {
+        RecordGuard {
+            permissions: &self.permissions,
+            user: &self.user,
+            cross: &self.cross,
+        }
+    }
 }
 
 /// One check: the rule type and the action name rules see (and the denial's action field).
@@ -154,15 +191,16 @@ fn checks(action: Action, exists: bool) -> Vec<Check> {
 }
 
 /// A write rule's `data`: the new body (U, CU), or the stored record with the patch applied
-/// (P, the patch form of CU, applied to `{}` when the record is missing). deepstream 2.4.1
-/// cannot check CU's data (it parses a body that is not there and answers every such write
-/// with `MESSAGE_PERMISSION_ERROR`): corestream checks the data the write would store.
+/// (P with or without a 2.x write config, the patch form of CU, applied to `{}` when the record
+/// is missing). deepstream 2.4.1 cannot check CU's data (it parses a body that is not there)
+/// nor a patch with a write config (it accepts only four fields), and answers every such write
+/// with `MESSAGE_PERMISSION_ERROR`: corestream checks the data the write would store.
 fn write_data(store: &mut RecordStore, message: &Message<'_>) -> Result<Value, String> {
     let invalid = || "Error: Invalid message data".to_string();
     let field = |index| message.data_at(index).ok_or_else(invalid);
     match (message.action, message.data_count()) {
         (Action::Update, _) | (Action::CreateAndUpdate, 4) => json_value(field(2)?),
-        (Action::Patch, 4) | (Action::CreateAndUpdate, 5) => {
+        (Action::Patch, 4 | 5) | (Action::CreateAndUpdate, 5) => {
             let (name, path, value) = (field(0)?, field(2)?, field(3)?);
             typed_value(value)?;
             let current = match store.get(name) {
@@ -183,6 +221,12 @@ fn write_data(store: &mut RecordStore, message: &Message<'_>) -> Result<Value, S
         (Action::Patch | Action::CreateAndUpdate, _) => Err(invalid()),
         _ => Ok(Value::Undefined),
     }
+}
+
+/// `R|E|MESSAGE_PERMISSION_ERROR|<name>|<action>|<the rest>`: a check that could not be
+/// decided (the cluster's record kept changing under it).
+pub fn permission_error(message: &Message<'_>) -> Bytes {
+    Bytes::from(with_message_fields(b"MESSAGE_PERMISSION_ERROR", message))
 }
 
 /// `R|E|<kind>|<name>|<action>|<the rest of the message's data>`.

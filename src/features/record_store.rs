@@ -86,6 +86,16 @@ impl RecordStore {
         }
     }
 
+    /// A store holding only `record` as `name` (or nothing), with this store's limits: what a
+    /// permission check sees of a record read from Redis (`cluster::records`).
+    pub fn snapshot(&self, name: &[u8], record: Option<(i64, &[u8])>) -> RecordStore {
+        let mut snapshot = RecordStore::new(self.max_record_size, 1);
+        if let Some((version, data)) = record {
+            snapshot.put(name, version, data);
+        }
+        snapshot
+    }
+
     /// Refuses JSON longer than `maxRecordSize`.
     fn check_size(&self, data: &[u8]) -> Result<(), WriteError> {
         if data.len() > self.max_record_size {

@@ -255,9 +255,10 @@ let nodeCounter = 0;
 /**
  * Starts a corestream node of our own (CLUSTER_CONFIG_TEMPLATE, --cores 2) on free ports with
  * the given Redis, and waits until it serves and its Redis links are up. Returns
- * {tcp, http, pid, label, kill(signal), stop()}.
+ * {tcp, http, pid, label, kill(signal), stop()}. `options.permissions`: a rules file (in
+ * CLUSTER_WORK) used instead of the template's permissions.yml.
  */
-async function startNode(redisPort, label) {
+async function startNode(redisPort, label, options = {}) {
   label = label || `node-x${++nodeCounter}`;
   const template = fs.readFileSync(env('CLUSTER_CONFIG_TEMPLATE'), 'utf8');
   for (let attempt = 0; attempt < 3; attempt++) {
@@ -265,7 +266,7 @@ async function startNode(redisPort, label) {
     const config = path.join(env('CLUSTER_WORK'), `${label}-${attempt}.yml`);
     fs.writeFileSync(
       config,
-      template.replace(/__PORT__/g, String(http)).replace(/__TCP_PORT__/g, String(tcp)).replace(/__REDIS_PORT__/g, String(redisPort))
+      withPermissions(template, options.permissions).replace(/__PORT__/g, String(http)).replace(/__TCP_PORT__/g, String(tcp)).replace(/__REDIS_PORT__/g, String(redisPort))
     );
     const child = launch(env('CLUSTER_BIN'), ['start', '--config', config, '--cores', '2'], label, config);
     const node = {
@@ -297,6 +298,14 @@ async function startNode(redisPort, label) {
     // exited during startup (a port taken meanwhile?): try again with other ports
   }
   throw new Error(`${label} did not start (see ${env('CLUSTER_WORK')}/extra-${label}.err)`);
+}
+
+/** the node config template with its permissions file swapped for `file` (when given) */
+function withPermissions(template, file) {
+  if (!file) return template;
+  const swapped = template.replace('path: ./permissions.yml', `path: ./${path.basename(file)}`);
+  if (swapped === template) throw new Error('the node config template names no ./permissions.yml');
+  return swapped;
 }
 
 module.exports = {

@@ -177,6 +177,26 @@ perm.onlyGeneration('v2', 'R|CU (setData) is checked for CREATE then UPDATE: R|E
 // throws, and every R|CU is refused with R|E|MESSAGE_PERMISSION_ERROR|MESSAGE_PERMISSION_ERROR,
 // valid data or not. That is asserted for deepstream2 as the reference's behaviour; corestream
 // is expected to evaluate the rule on the message's data instead.
+perm.onlyGeneration('v2', 'R|P with a write config on a path whose write rule reads data (item/*): 2.4.1 refuses every one with MESSAGE_PERMISSION_ERROR (reference bug: it takes only four fields); corestream checks the patched data', { timeout: 15000 }, (g) =>
+  perm.session(async (clients, raws) => {
+    const name = `item/${uid('pc')}`;
+    const alice = await g.rawOpen('alice', raws);
+    await perm.rawRead(alice, name);
+    assert.deepEqual(await perm.exchange(alice, `R|U|${name}|1|{"price":5}+`, 0), []);
+    const good = `R|P|${name}|2|price|N7|{"writeSuccess":true}`;
+    const bad = `R|P|${name}|2|price|N-7|{"writeSuccess":true}`;
+    if (perm.target() === 'deepstream2') {
+      assert.deepEqual(await perm.exchange(alice, `${good}+`), [good.replace('R|P|', 'R|E|MESSAGE_PERMISSION_ERROR|').replace(`${name}|2`, `${name}|P|2`)]);
+      assert.deepEqual(await perm.exchange(alice, `${bad}+`), [bad.replace('R|P|', 'R|E|MESSAGE_PERMISSION_ERROR|').replace(`${name}|2`, `${name}|P|2`)]);
+      assert.equal(await perm.rawSnapshot(alice, name), `R|R|${name}|1|{"price":5}`);
+    } else {
+      assert.deepEqual(await perm.exchange(alice, `${good}+`), [`R|WA|${name}|[2]|L`]);
+      assert.deepEqual(await perm.exchange(alice, `R|P|${name}|3|price|N-7|{"writeSuccess":true}+`), [`R|E|MESSAGE_DENIED|${name}|P|3|price|N-7|{"writeSuccess":true}`]);
+      assert.equal(await perm.rawSnapshot(alice, name), `R|R|${name}|2|{"price":7}`);
+    }
+  })
+);
+
 perm.onlyGeneration('v2', 'R|CU on a path whose write rule reads data (item/*): 2.4.1 refuses every one with MESSAGE_PERMISSION_ERROR|MESSAGE_PERMISSION_ERROR (reference bug); corestream evaluates the data', { timeout: 15000 }, (g) =>
   perm.session(async (clients, raws) => {
     const name = `item/${uid('cu')}`;
