@@ -57,6 +57,11 @@ fn refused(rules: &str, extra: &str) -> (Option<i32>, String) {
 
 /// corestream on two cores with `rules` as its permissions file (in the returned folder).
 fn server_with_rules(rules: &str) -> (Server, std::path::PathBuf) {
+    server_on_cores(rules, 2)
+}
+
+/// corestream on `cores` cores with `rules` as its permissions file (in the returned folder).
+fn server_on_cores(rules: &str, cores: usize) -> (Server, std::path::PathBuf) {
     let dir = temp_dir();
     let path = dir.join("rules.yml");
     std::fs::write(&path, rules).expect("rules");
@@ -64,7 +69,7 @@ fn server_with_rules(rules: &str) -> (Server, std::path::PathBuf) {
         "permission: {{type: config, options: {{path: {}}}}}",
         path.display()
     );
-    (Server::start(&permission, 2), dir)
+    (Server::start(&permission, cores), dir)
 }
 
 const BASE: &str =
@@ -181,5 +186,62 @@ fn cross_references_read_records_owned_by_any_core() {
         user.send(&format!("R|SN|doc/{id}+"));
         user.expect(&format!("R|R|doc/{id}|1|{{\"v\":1}}+"));
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_cached_rule_result_belongs_to_one_login() {
+    // `user.id == $owner` reads only the name and the user: each core caches its result per
+    // login, so alice's allowed subscription must never answer bob's, in either order (one
+    // core, so both sessions share its cache).
+    let rules =
+        "record: {'*': {create: true, read: true, write: true, delete: true, listen: true}}\n\
+                 event:\n  '*': {publish: true, subscribe: true, listen: true}\n  \
+                 'private/$owner/*': {subscribe: 'user.id == $owner'}\n\
+                 rpc: {'*': {provide: true, request: true}}\n";
+    let (server, dir) = server_on_cores(rules, 1);
+    let mut alice = server.connect();
+    alice.login("alice");
+    let mut bob = server.connect();
+    bob.login("bob");
+    for round in 0..3 {
+        for name in ["private/alice/a", "private/alice/b", "private/alice/c"] {
+            let (first, second) = if round % 2 == 0 {
+                (&mut alice, &mut bob)
+            } else {
+                (&mut bob, &mut alice)
+            };
+            for client in [first, second] {
+                client.send(&format!("E|S|{name}+"));
+            }
+            alice.expect(&format!("E|A|S|{name}+"));
+            bob.expect(&format!("E|E|MESSAGE_DENIED|{name}|S+"));
+            alice.send(&format!("E|US|{name}+"));
+            alice.expect(&format!("E|A|US|{name}+"));
+        }
+    }
+    // a second login of alice is a user of its own, allowed on its own merits
+    let mut alice_again = server.connect();
+    alice_again.login("alice");
+    alice_again.send("E|S|private/alice/a+");
+    alice_again.expect("E|A|S|private/alice/a+");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_cache_evacuation_interval_below_one_millisecond_is_refused() {
+    let dir = temp_dir();
+    std::fs::write(dir.join("rules.yml"), BASE).expect("rules");
+    let config = format!(
+        "host: 127.0.0.1\nport: 0\ntcpHost: 127.0.0.1\ntcpPort: 0\nlogLevel: WARN\n\
+         permission: {{type: config, options: {{path: {}, cacheEvacuationInterval: 0}}}}\n",
+        dir.join("rules.yml").display()
+    );
+    let (status, stderr) = common::run_to_exit(&config);
+    assert_eq!(status, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("permission.options.cacheEvacuationInterval"),
+        "names the key: {stderr}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1015,6 +1015,9 @@ pub struct PermissionFile {
     pub rules: Value,
     /// `maxRuleIterations` (deepstream: at least 1; cross-references only).
     pub max_rule_iterations: u64,
+    /// `cacheEvacuationInterval`: how long a core keeps the results of rules that read only
+    /// the name and the user (default 60 s).
+    pub cache_evacuation_interval: Duration,
 }
 
 fn read_permission(
@@ -1048,6 +1051,13 @@ fn read_permission(
                 },
                 None => 3,
             };
+            let cache_evacuation_interval =
+                match options.and_then(|o| get(o, "cacheEvacuationInterval")) {
+                    Some(value) => {
+                        positive_millis("permission.options.cacheEvacuationInterval", value)?
+                    }
+                    None => Duration::from_millis(60_000),
+                };
             let text = std::fs::read_to_string(&path).map_err(|io| {
                 error(
                     "permission.options.path",
@@ -1064,6 +1074,7 @@ fn read_permission(
                 path,
                 rules,
                 max_rule_iterations,
+                cache_evacuation_interval,
             }))
         }
         other => Err(error(

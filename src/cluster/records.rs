@@ -641,7 +641,10 @@ impl Operation<'_> {
             };
             let stored = record.as_ref().map(|(version, data)| (*version, &data[..]));
             let mut snapshot = core.records_mut().store.snapshot(name, stored);
-            if let Some(refusal) = rules.guard().refusal(&mut snapshot, self.parsed) {
+            if let Some(refusal) = rules
+                .guard(core.rule_cache())
+                .refusal(&mut snapshot, self.parsed)
+            {
                 self.create_before_refusal(record.is_none(), &snapshot)
                     .await;
                 effects.send(session, refusal);

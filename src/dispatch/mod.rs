@@ -53,12 +53,14 @@ use crate::features::record::RecordFeature;
 use crate::features::rpc::RpcFeature;
 use crate::features::Effects;
 use crate::metrics::Counters;
+use crate::permission::cache::RuleCache;
 use crate::permission::Permissions;
 use crate::protocol::actions::Topic;
 use crate::shard::{Congestion, Mesh, SessionPort, SessionSlab, SlowConsumer, Weighed};
 use std::cell::{OnceCell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Declares `CoreMessage` with one variant per area, and `From` each area's type, so a sender
 /// writes `core.route(owner, Subscription::Emit { .. })`.
@@ -138,6 +140,8 @@ pub struct Core {
     waiters: relay::Waiters,
     /// This core's cluster layer, when Redis is configured (set once at start).
     cluster: OnceCell<Rc<dyn ClusterSeam>>,
+    /// Results of rules that read only the name and the user.
+    rule_cache: RefCell<RuleCache>,
     pub counters: Counters,
 }
 
@@ -156,6 +160,12 @@ impl Core {
             rpc: RefCell::new(RpcFeature::new(config.limits.max_rpc_calls_in_flight)),
             presence: RefCell::new(PresenceReplica::default()),
         };
+        let rule_cache = RuleCache::new(
+            config
+                .permission
+                .as_ref()
+                .map_or(Duration::MAX, |file| file.cache_evacuation_interval),
+        );
         Core {
             id,
             shared,
@@ -165,6 +175,7 @@ impl Core {
             timers: effects::Timers::default(),
             waiters: relay::Waiters::default(),
             cluster: OnceCell::new(),
+            rule_cache: RefCell::new(rule_cache),
             counters: Counters::default(),
         }
     }
@@ -176,6 +187,11 @@ impl Core {
     /// The permissions file, when rules are configured.
     pub fn permissions(&self) -> Option<&Arc<Permissions>> {
         self.shared.permissions.as_ref()
+    }
+
+    /// This core's cache of rule results (`permission::cache`).
+    pub fn rule_cache(&self) -> &RefCell<RuleCache> {
+        &self.rule_cache
     }
 
     pub fn auth(&self) -> &Arc<Authenticator> {

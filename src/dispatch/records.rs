@@ -73,7 +73,7 @@ impl Core {
             message.session,
             message.dialect,
             &message.message,
-            rules.as_ref().map(RecordRules::guard),
+            rules.as_ref().map(|rules| rules.guard(&self.rule_cache)),
             &mut effects,
         );
         self.execute(effects);

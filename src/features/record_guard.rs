@@ -10,6 +10,7 @@
 //! `R|E|MESSAGE_PERMISSION_ERROR|MESSAGE_PERMISSION_ERROR`. Called by `record::RecordFeature`.
 
 use super::record_store::RecordStore;
+use crate::permission::cache::RuleCache;
 use crate::permission::cross::CrossRecords;
 use crate::permission::eval::Value;
 use crate::permission::Section;
@@ -17,12 +18,15 @@ use crate::permission::{json_value, now_ms, typed_value, Decision, Facts, Permis
 use crate::protocol::actions::Action;
 use crate::protocol::message::{build_message, Message};
 use bytes::Bytes;
+use std::cell::RefCell;
 use std::sync::Arc;
 
 /// Who asks, against which rules.
 pub struct RecordGuard<'a> {
     pub permissions: &'a Permissions,
-    pub user: &'a Value,
+    pub user: &'a Arc<Value>,
+    /// The owner core's cache of results of rules that read only the name and the user.
+    pub cache: &'a RefCell<RuleCache>,
     /// The records the rules cross-reference, loaded by the sender's session.
     pub cross: &'a CrossRecords,
 }
@@ -54,10 +58,12 @@ impl RecordRules {
         })
     }
 
-    pub fn guard(&self) -> RecordGuard<'_> {
+    /// The guard, with the deciding core's rule cache.
+    pub fn guard<'a>(&'a self, cache: &'a RefCell<RuleCache>) -> RecordGuard<'a> {
         RecordGuard {
             permissions: &self.permissions,
             user: &self.user,
+            cache,
             cross: &self.cross,
         }
     }
@@ -108,34 +114,60 @@ impl RecordGuard<'_> {
         None
     }
 
+    /// The decision of one check: from the cache when its rule reads only the name and the
+    /// user and this user was checked before, else by running the rule.
     fn decide(&self, store: &mut RecordStore, message: &Message<'_>, check: &Check) -> Decision {
+        let name = String::from_utf8_lossy(message.data_at(0).unwrap_or_default());
+        let rule_type = check.rule_type;
+        let cached = self
+            .cache
+            .borrow_mut()
+            .get(Section::Record, rule_type, &name, self.user);
+        if let Some(decision) = cached {
+            return decision;
+        }
+        let (decision, cacheable) = self.run_rule(store, message, check, &name);
+        if cacheable {
+            let mut cache = self.cache.borrow_mut();
+            cache.put(Section::Record, rule_type, &name, self.user, &decision);
+        }
+        decision
+    }
+
+    /// Runs the rule of one check; whether its answer depends only on the name and the user.
+    fn run_rule(
+        &self,
+        store: &mut RecordStore,
+        message: &Message<'_>,
+        check: &Check,
+        name: &str,
+    ) -> (Decision, bool) {
         let raw_name = message.data_at(0).unwrap_or_default();
-        let name = String::from_utf8_lossy(raw_name);
         let Some((rule, variables)) =
             self.permissions
-                .rule_for(Section::Record, check.rule_type, &name)
+                .rule_for(Section::Record, check.rule_type, name)
         else {
-            return Decision::Deny;
+            return (Decision::Deny, true);
         };
         let old_data = match (rule.uses_old_data(), store.get(raw_name)) {
             (true, Some(record)) => match json_value(&record.data) {
                 Ok(old) => old,
-                Err(reason) => return Decision::Error(reason),
+                Err(reason) => return (Decision::Error(reason), false),
             },
             _ => Value::Null,
         };
-        let data = if rule.uses_data() {
-            match write_data(store, message) {
+        let data = match rule.uses_data() {
+            true => match write_data(store, message) {
                 Ok(data) => data,
                 Err(reason) => {
-                    return Decision::Error(format!("error when converting message data {reason}"))
+                    let reason = format!("error when converting message data {reason}");
+                    return (Decision::Error(reason), false);
                 }
-            }
-        } else {
-            Value::Undefined
+            },
+            false => Value::Undefined,
         };
         let facts = Facts {
-            name: &name,
+            name,
             user: self.user,
             data: &data,
             old_data: &old_data,
@@ -143,7 +175,8 @@ impl RecordGuard<'_> {
             now_ms: now_ms(),
             cross: self.cross,
         };
-        crate::permission::decide(rule, &variables, &facts)
+        let decision = crate::permission::decide(rule, &variables, &facts);
+        (decision, rule.is_cacheable())
     }
 }
 

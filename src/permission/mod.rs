@@ -13,6 +13,7 @@
 //! the rule type has none. `compile` is called while the configuration is read (`base::config`
 //! keeps the parsed file; the server compiles it and exits with status 2 on an error).
 
+pub mod cache;
 pub mod cross;
 pub mod eval;
 pub mod expr;
@@ -123,6 +124,9 @@ pub enum Rule {
         uses_data: bool,
         uses_old_data: bool,
         uses_cross_reference: bool,
+        /// Reads only the name (its path variables) and the user: same name and user, same
+        /// answer (`cache::RuleCache` keeps it).
+        name_and_user_only: bool,
     },
 }
 
@@ -152,6 +156,17 @@ impl Rule {
                 ..
             }
         )
+    }
+
+    /// Whether the rule's answer depends only on the name and the user (`true`, `false`, and
+    /// expressions that read neither `data`, `oldData`, `_()`, `now` nor `action`).
+    pub fn is_cacheable(&self) -> bool {
+        match self {
+            Rule::Constant(_) => true,
+            Rule::Expression {
+                name_and_user_only, ..
+            } => *name_and_user_only,
+        }
     }
 
     /// Whether the rule reads `data`.
@@ -543,11 +558,17 @@ fn compile_rule(rule_type: RuleType, rule: &Yaml) -> Result<Rule, String> {
         return Err(format!("rule {} does not support data", rule_type.name()));
     }
     let uses_cross_reference = expr.uses_cross_reference();
+    let name_and_user_only = !(uses_data
+        || uses_old_data
+        || uses_cross_reference
+        || expr.uses_name("now")
+        || expr.uses_name("action"));
     Ok(Rule::Expression {
         expr,
         uses_data,
         uses_old_data,
         uses_cross_reference,
+        name_and_user_only,
     })
 }
 

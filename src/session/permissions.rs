@@ -99,6 +99,9 @@ impl Session {
         false
     }
 
+    /// The decision for `message`: from this core's cache when the rule reads only the name
+    /// and the user and this user asked before, else by running the rule (and kept when it
+    /// reads only those).
     async fn decide(
         &self,
         permissions: &Permissions,
@@ -107,24 +110,60 @@ impl Session {
         (section, rule_type, action): (Section, RuleType, &str),
     ) -> Decision {
         let name = String::from_utf8_lossy(message.data_at(0).unwrap_or_default());
-        let Some((rule, variables)) = permissions.rule_for(section, rule_type, &name) else {
-            return Decision::Deny;
+        let user = self.rule_user.as_ref();
+        if let Some(user) = user {
+            if let Some(decision) = self
+                .core
+                .rule_cache()
+                .borrow_mut()
+                .get(section, rule_type, &name, user)
+            {
+                return decision;
+            }
+        }
+        let (decision, cacheable) = self
+            .run_rule(
+                permissions,
+                topic,
+                message,
+                &name,
+                (section, rule_type, action),
+            )
+            .await;
+        if let (true, Some(user)) = (cacheable, user) {
+            let mut cache = self.core.rule_cache().borrow_mut();
+            cache.put(section, rule_type, &name, user, &decision);
+        }
+        decision
+    }
+
+    /// Runs the rule for `message`; whether its answer depends only on the name and the user.
+    async fn run_rule(
+        &self,
+        permissions: &Permissions,
+        topic: Topic,
+        message: &Message<'_>,
+        name: &str,
+        (section, rule_type, action): (Section, RuleType, &str),
+    ) -> (Decision, bool) {
+        let Some((rule, variables)) = permissions.rule_for(section, rule_type, name) else {
+            return (Decision::Deny, true);
         };
-        let data = if rule.uses_data() {
-            match message_data(topic, message) {
+        let data = match rule.uses_data() {
+            true => match message_data(topic, message) {
                 Ok(data) => data,
                 Err(reason) => {
-                    return Decision::Error(format!("error when converting message data {reason}"))
+                    let reason = format!("error when converting message data {reason}");
+                    return (Decision::Error(reason), false);
                 }
-            }
-        } else {
-            Value::Undefined
+            },
+            false => Value::Undefined,
         };
         let anonymous = Value::Undefined;
         let mut cross = CrossRecords::default();
         for _ in 0..permissions.max_rule_iterations() {
             let facts = Facts {
-                name: &name,
+                name,
                 user: self.rule_user.as_deref().unwrap_or(&anonymous),
                 data: &data,
                 old_data: &Value::Null,
@@ -133,15 +172,18 @@ impl Session {
                 cross: &cross,
             };
             match judge(rule, &variables, &facts) {
-                Verdict::Decided(decision) => return decision,
+                Verdict::Decided(decision) => return (decision, rule.is_cacheable()),
                 Verdict::Needs(names) => {
                     if let Err(reason) = load(&self.core, &mut cross, names).await {
-                        return Decision::Error(reason);
+                        return (Decision::Error(reason), false);
                     }
                 }
             }
         }
-        Decision::Error("Exceeded max iteration count".into())
+        (
+            Decision::Error("Exceeded max iteration count".into()),
+            false,
+        )
     }
 
     /// For a record message checked on the owner core: the records its rules cross-reference,
