@@ -1675,6 +1675,17 @@ rpc:
   "*": {provide: true, request: true}
 "#;
 
+/// The cross-reference rule of `--permissions`: every publish on `latency` reads the record
+/// `gate/latency` first.
+const BENCH_CROSS_RULES: &str = r#"record:
+  "*": {create: true, read: true, write: true, delete: true, listen: true}
+event:
+  "*": {publish: true, subscribe: true, listen: true}
+  "$topic": {publish: "_('gate/' + $topic).open == true"}
+rpc:
+  "*": {provide: true, request: true}
+"#;
+
 /// The mean of two runs' figures (an estimate: percentiles of two runs are not merged).
 fn mean_latency(a: &Latency, b: &Latency) -> Latency {
     Latency {
@@ -1753,7 +1764,57 @@ fn run_permissions(quick: bool) {
         "\nrules/no rules, corestream fan-out: {:.3}×",
         sums[1].0 / sums[0].0
     );
+    pin_current_thread_to(SERVER_CPU);
+    cross_reference_latency(&dir, latency_count / 2);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Event latency under `BENCH_CROSS_RULES` against no rules, on one core (the record is read
+/// on the event's own core) and on two (`gate/latency` and `latency` may be owned by different
+/// cores: then each publish waits for one request and reply between them).
+fn cross_reference_latency(dir: &Path, count: usize) {
+    let rules = dir.join("cross.yml");
+    std::fs::write(&rules, BENCH_CROSS_RULES).expect("write rules");
+    let permission = format!("{{type: config, options: {{path: {}}}}}", rules.display());
+    println!("\n## Event latency with a cross-reference rule (µs), one in flight");
+    println!("(publish rule `_('gate/' + $topic).open == true`; runs in the order no rules, rule, rule, no rules; each figure the mean of its two runs)");
+    println!("| server | p50 | p99 | p99.9 | max |");
+    println!("|---|---|---|---|---|");
+    for cores in [1, 2] {
+        let open = start_corestream(cores, 0);
+        let crossed = start_corestream_with(cores, 0, &permission);
+        open_gate(crossed.port);
+        let half = count / 2;
+        let open_first = event_latency(open.port, half);
+        let crossed_first = event_latency(crossed.port, half);
+        let crossed_second = event_latency(crossed.port, half);
+        let open_second = event_latency(open.port, half);
+        let open_latency = mean_latency(&open_first, &open_second);
+        let crossed_latency = mean_latency(&crossed_first, &crossed_second);
+        row(
+            &format!("corestream, {cores} core(s), no rules"),
+            &open_latency,
+        );
+        row(
+            &format!("corestream, {cores} core(s), _() rule"),
+            &crossed_latency,
+        );
+        println!(
+            "| _() rule/no rules, {cores} core(s) | p50 {:.3}× | p99 {:.3}× | | |",
+            crossed_latency.p50 / open_latency.p50,
+            crossed_latency.p99 / open_latency.p99
+        );
+    }
+}
+
+/// Creates `gate/latency` as `{"open": true}` (what `BENCH_CROSS_RULES` reads).
+fn open_gate(port: u16) {
+    let mut admin = RawClient::login(port, "gate-admin");
+    admin.send(&wire("R|CR|gate/latency+"));
+    admin.read_until(&wire("R|R|gate/latency|"));
+    admin.send(&wire("R|U|gate/latency|1|{\"open\":true}+"));
+    admin.send(&wire("R|SN|gate/latency+"));
+    admin.read_until(&wire("R|R|gate/latency|1|"));
 }
 
 mod cluster {
