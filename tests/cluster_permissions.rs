@@ -24,6 +24,7 @@ record:
   "counter/$id": {write: "!(oldData.n >= data.n)"}
   "doc/$id": {write: "_('settings/' + $id).open == true"}
   "secret/$id": {read: "_('settings/' + $id).open == true"}
+  "task/$id": {write: "oldData.team == null || _('team/' + oldData.team).members.indexOf(user.id) >= 0"}
 event:
   "*": {publish: true, subscribe: true, listen: true}
   "gated/$id": {publish: "_('settings/' + $id).open == true"}
@@ -152,6 +153,29 @@ fn cross_references_read_redis_from_a_node_that_never_saw_the_record() {
         user.send(&format!("R|SN|secret/{id}+"));
         user.expect(&format!("R|E|SN|secret/{id}|RECORD_NOT_FOUND+"));
     }
+}
+
+#[test]
+fn a_cross_reference_named_by_the_stored_record_reads_redis() {
+    let redis = Redis::start();
+    let (a, b) = (node(&redis), node(&redis));
+    let mut alice = client(&a, "alice");
+    let mut bob = client(&b, "bob");
+    create(&mut alice, "team/red");
+    alice.send("R|U|team/red|1|{\"members\":[\"alice\"]}+");
+    create(&mut alice, "task/1");
+    alice.send("R|U|task/1|1|{\"team\":\"red\"}+");
+    alice.send("R|SN|task/1+");
+    alice.expect("R|R|task/1|1|{\"team\":\"red\"}+");
+    bob.send("R|U|task/1|2|{\"team\":\"red\",\"by\":\"bob\"}+");
+    bob.expect("R|E|MESSAGE_DENIED|task/1|U|2|{\"team\":\"red\",\"by\":\"bob\"}+");
+    bob.send("R|P|task/1|2|by|Sbob+");
+    bob.expect("R|E|MESSAGE_DENIED|task/1|P|2|by|Sbob+");
+    alice.send("R|U|team/red|2|{\"members\":[\"alice\",\"bob\"]}+");
+    alice.send("R|SN|team/red+");
+    alice.expect("R|R|team/red|2|{\"members\":[\"alice\",\"bob\"]}+");
+    bob.send("R|P|task/1|2|by|Sbob+");
+    alice.expect("R|P|task/1|2|by|Sbob+");
 }
 
 /// One writer: sends `values` as upserts of `name`, pipelined, and reads one answer for each;

@@ -17,6 +17,7 @@
 use super::Session;
 use crate::dispatch::Core;
 use crate::features::record_guard::rule_types_of;
+use crate::features::record_store;
 use crate::permission::cross::{CrossRecords, LoadedRecords};
 use crate::permission::{
     eval::Value, json_value, judge, now_ms, rule_user, typed_value, Decision, Facts, Permissions,
@@ -187,9 +188,10 @@ impl Session {
     }
 
     /// For a record message checked on the owner core: the records its rules cross-reference,
-    /// loaded here (the owner core decides without waiting). `oldData` and a patch's result
-    /// are not known here: a cross-reference that depends on them is not loaded, and the
-    /// owner core answers `MESSAGE_PERMISSION_ERROR` for it.
+    /// loaded here (the owner core decides without waiting). A rule that reads `oldData` (or a
+    /// patch's result) to name what it loads sees the record as its owner core holds it now
+    /// (read here first); if the record changes before the owner core decides, and the rule
+    /// then names a record not loaded, the owner core answers `MESSAGE_PERMISSION_ERROR`.
     pub(super) async fn record_cross_references(
         &self,
         message: &Message<'_>,
@@ -201,12 +203,7 @@ impl Session {
         }
         let name = String::from_utf8_lossy(message.data_at(0).unwrap_or_default());
         let user = self.rule_user.as_deref().unwrap_or(&Value::Undefined);
-        let data = match (message.action, message.data_at(2)) {
-            (Action::Update | Action::CreateAndUpdate, Some(body)) => {
-                json_value(body).unwrap_or(Value::Undefined)
-            }
-            _ => Value::Undefined,
-        };
+        let mut target = TargetRecord::default();
         let mut cross = CrossRecords::default();
         for rule_type in rule_types_of(message.action) {
             let Some((rule, variables)) = permissions.rule_for(Section::Record, rule_type, &name)
@@ -216,12 +213,16 @@ impl Session {
             if !rule.uses_cross_reference() {
                 continue;
             }
+            if rule.uses_old_data() || (rule.uses_data() && is_patch(message)) {
+                target.load(&self.core, &name).await;
+            }
+            let (old_data, data) = (target.old_data(), target.new_data(message));
             for _ in 0..permissions.max_rule_iterations() {
                 let facts = Facts {
                     name: &name,
                     user,
                     data: &data,
-                    old_data: &Value::Undefined,
+                    old_data: &old_data,
                     action: "",
                     now_ms: now_ms(),
                     cross: &cross,
@@ -236,6 +237,71 @@ impl Session {
             }
         }
         (!cross.is_empty()).then(|| Arc::new(cross.into_loaded()))
+    }
+}
+
+/// `P`, or the patch form of `CU`: its `data` is the stored record with the patch applied.
+fn is_patch(message: &Message<'_>) -> bool {
+    match message.action {
+        Action::Patch => true,
+        Action::CreateAndUpdate => message.data_count() == 5,
+        _ => false,
+    }
+}
+
+/// The record a record message is about, as its owner core holds it, read once when a rule
+/// that cross-references other records also reads `oldData` or `data`.
+#[derive(Default)]
+struct TargetRecord {
+    /// `None`: not read (or it could not be read); `Some(None)`: it does not exist.
+    stored: Option<Option<Box<[u8]>>>,
+}
+
+impl TargetRecord {
+    async fn load(&mut self, core: &Rc<Core>, name: &str) {
+        if self.stored.is_some() {
+            return;
+        }
+        match core.load_records(&[name.to_string()]).await {
+            Ok(mut records) => self.stored = records.pop(),
+            Err(reason) => crate::warn!("reading record {name} for a permission rule: {reason}"),
+        }
+    }
+
+    /// `oldData` as the owner core will see it (`undefined` when not read).
+    fn old_data(&self) -> Value {
+        match &self.stored {
+            Some(Some(json)) => json_value(json).unwrap_or(Value::Undefined),
+            Some(None) => Value::Null,
+            None => Value::Undefined,
+        }
+    }
+
+    /// A write's `data`: the body of `U` / `CU`, or the patch applied to the stored record
+    /// (to `{}` for a `CU` of a missing one); `undefined` when it cannot be known here.
+    fn new_data(&self, message: &Message<'_>) -> Value {
+        let field = |index| message.data_at(index);
+        let patch = match (message.action, message.data_count()) {
+            (Action::Update, _) | (Action::CreateAndUpdate, 4) => {
+                return field(2)
+                    .and_then(|body| json_value(body).ok())
+                    .unwrap_or(Value::Undefined)
+            }
+            (Action::Patch, 4 | 5) | (Action::CreateAndUpdate, 5) => (field(2), field(3)),
+            _ => return Value::Undefined,
+        };
+        let stored: &[u8] = match &self.stored {
+            Some(Some(json)) => json,
+            Some(None) if message.action == Action::CreateAndUpdate => b"{}",
+            _ => return Value::Undefined,
+        };
+        let (Some(path), Some(value)) = patch else {
+            return Value::Undefined;
+        };
+        record_store::patch(stored, path, value, &mut Vec::new())
+            .ok()
+            .and_then(|patched| json_value(&patched).ok())
+            .unwrap_or(Value::Undefined)
     }
 }
 

@@ -85,6 +85,28 @@ for (const genName of perm.generations()) {
     })
   );
 
+  test(`[${genName}] a cross-reference named by oldData: task/$id is writable by the members of the team its stored record names; a patch is checked the same way`, { timeout: 15000 }, () =>
+    perm.session(async (clients, raws) => {
+      const g = server.gen(genName);
+      const [team, task] = [uid('team'), `task/${uid('t')}`];
+      const [alice, bob] = await Promise.all([g.rawOpen('alice', raws), g.rawOpen('bob', raws)]);
+      await perm.rawRead(alice, `team/${team}`);
+      assert.deepEqual(await perm.exchange(alice, `R|U|team/${team}|1|{"members":["alice"]}+`, 0), []);
+      // a new task names no team yet (oldData.team == null): anyone may set it
+      await perm.rawRead(alice, task);
+      assert.deepEqual(await perm.exchange(alice, `R|U|${task}|1|{"team":"${team}"}+`, 0), []);
+      // the stored task names the team: bob is not a member
+      assert.deepEqual(await perm.exchange(bob, `R|U|${task}|2|{"team":"${team}","by":"bob"}+`), [`R|E|MESSAGE_DENIED|${task}|U|2|{"team":"${team}","by":"bob"}`]);
+      // (each team record is referenced once between two writes of it: 1.1.1's bug, above)
+      assert.deepEqual(await perm.exchange(alice, `R|U|team/${team}|2|{"members":["alice","bob"]}+`, 0), []);
+      assert.deepEqual(await perm.exchange(bob, `R|U|${task}|2|{"team":"${team}","by":"bob"}+`, 0), []);
+      assert.equal(await perm.rawSnapshot(alice, task), `R|R|${task}|2|{"team":"${team}","by":"bob"}`);
+      assert.deepEqual(await perm.exchange(alice, `R|U|team/${team}|3|{"members":["alice"]}+`, 0), []);
+      assert.deepEqual(await perm.exchange(bob, `R|P|${task}|3|by|Sbob2+`), [`R|E|MESSAGE_DENIED|${task}|P|3|by|Sbob2`]);
+      assert.equal(await perm.rawSnapshot(alice, task), `R|R|${task}|2|{"team":"${team}","by":"bob"}`);
+    })
+  );
+
   const holds = perm.target() === 'deepstream';
   test(`[${genName}] a second cross-reference to the same record: ${holds ? '1.1.1 holds the message without a reply until that record is written (reference bug)' : 'answered at once (1.1.1 would hold it)'}`, { timeout: 15000 }, () =>
     perm.session(async (clients, raws) => {
