@@ -16,12 +16,14 @@
 //!
 //! Usage: corestream-bench [--quick] [--cores N] [--spin MS] [--skip-deepstream]
 //!        corestream-bench --permissions [--quick]   (the cost of permission rules)
+//!        corestream-bench --latency-floors [--quick]   (one round trip on each runtime shape)
 //!        corestream-bench --cluster [--quick]
 //!        corestream-bench --connections [N] [--transport tcp|websocket|polling]
 //!                                          (memory per idle logged-in connection)
 //!        corestream-bench echo-server PORT | glommio-echo-server PORT
 
 mod connections;
+mod floors;
 
 use hdrhistogram::Histogram;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -357,12 +359,14 @@ fn run_relay_server(port: u16) {
 }
 
 /// The runtime floor: the same echo on one glommio executor (io_uring), as corestream uses.
-fn run_glommio_echo_server(port: u16) {
+fn run_glommio_echo_server(port: u16, spin_before_park: Duration) {
     use futures_lite::{AsyncReadExt, AsyncWriteExt};
-    let executor = glommio::LocalExecutorBuilder::new(glommio::Placement::Fixed(SERVER_CPU))
-        .io_memory(512 * 1024)
-        .make()
-        .expect("glommio executor");
+    let mut builder = glommio::LocalExecutorBuilder::new(glommio::Placement::Fixed(SERVER_CPU))
+        .io_memory(512 * 1024);
+    if !spin_before_park.is_zero() {
+        builder = builder.spin_before_park(spin_before_park);
+    }
+    let executor = builder.make().expect("glommio executor");
     executor.run(async move {
         let listener =
             glommio::net::TcpListener::bind(("127.0.0.1", port)).expect("bind glommio echo");
@@ -1392,12 +1396,22 @@ fn main() {
         connections::run(&arguments);
         return;
     }
+    if arguments.iter().any(|a| a == "--latency-floors") {
+        floors::run(&arguments);
+        return;
+    }
     if arguments.iter().any(|a| a == "--cluster") {
         cluster::run(arguments.iter().any(|a| a == "--quick"));
         return;
     }
-    if let Some(kind @ ("echo-server" | "glommio-echo-server" | "relay-server")) =
-        arguments.first().map(String::as_str)
+    if let Some(
+        kind @ ("echo-server"
+        | "glommio-echo-server"
+        | "glommio-spin-echo-server"
+        | "epoll-echo-server"
+        | "uring-echo-server"
+        | "relay-server"),
+    ) = arguments.first().map(String::as_str)
     {
         let port = arguments
             .get(1)
@@ -1406,7 +1420,10 @@ fn main() {
         match kind {
             "echo-server" => run_echo_server(port),
             "relay-server" => run_relay_server(port),
-            _ => run_glommio_echo_server(port),
+            "epoll-echo-server" => floors::run_epoll_echo_server(port),
+            "uring-echo-server" => floors::run_uring_echo_server(port),
+            "glommio-spin-echo-server" => run_glommio_echo_server(port, Duration::from_millis(1)),
+            _ => run_glommio_echo_server(port, Duration::ZERO),
         }
         return;
     }
