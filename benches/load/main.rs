@@ -1713,6 +1713,21 @@ fn mean_latency(a: &Latency, b: &Latency) -> Latency {
     }
 }
 
+/// Event latency on server A and on server B in the order A, B, B, A, each run half of
+/// `count` events; each figure the mean of its two runs (on this VM the first run of a pair
+/// is often faster, and drift cancels).
+fn abba_latency(a_port: u16, b_port: u16, count: usize) -> (Latency, Latency) {
+    let half = count / 2;
+    let a_first = event_latency(a_port, half);
+    let b_first = event_latency(b_port, half);
+    let b_second = event_latency(b_port, half);
+    let a_second = event_latency(a_port, half);
+    (
+        mean_latency(&a_first, &a_second),
+        mean_latency(&b_first, &b_second),
+    )
+}
+
 /// `--permissions`: event latency and fan-out with `BENCH_RULES` against allow-everything
 /// (corestream, same run) and deepstream 1.1.1 with the same file.
 fn run_permissions(quick: bool) {
@@ -1728,14 +1743,7 @@ fn run_permissions(quick: bool) {
     let open = start_corestream(1, 0);
     let ruled = start_corestream_with(1, 0, &permission);
     let deepstream = start_deepstream_with(&permission);
-    // ABBA order, each run half the events; a figure is the mean of its two runs.
-    let half = latency_count / 2;
-    let open_first = event_latency(open.port, half);
-    let ruled_first = event_latency(ruled.port, half);
-    let ruled_second = event_latency(ruled.port, half);
-    let open_second = event_latency(open.port, half);
-    let open_latency = mean_latency(&open_first, &open_second);
-    let ruled_latency = mean_latency(&ruled_first, &ruled_second);
+    let (open_latency, ruled_latency) = abba_latency(open.port, ruled.port, latency_count);
     let deep_latency = event_latency(deepstream.port, latency_count / 4);
     println!("\n## Event latency A→B (µs), one in flight");
     println!("(corestream: runs in the order no rules, rules, rules, no rules; each figure the mean of its two runs)");
@@ -1801,13 +1809,7 @@ fn cross_reference_latency(dir: &Path, count: usize) {
         let open = start_corestream(cores, 0);
         let crossed = start_corestream_with(cores, 0, &permission);
         open_gate(crossed.port);
-        let half = count / 2;
-        let open_first = event_latency(open.port, half);
-        let crossed_first = event_latency(crossed.port, half);
-        let crossed_second = event_latency(crossed.port, half);
-        let open_second = event_latency(open.port, half);
-        let open_latency = mean_latency(&open_first, &open_second);
-        let crossed_latency = mean_latency(&crossed_first, &crossed_second);
+        let (open_latency, crossed_latency) = abba_latency(open.port, crossed.port, count);
         row(
             &format!("corestream, {cores} core(s), no rules"),
             &open_latency,
