@@ -21,6 +21,7 @@
 use super::{bulk, channel, integer, Cluster, RECORD_CHANNEL, RECORD_KEY, SEPARATOR};
 use crate::base::address::SessionRef;
 use crate::dispatch::{Core, RecordMessage};
+use crate::features::record::read_answer;
 use crate::features::record_guard::{permission_error, RecordRules};
 use crate::features::record_store::{Record, RecordStore, WriteError};
 use crate::features::record_write::{self, Failure, RecordStorage, StoreRequest, Stored};
@@ -604,13 +605,12 @@ impl Operation<'_> {
             Action::Snapshot if is_valid(cluster, name) => {
                 // Served from the cache: the reply of a large record is shared, not copied.
                 let reply = core.records_mut().read_reply(name);
-                let reply = reply
-                    .unwrap_or_else(|| message(&[b"R", b"E", b"SN", name, b"RECORD_NOT_FOUND"]));
+                let reply = reply.unwrap_or_else(|| read_answer(Action::Snapshot, name, None));
                 effects.send(session, reply);
             }
             Action::Snapshot | Action::Has | Action::Head => {
                 let reply = match current(core, cluster, name).await {
-                    Ok(record) => read_answer(self.parsed.action, name, record),
+                    Ok(record) => read_answer(self.parsed.action, name, as_read(&record)),
                     Err(error) => load_error(cluster, name, &error),
                 };
                 effects.send(session, reply);
@@ -639,7 +639,7 @@ impl Operation<'_> {
                     return;
                 }
             };
-            let stored = record.as_ref().map(|(version, data)| (*version, &data[..]));
+            let stored = as_read(&record);
             let mut snapshot = core.records_mut().store.snapshot(name, stored);
             if let Some(refusal) = rules
                 .guard(core.rule_cache())
@@ -660,7 +660,10 @@ impl Operation<'_> {
                     false
                 }
                 Action::Snapshot | Action::Has | Action::Head => {
-                    effects.send(session, read_answer(self.parsed.action, name, record));
+                    effects.send(
+                        session,
+                        read_answer(self.parsed.action, name, as_read(&record)),
+                    );
                     false
                 }
                 Action::Delete => match delete(core, cluster, name, session, pin).await {
@@ -727,19 +730,9 @@ enum Written {
     Changed,
 }
 
-/// The answer to `SN`, `H` or `HD` for the record as read.
-fn read_answer(action: Action, name: &[u8], record: Current) -> Bytes {
-    match (action, record) {
-        (Action::Has, record) => {
-            let found: &[u8] = if record.is_some() { b"T" } else { b"F" };
-            message(&[b"R", b"H", name, found])
-        }
-        (Action::Snapshot, Some((version, data))) => {
-            message(&[b"R", b"R", name, version.to_string().as_bytes(), &data])
-        }
-        (_, Some((version, _))) => message(&[b"R", b"HD", name, version.to_string().as_bytes()]),
-        (action, None) => message(&[b"R", b"E", action.code(), name, b"RECORD_NOT_FOUND"]),
-    }
+/// A record as read, borrowed for `read_answer`.
+fn as_read(record: &Current) -> Option<(i64, &[u8])> {
+    record.as_ref().map(|(version, data)| (*version, &data[..]))
 }
 
 /// `R|E|RECORD_LOAD_ERROR|<name>`, counted and logged.

@@ -132,29 +132,13 @@ impl RecordFeature {
             }
             Action::Snapshot => match self.read_reply(name) {
                 Some(reply) => effects.send(session, reply),
-                None => effects.send(
-                    session,
-                    message(&[CODE, b"E", b"SN", name, b"RECORD_NOT_FOUND"]),
-                ),
+                None => effects.send(session, read_answer(Action::Snapshot, name, None)),
             },
-            Action::Has => {
-                let found: &[u8] = if self.store.get(name).is_some() {
-                    b"T"
-                } else {
-                    b"F"
-                };
-                effects.send(session, message(&[CODE, b"H", name, found]));
+            Action::Has | Action::Head => {
+                let record = self.store.get(name);
+                let record = record.map(|record| (record.version, &record.data[..]));
+                effects.send(session, read_answer(parsed.action, name, record));
             }
-            Action::Head => match self.store.get(name) {
-                Some(record) => {
-                    let version = record.version.to_string();
-                    effects.send(session, message(&[CODE, b"HD", name, version.as_bytes()]));
-                }
-                None => effects.send(
-                    session,
-                    message(&[CODE, b"E", b"HD", name, b"RECORD_NOT_FOUND"]),
-                ),
-            },
             Action::Unsubscribe => {
                 self.subscriptions
                     .unsubscribe(&name_bytes, session, false, effects)
@@ -196,6 +180,23 @@ impl RecordFeature {
             Some(None) => {}
             None => crate::warn!("a record write on the local store waited: dropped"),
         }
+    }
+}
+
+/// The answer to `SN`, `H` or `HD` for a record as read (`None`: it does not exist), on one
+/// node and in a cluster: `R|R|<name>|<version>|<data>`, `R|H|<name>|T` or `F`,
+/// `R|HD|<name>|<version>`, or `R|E|<SN or HD>|<name>|RECORD_NOT_FOUND`.
+pub fn read_answer(action: Action, name: &[u8], record: Option<(i64, &[u8])>) -> Bytes {
+    match (action, record) {
+        (Action::Has, record) => {
+            let found: &[u8] = if record.is_some() { b"T" } else { b"F" };
+            message(&[CODE, b"H", name, found])
+        }
+        (Action::Snapshot, Some((version, data))) => {
+            message(&[CODE, b"R", name, version.to_string().as_bytes(), data])
+        }
+        (_, Some((version, _))) => message(&[CODE, b"HD", name, version.to_string().as_bytes()]),
+        (action, None) => message(&[CODE, b"E", action.code(), name, b"RECORD_NOT_FOUND"]),
     }
 }
 
