@@ -28,6 +28,7 @@ record:
 event:
   "*": {publish: true, subscribe: true, listen: true}
   "gated/$id": {publish: "_('settings/' + $id).open == true"}
+  "unset/$id": {publish: "_('settings/' + $id) == null"}
 rpc:
   "*": {provide: true, request: true}
 "#;
@@ -122,6 +123,12 @@ fn cross_references_read_redis_from_a_node_that_never_saw_the_record() {
     let mut admin = client(&a, "admin");
     let mut user = client(&b, "user");
     let mut listener = client(&a, "listener");
+    // a record that does not exist reads as null
+    listener.send("E|S|unset/none+");
+    listener.expect("E|A|S|unset/none+");
+    wait_for_channel(&redis, "cs:e:unset/none", 1);
+    user.send("E|EVT|unset/none|Sx+");
+    listener.expect("E|EVT|unset/none|Sx+");
     // several ids, so the names land on both cores of each node
     for id in ["a", "b", "c", "d"] {
         let settings = format!("settings/{id}");
@@ -152,6 +159,8 @@ fn cross_references_read_redis_from_a_node_that_never_saw_the_record() {
         user.expect(&format!("R|R|doc/{id}|1|{{\"v\":1}}+"));
         user.send(&format!("R|SN|secret/{id}+"));
         user.expect(&format!("R|E|SN|secret/{id}|RECORD_NOT_FOUND+"));
+        user.send(&format!("E|EVT|unset/{id}|Sx+"));
+        user.expect(&format!("E|E|MESSAGE_DENIED|unset/{id}|EVT|Sx+"));
     }
 }
 

@@ -86,6 +86,16 @@ redis.call('PUBLISH', ARGV[1], ARGV[2] .. '\30D\30' .. '0\30\30')
 return existed
 ";
 
+/// The data of several records at once (a permission rule's cross-references). KEYS: the
+/// record hashes. Returns one entry per key: its data, or false when it does not exist.
+const RECORDS_READ: &str = r"
+local found = {}
+for i, key in ipairs(KEYS) do
+  found[i] = redis.call('HGET', key, 'd')
+end
+return found
+";
+
 /// Most publishes kept for a record while it loads.
 const MAX_BUFFERED: usize = 10_000;
 
@@ -123,6 +133,7 @@ pub(crate) struct ClusterRecords {
     write_script: redis::Script,
     read_script: redis::Script,
     delete_script: redis::Script,
+    read_many_script: redis::Script,
 }
 
 impl Default for ClusterRecords {
@@ -134,6 +145,7 @@ impl Default for ClusterRecords {
             write_script: redis::Script::new(RECORD_WRITE),
             read_script: redis::Script::new(RECORD_READ_OR_CREATE),
             delete_script: redis::Script::new(RECORD_DELETE),
+            read_many_script: redis::Script::new(RECORDS_READ),
         }
     }
 }
@@ -746,24 +758,28 @@ fn delete_error(name: &[u8]) -> Bytes {
 }
 
 /// A permission rule's cross-references in a cluster: each record's JSON from Redis (`None`:
-/// missing). One read per name; a rule reads few (`maxRuleIterations` bounds the rounds).
+/// missing), all of one rule run's records in one round trip.
 pub async fn load_for_rules(
     cluster: &Cluster,
     names: &[String],
 ) -> Result<Vec<Option<Box<[u8]>>>, String> {
-    let mut loaded = Vec::with_capacity(names.len());
-    for name in names {
-        match read(cluster, name.as_bytes()).await {
-            Ok(record) => loaded.push(record.map(|(_, data)| data.into_boxed_slice())),
-            Err(error) => {
-                cluster.count_error("reading a record for a permission rule", &error);
-                return Err(format!(
-                    "record {name} could not be read from Redis: {error}"
-                ));
-            }
+    let keys: Vec<Vec<u8>> = names.iter().map(|name| key(name.as_bytes())).collect();
+    let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+    let script = &cluster.records.read_many_script;
+    let answer = match cluster.script(script, RECORDS_READ, &keys, &[]).await {
+        Ok(answer) => answer,
+        Err(error) => {
+            cluster.count_error("reading records for a permission rule", &error);
+            return Err(format!("records could not be read from Redis: {error}"));
         }
+    };
+    match answer {
+        Value::Array(found) if found.len() == names.len() => Ok(found
+            .into_iter()
+            .map(|data| bulk(data).map(Vec::into_boxed_slice))
+            .collect()),
+        other => Err(format!("Redis answered a records read with {other:?}")),
     }
-    Ok(loaded)
 }
 
 /// `R|CR`: follow the record (its channel, then its cache) before answering: the answer and
