@@ -6,7 +6,9 @@
 //! - event latency A→B over TCP with one message in flight (HdrHistogram p50/p99/p999), against
 //!   all three (the echo server's round trip is the floor: one client→server→client hop);
 //! - fan-out throughput: one publisher, 1 / 100 / 1000 subscribers, deliveries per second and
-//!   the server's CPU use, against corestream and deepstream.
+//!   the server's CPU use, against corestream and deepstream, and against the fan-out floor
+//!   (`fan_out_floor`: a thread that only writes one prebuilt chunk to every subscriber socket,
+//!   the most this machine's loopback delivers from one CPU).
 //!
 //! It prints corestream/deepstream and corestream/echo ratios.
 //!
@@ -18,11 +20,15 @@
 //!        corestream-bench --permissions [--quick]   (the cost of permission rules)
 //!        corestream-bench --latency-floors [--quick]   (one round trip on each runtime shape)
 //!        corestream-bench --cluster [--quick]
+//!        corestream-bench --fan-out [--seconds S] [--cores N] [--skip-deepstream]
+//!                         [--subscribers N] [--transport tcp|websocket]
+//!                                          (only the TCP and WebSocket fan-out tables)
 //!        corestream-bench --connections [N] [--transport tcp|websocket|polling]
 //!                                          (memory per idle logged-in connection)
 //!        corestream-bench echo-server PORT | glommio-echo-server PORT
 
 mod connections;
+mod fan_out_floor;
 mod floors;
 
 use hdrhistogram::Histogram;
@@ -554,7 +560,6 @@ fn echo_latency(port: u16, count: usize) -> Latency {
 struct FanOut {
     deliveries_per_second: f64,
     server_cpu_percent: f64,
-    delivered: u64,
 }
 
 /// How a reader counts the messages in what a subscriber socket delivered: raw TCP counts
@@ -588,7 +593,7 @@ fn spawn_reader(
             };
             assert_eq!(result, 0, "epoll_ctl failed");
         }
-        let mut pending: Vec<Vec<u8>> = vec![Vec::new(); sockets.len()];
+        let mut counters = vec![FrameCounter::default(); sockets.len()];
         let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 1024];
         let mut buffer = vec![0u8; 1 << 20];
         let mut sockets = sockets;
@@ -604,10 +609,7 @@ fn spawn_reader(
                         Ok(read) => {
                             let count = match framing {
                                 Framing::Raw => memchr::memchr_iter(0x1e, &buffer[..read]).count(),
-                                Framing::WebSocket => {
-                                    pending[index].extend_from_slice(&buffer[..read]);
-                                    count_frame_messages(&mut pending[index])
-                                }
+                                Framing::WebSocket => counters[index].count(&buffer[..read]),
                             };
                             delivered.fetch_add(count as u64, Ordering::Relaxed);
                         }
@@ -708,7 +710,6 @@ fn publish_and_measure(
     FanOut {
         deliveries_per_second: got as f64 / elapsed.as_secs_f64(),
         server_cpu_percent: 100.0 * cpu / elapsed.as_secs_f64(),
-        delivered: got,
     }
 }
 
@@ -983,34 +984,53 @@ fn record_memory(peer: &Peer, count: usize) -> (f64, f64) {
 
 // ----- WebSocket (2.x clients) ---------------------------------------------------------------
 
-/// Counts the deepstream messages (0x1E) in the payloads of complete server frames in
-/// `buffer`, consuming them; an incomplete frame stays for the next read.
-fn count_frame_messages(buffer: &mut Vec<u8>) -> usize {
-    let mut count = 0;
-    let mut at = 0;
-    loop {
-        let rest = &buffer[at..];
-        if rest.len() < 2 {
-            break;
-        }
-        let (header, length) = match rest[1] & 0x7f {
-            126 if rest.len() >= 4 => (4, usize::from(u16::from_be_bytes([rest[2], rest[3]]))),
-            127 if rest.len() >= 10 => {
-                let mut bytes = [0u8; 8];
-                bytes.copy_from_slice(&rest[2..10]);
-                (10, u64::from_be_bytes(bytes) as usize)
+/// Counts the deepstream messages (0x1E) in the payloads of a stream of server frames as it
+/// arrives, without buffering payloads: a frame header may be split across reads (and may
+/// itself contain 0x1E), a payload is counted where it lies in the read buffer.
+#[derive(Default, Clone)]
+struct FrameCounter {
+    header: [u8; 10],
+    header_len: usize,
+    /// Payload bytes of the current frame not yet seen.
+    remaining: usize,
+}
+
+impl FrameCounter {
+    fn count(&mut self, mut bytes: &[u8]) -> usize {
+        let mut count = 0;
+        while !bytes.is_empty() {
+            if self.remaining > 0 {
+                let take = self.remaining.min(bytes.len());
+                count += memchr::memchr_iter(0x1e, &bytes[..take]).count();
+                self.remaining -= take;
+                bytes = &bytes[take..];
+                continue;
             }
-            126 | 127 => break,
-            short => (2, usize::from(short)),
-        };
-        if rest.len() < header + length {
-            break;
+            self.header[self.header_len] = bytes[0];
+            self.header_len += 1;
+            bytes = &bytes[1..];
+            if let Some(length) = self.header_complete() {
+                self.header_len = 0;
+                self.remaining = length;
+            }
         }
-        count += memchr::memchr_iter(0x1e, &rest[header..header + length]).count();
-        at += header + length;
+        count
     }
-    buffer.drain(..at);
-    count
+
+    /// The payload length once the header is whole (server frames are not masked).
+    fn header_complete(&self) -> Option<usize> {
+        let header = &self.header[..self.header_len];
+        match (header.len(), header.get(1).map(|byte| byte & 0x7f)) {
+            (2, Some(short)) if short < 126 => Some(usize::from(short)),
+            (4, Some(126)) => Some(usize::from(u16::from_be_bytes([header[2], header[3]]))),
+            (10, Some(127)) => {
+                let mut length = [0u8; 8];
+                length.copy_from_slice(&header[2..10]);
+                Some(u64::from_be_bytes(length) as usize)
+            }
+            _ => None,
+        }
+    }
 }
 
 struct WsClient {
@@ -1400,6 +1420,10 @@ fn main() {
         floors::run(&arguments);
         return;
     }
+    if arguments.iter().any(|a| a == "--fan-out") {
+        run_fan_out(&arguments);
+        return;
+    }
     if arguments.iter().any(|a| a == "--cluster") {
         cluster::run(arguments.iter().any(|a| a == "--quick"));
         return;
@@ -1584,30 +1608,12 @@ fn main() {
 
     // Fan-out: the generator (and its reader thread, which inherits this) on its own CPU.
     pin_current_thread_to(fan_out_cpu);
-    println!("\n## Fan-out: one publisher, N subscribers (deliveries per second)");
-    println!("| subscribers | corestream | server CPU | deepstream 1.1.1 | server CPU | corestream/deepstream |");
-    println!("|---|---|---|---|---|---|");
-    for subscribers in [1usize, 100, 1000] {
-        let ours = fan_out(&corestream, subscribers, fan_duration);
-        let theirs = deepstream
-            .as_ref()
-            .map(|peer| fan_out(peer, subscribers, fan_duration));
-        match theirs {
-            Some(theirs) => println!(
-                "| {subscribers} | {:.0} | {:.0}% | {:.0} | {:.0}% | {:.1}× |",
-                ours.deliveries_per_second,
-                ours.server_cpu_percent,
-                theirs.deliveries_per_second,
-                theirs.server_cpu_percent,
-                ours.deliveries_per_second / theirs.deliveries_per_second
-            ),
-            None => println!(
-                "| {subscribers} | {:.0} | {:.0}% | - | - | - |",
-                ours.deliveries_per_second, ours.server_cpu_percent
-            ),
-        }
-        let _ = ours.delivered;
-    }
+    tcp_fan_out_table(
+        &corestream,
+        deepstream.as_ref(),
+        fan_duration,
+        &FAN_OUT_COUNTS,
+    );
 
     // WebSocket (2.x clients): corestream's HTTP port against deepstream 2.4.1 (Node 8).
     pin_current_thread_to(SERVER_CPU);
@@ -1629,29 +1635,12 @@ fn main() {
         );
     }
     pin_current_thread_to(fan_out_cpu);
-    println!("\n## WebSocket fan-out: one publisher, N subscribers (deliveries per second)");
-    println!("| subscribers | corestream | server CPU | deepstream 2.4.1 | server CPU | corestream/deepstream |");
-    println!("|---|---|---|---|---|---|");
-    for subscribers in [1usize, 100, 1000] {
-        let ours = ws_fan_out(&corestream, corestream.http_port, subscribers, fan_duration);
-        let theirs = deepstream2
-            .as_ref()
-            .map(|peer| ws_fan_out(peer, peer.http_port, subscribers, fan_duration));
-        match theirs {
-            Some(theirs) => println!(
-                "| {subscribers} | {:.0} | {:.0}% | {:.0} | {:.0}% | {:.1}× |",
-                ours.deliveries_per_second,
-                ours.server_cpu_percent,
-                theirs.deliveries_per_second,
-                theirs.server_cpu_percent,
-                ours.deliveries_per_second / theirs.deliveries_per_second
-            ),
-            None => println!(
-                "| {subscribers} | {:.0} | {:.0}% | - | - | - |",
-                ours.deliveries_per_second, ours.server_cpu_percent
-            ),
-        }
-    }
+    ws_fan_out_table(
+        &corestream,
+        deepstream2.as_ref(),
+        fan_duration,
+        &FAN_OUT_COUNTS,
+    );
 
     // engine.io long-polling (1.x browser clients): corestream against deepstream 1.1.1.
     println!("\n## engine.io long-polling: one TCP publisher, N polling sessions (events delivered per second)");
@@ -1674,6 +1663,107 @@ fn main() {
             ),
             None => println!("| {sessions} | {ours:.0} | - | - |"),
         }
+    }
+}
+
+/// The subscriber counts of the fan-out tables.
+const FAN_OUT_COUNTS: [usize; 3] = [1, 100, 1000];
+
+/// One fan-out table row: ours, and the reference server's when it ran.
+/// One row of a fan-out table: corestream, the reference server if it ran, the floor, and the
+/// ratios.
+fn fan_out_row(subscribers: usize, ours: &FanOut, theirs: Option<&FanOut>, floor: &FanOut) {
+    let (theirs_rate, theirs_cpu, ratio, theirs_of_floor) = match theirs {
+        Some(theirs) => (
+            format!("{:.0}", theirs.deliveries_per_second),
+            format!("{:.0}%", theirs.server_cpu_percent),
+            format!(
+                "{:.1}×",
+                ours.deliveries_per_second / theirs.deliveries_per_second
+            ),
+            format!(
+                "{:.2}",
+                theirs.deliveries_per_second / floor.deliveries_per_second
+            ),
+        ),
+        None => ("-".into(), "-".into(), "-".into(), "-".into()),
+    };
+    println!(
+        "| {subscribers} | {:.0} | {:.0}% | {theirs_rate} | {theirs_cpu} | {:.0} | {:.0}% | {ratio} | {:.2} | {theirs_of_floor} |",
+        ours.deliveries_per_second,
+        ours.server_cpu_percent,
+        floor.deliveries_per_second,
+        floor.server_cpu_percent,
+        ours.deliveries_per_second / floor.deliveries_per_second,
+    );
+}
+
+/// The header of a fan-out table against `reference`.
+fn fan_out_header(title: &str, reference: &str) {
+    println!("\n## {title}: one publisher, N subscribers (deliveries per second)");
+    println!(
+        "| subscribers | corestream | server CPU | {reference} | server CPU | floor (write-only) | \
+         writer CPU | corestream/{reference} | corestream/floor | {reference}/floor |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+}
+
+/// 1.x TCP fan-out to 1, 100 and 1000 subscribers, corestream and deepstream 1.1.1.
+fn tcp_fan_out_table(
+    corestream: &Peer,
+    deepstream: Option<&Peer>,
+    duration: Duration,
+    counts: &[usize],
+) {
+    fan_out_header("Fan-out", "deepstream 1.1.1");
+    for &subscribers in counts {
+        let ours = fan_out(corestream, subscribers, duration);
+        let theirs = deepstream.map(|peer| fan_out(peer, subscribers, duration));
+        let floor = fan_out_floor::fan_out_floor(subscribers, Framing::Raw, duration);
+        fan_out_row(subscribers, &ours, theirs.as_ref(), &floor);
+    }
+}
+
+/// 2.x WebSocket fan-out to 1, 100 and 1000 subscribers, corestream and deepstream 2.4.1.
+fn ws_fan_out_table(
+    corestream: &Peer,
+    deepstream2: Option<&Peer>,
+    duration: Duration,
+    counts: &[usize],
+) {
+    fan_out_header("WebSocket fan-out", "deepstream 2.4.1");
+    for &subscribers in counts {
+        let ours = ws_fan_out(corestream, corestream.http_port, subscribers, duration);
+        let theirs =
+            deepstream2.map(|peer| ws_fan_out(peer, peer.http_port, subscribers, duration));
+        let floor = fan_out_floor::fan_out_floor(subscribers, Framing::WebSocket, duration);
+        fan_out_row(subscribers, &ours, theirs.as_ref(), &floor);
+    }
+}
+
+/// `--fan-out`: only the fan-out tables (TCP and WebSocket), for work on the broadcast path.
+fn run_fan_out(arguments: &[String]) {
+    let skip_deepstream = arguments.iter().any(|a| a == "--skip-deepstream");
+    let cores: usize = option_value(arguments, "--cores").unwrap_or(1);
+    let seconds: u64 = option_value(arguments, "--seconds").unwrap_or(3);
+    let duration = Duration::from_secs(seconds);
+    let counts: Vec<usize> = match option_value::<usize>(arguments, "--subscribers") {
+        Some(count) => vec![count],
+        None => FAN_OUT_COUNTS.to_vec(),
+    };
+    let transport = option_value::<String>(arguments, "--transport");
+    let tcp = transport.as_deref() != Some("websocket");
+    let ws = transport.as_deref() != Some("tcp");
+    let corestream = start_corestream(cores, 0);
+    let deepstream = (tcp && !skip_deepstream).then(start_deepstream);
+    let deepstream2 = (ws && !skip_deepstream).then(start_deepstream_2);
+    pin_current_thread_to(generator_cpu());
+    println!("corestream-bench --fan-out: {seconds} s per run, corestream on {cores} core(s)");
+    if tcp {
+        tcp_fan_out_table(&corestream, deepstream.as_ref(), duration, &counts);
+    }
+    if ws {
+        ws_fan_out_table(&corestream, deepstream2.as_ref(), duration, &counts);
     }
 }
 
@@ -2193,5 +2283,32 @@ mod cluster {
             drop(nginx);
             drop(relay_nginx);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_counter_counts_messages_across_any_split() {
+        let mut stream = Vec::new();
+        websocket::write_text(&mut stream, b"E\x1fEVT\x1fa\x1fSx\x1e");
+        // A 126-length header (0x7E 0x00 0x96 = 150 bytes) and a payload with five messages.
+        websocket::write_text(
+            &mut stream,
+            &b"E\x1fEVT\x1fb\x1fS123456789012345678901\x1e".repeat(5),
+        );
+        let mut long = vec![b'x'; 70_000];
+        long.push(0x1e);
+        websocket::write_text(&mut stream, &long);
+        for split in 0..stream.len() {
+            let mut counter = FrameCounter::default();
+            let count = counter.count(&stream[..split]) + counter.count(&stream[split..]);
+            assert_eq!(count, 7, "split at {split}");
+        }
+        let mut counter = FrameCounter::default();
+        let one_by_one: usize = stream.chunks(1).map(|byte| counter.count(byte)).sum();
+        assert_eq!(one_by_one, 7);
     }
 }
