@@ -299,6 +299,7 @@ async fn run_core(setup: CoreSetup) {
     };
     let senders = Rc::new(senders);
     glommio::spawn_local(Rc::clone(&core).run_deadlines()).detach();
+    glommio::spawn_local(Rc::clone(&core).run_broadcasts()).detach();
     if let Some(cluster) = &cluster {
         crate::cluster::Cluster::start(&core, cluster);
     }

@@ -56,7 +56,7 @@ use crate::metrics::Counters;
 use crate::permission::cache::RuleCache;
 use crate::permission::Permissions;
 use crate::protocol::actions::Topic;
-use crate::shard::{Congestion, Mesh, SessionPort, SessionSlab, SlowConsumer, Weighed};
+use crate::shard::{Congestion, Mesh, SessionPort, Weighed};
 use std::cell::{OnceCell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -134,7 +134,8 @@ pub struct Core {
     pub id: usize,
     shared: Shared,
     mesh: Rc<Mesh<CoreMessage>>,
-    sessions: RefCell<SessionSlab>,
+    /// The sessions' ports and the pending broadcast (`delivery`).
+    outbound: delivery::Outbound,
     features: Features,
     timers: effects::Timers,
     waiters: relay::Waiters,
@@ -170,7 +171,7 @@ impl Core {
             id,
             shared,
             mesh: Rc::new(Mesh::new(id, cores, congestion)),
-            sessions: RefCell::new(SessionSlab::default()),
+            outbound: delivery::Outbound::default(),
             features,
             timers: effects::Timers::default(),
             waiters: relay::Waiters::default(),
@@ -239,32 +240,21 @@ impl Core {
     /// Registers a new session and returns its outbound port.
     pub fn open_session(&self) -> Rc<SessionPort> {
         let limit = self.config().max_outbound_buffer_size;
-        self.sessions.borrow_mut().insert(self.id as u16, limit)
+        self.outbound
+            .sessions
+            .borrow_mut()
+            .insert(self.id as u16, limit)
     }
 
     /// Forgets a session's port (after its clean-up messages went out).
     pub fn close_session(&self, session: SessionRef) {
-        self.sessions.borrow_mut().remove(session);
+        self.outbound.sessions.borrow_mut().remove(session);
     }
 
     /// Appends one message to a port; a session over its limit is closed as a slow consumer.
     pub fn push_to(&self, port: &SessionPort, bytes: &[u8]) {
         self.counters.messages_sent(bytes, 1);
         self.push_uncounted(port, bytes);
-    }
-
-    fn push_uncounted(&self, port: &SessionPort, bytes: &[u8]) {
-        if let Err(SlowConsumer { buffered }) = port.push(bytes) {
-            let count = self.counters.slow_consumer();
-            crate::warn!(
-                "session {}:{} is a slow consumer ({} bytes unsent, limit {}): disconnecting it \
-                 (slow consumer disconnects on this core: {count})",
-                port.id.core,
-                port.id.slot,
-                buffered,
-                self.config().max_outbound_buffer_size
-            );
-        }
     }
 
     // ----- routing --------------------------------------------------------------------------

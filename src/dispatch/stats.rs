@@ -49,7 +49,7 @@ impl Core {
         let features = &self.features;
         let mut stats = CoreStats {
             core: self.id,
-            sessions: self.sessions.borrow().len(),
+            sessions: self.outbound.sessions.borrow().len(),
             events: features.events.borrow().size(),
             records: features.records.borrow().size().0,
             record_subscriptions: features.records.borrow().size().1,

@@ -9,10 +9,11 @@ use crate::dispatch::Core;
 use crate::metrics::Transport;
 use crate::ports::net::read_with;
 use crate::session::Session;
-use crate::shard::{PortState, SessionPort};
+use crate::shard::{Outbox, Part, PortState, SessionPort, ShareAs};
 use bytes::Bytes;
 use futures_lite::future::{or, pending, poll_fn};
 use glommio::net::TcpStream;
+use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -43,9 +44,11 @@ pub trait Wire {
     fn push(&mut self, read: &[u8]);
     /// The next thing decoded from what was pushed.
     fn next(&mut self) -> Option<Inbound>;
-    /// The session's outbound bytes as they go on the wire: `payload` itself, or a frame
-    /// written into `frame` (empty on entry).
-    fn frame<'a>(&self, payload: &'a [u8], frame: &'a mut Vec<u8>) -> &'a [u8];
+    /// How broadcasts are shared with this transport's ports: already framed for the wire.
+    const SHARE_AS: ShareAs;
+    /// Appends what goes on the wire before `length` bytes the session produced (a frame
+    /// header, or nothing).
+    fn header(&self, length: usize, out: &mut Vec<u8>);
     /// Writes the frame that closes the connection with `code` into `frame`; false when the
     /// transport has none (the socket is just closed).
     fn close_frame(&self, code: Option<u16>, frame: &mut Vec<u8>) -> bool;
@@ -70,23 +73,18 @@ pub struct Connection<W: Wire> {
 /// The buffers one connection reuses from write to write.
 #[derive(Default)]
 struct Buffers {
-    payload: Vec<u8>,
-    frame: Vec<u8>,
+    /// What the port held, taken whole for one write.
+    outbox: Outbox,
+    /// The frame headers of the outbox's owned runs (WebSocket), one after another.
+    headers: Vec<u8>,
 }
 
-/// A write buffer larger than this is freed once written, not kept for the next write.
-const KEPT_WRITE_BUFFER: usize = 1024;
-
 impl Buffers {
-    /// Empties both buffers after a write; a large one (a burst) is freed, so an idle
-    /// connection holds at most two small buffers.
+    /// Empties both after a write; a large outbox (a burst) is freed, so an idle connection
+    /// holds at most small buffers.
     fn release(&mut self) {
-        for buffer in [&mut self.payload, &mut self.frame] {
-            buffer.clear();
-            if buffer.capacity() > KEPT_WRITE_BUFFER {
-                *buffer = Vec::new();
-            }
-        }
+        self.outbox.clear();
+        self.headers = Vec::new();
     }
 }
 
@@ -122,6 +120,7 @@ impl<W: Wire> Connection<W> {
     }
 
     async fn serve(&mut self) {
+        self.port.set_share_as(W::SHARE_AS);
         let config = std::sync::Arc::clone(self.core.config());
         let mut clock = Clock {
             auth_deadline: config
@@ -200,15 +199,41 @@ impl<W: Wire> Connection<W> {
         self.wait(clock).await
     }
 
-    /// Everything the session produced since the last write goes out at once.
+    /// Everything the session produced since the last write goes out at once: one vectored
+    /// send of its own bytes (framed by the wire) and the broadcasts it shares.
     async fn flush(&mut self, buffers: &mut Buffers) -> Step {
-        self.port.take_into(&mut buffers.payload);
-        let bytes = self.wire.frame(&buffers.payload, &mut buffers.frame);
-        self.core.counters.bytes_out(W::TRANSPORT, bytes.len());
+        self.port.take_outbox(&mut buffers.outbox);
+        let Buffers { outbox, headers } = buffers;
+        let mut header_ends = Vec::new();
+        for part in outbox.parts() {
+            if let Part::Owned(run) = part {
+                self.wire.header(run.len(), headers);
+                header_ends.push(headers.len());
+            }
+        }
+        let mut slices = Vec::with_capacity(2 * header_ends.len() + 1);
+        let (mut header_start, mut owned) = (0, header_ends.iter());
+        for part in outbox.parts() {
+            match part {
+                Part::Owned(run) => {
+                    let header_end = owned.next().copied().unwrap_or(header_start);
+                    if header_end > header_start {
+                        slices.push(IoSlice::new(&headers[header_start..header_end]));
+                    }
+                    header_start = header_end;
+                    slices.push(IoSlice::new(run));
+                }
+                Part::Shared(chunk) => slices.push(IoSlice::new(chunk)),
+            }
+        }
+        self.core
+            .counters
+            .bytes_out(W::TRANSPORT, outbox.len() + headers.len());
         let deadline = self.write_timeout.map(|timeout| Instant::now() + timeout);
         let port = Some(&*self.port);
         let written =
-            crate::ports::net::write_all_racing(&mut self.stream, bytes, port, deadline).await;
+            crate::ports::net::write_parts_racing(&mut self.stream, &slices, port, deadline).await;
+        drop(slices);
         buffers.release();
         match written {
             true => Step::Continue,

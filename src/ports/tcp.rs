@@ -9,6 +9,7 @@ use crate::metrics::Transport;
 use crate::ports::net::{read_until, Read};
 use crate::protocol::actions::Dialect;
 use crate::session::Session;
+use crate::shard::ShareAs;
 use crate::transport::proxy_protocol::{self, ProxyHeader};
 use crate::transport::tcp::{Frame, TcpFramer, MAXIMUM_MESSAGE_SIZE_EXCEEDED};
 use glommio::net::{TcpListener, TcpStream};
@@ -64,9 +65,9 @@ impl Wire for TcpWire {
         }
     }
 
-    fn frame<'a>(&self, payload: &'a [u8], _frame: &'a mut Vec<u8>) -> &'a [u8] {
-        payload
-    }
+    const SHARE_AS: ShareAs = ShareAs::Raw;
+
+    fn header(&self, _length: usize, _out: &mut Vec<u8>) {}
 
     fn close_frame(&self, _code: Option<u16>, _frame: &mut Vec<u8>) -> bool {
         false

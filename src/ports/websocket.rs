@@ -9,6 +9,7 @@ use crate::dispatch::Core;
 use crate::metrics::Transport;
 use crate::protocol::actions::Dialect;
 use crate::session::Session;
+use crate::shard::ShareAs;
 use crate::transport::websocket::{self, Decoder, Event};
 use bytes::Bytes;
 use glommio::net::TcpStream;
@@ -53,10 +54,11 @@ impl Wire for WebSocketWire {
         Some(inbound)
     }
 
-    fn frame<'a>(&self, payload: &'a [u8], frame: &'a mut Vec<u8>) -> &'a [u8] {
-        // Everything the session produced since the last write goes out as one text frame.
-        websocket::write_text(frame, payload);
-        frame
+    const SHARE_AS: ShareAs = ShareAs::WebSocketFrame;
+
+    fn header(&self, length: usize, out: &mut Vec<u8>) {
+        // What the session produced between broadcasts goes out as one text frame.
+        websocket::write_text_header(out, length);
     }
 
     fn close_frame(&self, code: Option<u16>, frame: &mut Vec<u8>) -> bool {

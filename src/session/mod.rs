@@ -160,6 +160,7 @@ impl Session {
 
     fn close_after_flush(&mut self) {
         self.state = SessionState::Closed;
+        self.core.flush_broadcasts();
         self.port.close_after_flush();
     }
 
@@ -238,6 +239,7 @@ impl Session {
             Parsed::ParseError { raw } if self.dialect == Dialect::V2 => {
                 self.reply(&[b"C", b"E", b"MESSAGE_PARSE_ERROR", quote(unit, raw)]);
                 self.state = SessionState::Closed;
+                self.core.flush_broadcasts();
                 self.port.terminate_after_flush();
             }
             Parsed::Message(message) => {

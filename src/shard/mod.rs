@@ -24,8 +24,10 @@
 //!
 //! What travels, and which module handles each kind, is listed in `dispatch`.
 
+mod outbox;
 mod slab;
 
+pub use outbox::{Outbox, Part, ShareAs};
 pub use slab::{PortState, SessionPort, SessionSlab, SlowConsumer};
 
 use glommio::channels::channel_mesh::Senders;

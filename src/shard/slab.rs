@@ -1,11 +1,14 @@
 //! The sessions of one core: a slab of outbound ports addressed by `SessionRef`.
 //!
 //! A `SessionPort` is the only part of a session other code may reach: features (through the
-//! core) append messages to its buffer; the connection task takes the buffer and writes it with
-//! one send per turn. The buffer is bounded: a push past the limit marks the port for abort, frees
+//! core) append messages to its outbox (`outbox`), by copy or, for a broadcast, by sharing one
+//! chunk among all subscribers; the connection task takes the outbox and writes it with one send
+//! per turn. The buffer is bounded: a push past the limit marks the port for abort, frees
 //! the buffer and wakes the connection task, which drops the socket.
 
+use super::outbox::{Outbox, ShareAs};
 use crate::base::address::SessionRef;
+use bytes::Bytes;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
@@ -29,7 +32,8 @@ pub struct SlowConsumer {
 
 pub struct SessionPort {
     pub id: SessionRef,
-    buffer: RefCell<Vec<u8>>,
+    buffer: RefCell<Outbox>,
+    share_as: Cell<ShareAs>,
     waker: RefCell<Option<Waker>>,
     /// Woken when the port is aborted (a connection task racing a write against that).
     abort_waker: RefCell<Option<Waker>>,
@@ -41,7 +45,8 @@ impl SessionPort {
     fn new(id: SessionRef, limit: usize) -> Self {
         SessionPort {
             id,
-            buffer: RefCell::new(Vec::new()),
+            buffer: RefCell::new(Outbox::default()),
+            share_as: Cell::new(ShareAs::Copy),
             waker: RefCell::new(None),
             abort_waker: RefCell::new(None),
             state: Cell::new(PortState::Open),
@@ -53,15 +58,33 @@ impl SessionPort {
         self.state.get()
     }
 
+    /// How broadcasts reach this port (the connection task sets it once, before it serves).
+    pub fn share_as(&self) -> ShareAs {
+        self.share_as.get()
+    }
+
+    pub fn set_share_as(&self, share_as: ShareAs) {
+        self.share_as.set(share_as);
+    }
+
     /// Appends a complete message. Past the limit the port is aborted and the buffer freed.
     pub fn push(&self, bytes: &[u8]) -> Result<(), SlowConsumer> {
+        self.append(bytes.len(), |outbox| outbox.push(bytes))
+    }
+
+    /// Appends a chunk shared with other ports, as it goes on the wire (see `ShareAs`).
+    pub fn push_shared(&self, chunk: &Bytes) -> Result<(), SlowConsumer> {
+        self.append(chunk.len(), |outbox| outbox.push_shared(chunk.clone()))
+    }
+
+    fn append(&self, len: usize, add: impl FnOnce(&mut Outbox)) -> Result<(), SlowConsumer> {
         if self.state.get() != PortState::Open {
             return Ok(());
         }
         let mut buffer = self.buffer.borrow_mut();
-        if buffer.len() + bytes.len() > self.limit {
+        if buffer.len() + len > self.limit {
             let buffered = buffer.len();
-            *buffer = Vec::new();
+            buffer.free();
             drop(buffer);
             self.state.set(PortState::Abort);
             self.wake();
@@ -71,7 +94,7 @@ impl SessionPort {
             return Err(SlowConsumer { buffered });
         }
         let was_empty = buffer.is_empty();
-        buffer.extend_from_slice(bytes);
+        add(&mut buffer);
         drop(buffer);
         if was_empty {
             self.wake();
@@ -95,10 +118,16 @@ impl SessionPort {
         }
     }
 
-    /// Swaps the buffered bytes into `spare` (which must be empty): the next turn's appends go
-    /// to the other buffer, and both allocations are reused.
-    pub fn take_into(&self, spare: &mut Vec<u8>) {
+    /// Swaps the outbox with `spare` (which must be empty): the next turn's appends go to the
+    /// other outbox, and both allocations are reused.
+    pub fn take_outbox(&self, spare: &mut Outbox) {
         std::mem::swap(&mut *self.buffer.borrow_mut(), spare);
+    }
+
+    /// Moves the buffered bytes, flattened, to the end of `into` (for writers that frame one
+    /// buffer: engine.io).
+    pub fn take_into(&self, into: &mut Vec<u8>) {
+        self.buffer.borrow_mut().drain_into(into);
     }
 
     pub fn has_output(&self) -> bool {

@@ -433,6 +433,12 @@ pub fn write_client_frame(out: &mut Vec<u8>, first: u8, payload: &[u8], mask: [u
     out.extend(masked);
 }
 
+/// Appends the header of an unmasked text frame of `length` bytes (the payload follows it on
+/// the wire, written from wherever it is).
+pub fn write_text_header(out: &mut Vec<u8>, length: usize) {
+    write_header(out, 0x80 | OPCODE_TEXT, false, length);
+}
+
 pub fn write_text(out: &mut Vec<u8>, payload: &[u8]) {
     write_frame(out, OPCODE_TEXT, payload);
 }
