@@ -166,18 +166,19 @@ pub fn run(arguments: &[String]) {
         "| transport | server | KiB per idle connection | second half only (KiB) | RSS with all open (MiB) |"
     );
     println!("|---|---|---|---|---|");
-    let rows: [(&str, StartPeer); 6] = [
-        ("tcp", || start_corestream(1, 0)),
-        ("tcp", start_deepstream),
-        ("websocket", || start_corestream(1, 0)),
-        ("websocket", start_deepstream_2),
-        ("polling", || start_corestream(1, 0)),
-        ("polling", start_deepstream),
+    let rows: [(&str, bool, StartPeer); 6] = [
+        ("tcp", false, || start_corestream(1, 0)),
+        ("tcp", true, start_deepstream),
+        ("websocket", false, || start_corestream(1, 0)),
+        ("websocket", true, start_deepstream_2),
+        ("polling", false, || start_corestream(1, 0)),
+        ("polling", true, start_deepstream),
     ];
-    // `--transport tcp|websocket|polling`: one transport only
+    // `--transport tcp|websocket|polling`: one transport only; `--skip-deepstream`: corestream only
     let only: Option<String> = option_value(arguments, "--transport");
-    for (transport, start) in rows {
-        if only.as_ref().is_some_and(|only| only != transport) {
+    let skip_reference = arguments.iter().any(|a| a == "--skip-deepstream");
+    for (transport, reference, start) in rows {
+        if only.as_ref().is_some_and(|only| only != transport) || (reference && skip_reference) {
             continue;
         }
         let peer = start();

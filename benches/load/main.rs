@@ -23,13 +23,16 @@
 //!        corestream-bench --fan-out [--seconds S] [--cores N] [--skip-deepstream]
 //!                         [--subscribers N] [--transport tcp|websocket]
 //!                                          (only the TCP and WebSocket fan-out tables)
-//!        corestream-bench --connections [N] [--transport tcp|websocket|polling]
+//!        corestream-bench --connections [N] [--transport tcp|websocket|polling] [--skip-deepstream]
 //!                                          (memory per idle logged-in connection)
 //!        corestream-bench echo-server PORT | glommio-echo-server PORT
+//!
+//! `CORESTREAM_BINARY=path` measures another corestream build (default: target/release).
 
 mod connections;
 mod fan_out_floor;
 mod floors;
+mod plot;
 
 use hdrhistogram::Histogram;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -53,6 +56,14 @@ fn free_port() -> u16 {
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The corestream binary under test: `$CORESTREAM_BINARY` (to compare two builds in turn), or
+/// this checkout's release build.
+fn corestream_binary() -> PathBuf {
+    std::env::var_os("CORESTREAM_BINARY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target/release/corestream"))
 }
 
 // ----- CPU placement -----------------------------------------------------------------------
@@ -222,7 +233,7 @@ fn start_corestream_with(cores: usize, spin_millis: u64, permission: &str) -> Pe
          maxEngineioSessionsPerAddress: 100000\n"
     );
     let config = write_config_with(&dir, http_port, tcp_port, &extra, permission);
-    let binary = root().join("target/release/corestream");
+    let binary = corestream_binary();
     let child = server_command(&binary)
         .args(["start", "--config"])
         .arg(&config)
@@ -462,6 +473,8 @@ struct Latency {
     p99: f64,
     p999: f64,
     max: f64,
+    /// (nines, µs) along `plot::nines_grid`, for the latency picture.
+    curve: Vec<(f64, f64)>,
 }
 
 fn summarize(histogram: &Histogram<u64>) -> Latency {
@@ -471,6 +484,9 @@ fn summarize(histogram: &Histogram<u64>) -> Latency {
         p99: micros(0.99),
         p999: micros(0.999),
         max: histogram.max() as f64 / 1000.0,
+        curve: plot::nines_grid()
+            .map(|nines| (nines, micros(plot::quantile_at(nines))))
+            .collect(),
     }
 }
 
@@ -1608,7 +1624,7 @@ fn main() {
 
     // Fan-out: the generator (and its reader thread, which inherits this) on its own CPU.
     pin_current_thread_to(fan_out_cpu);
-    tcp_fan_out_table(
+    let tcp_groups = tcp_fan_out_table(
         &corestream,
         deepstream.as_ref(),
         fan_duration,
@@ -1635,12 +1651,22 @@ fn main() {
         );
     }
     pin_current_thread_to(fan_out_cpu);
-    ws_fan_out_table(
+    let ws_groups = ws_fan_out_table(
         &corestream,
         deepstream2.as_ref(),
         fan_duration,
         &FAN_OUT_COUNTS,
     );
+    fan_out_picture(&tcp_groups, &ws_groups);
+    let mut curves = vec![
+        ("echo, blocking threads (floor)", &echo_result),
+        ("echo on glommio", &glommio_echo_result),
+        ("corestream, TCP", &core_latency),
+        ("corestream, WebSocket", &ws_core),
+    ];
+    curves.extend(deep_latency.as_ref().map(|l| ("deepstream 1.1.1, TCP", l)));
+    curves.extend(ws_deep.as_ref().map(|l| ("deepstream 2.4.1, WebSocket", l)));
+    latency_picture(&curves);
 
     // engine.io long-polling (1.x browser clients): corestream against deepstream 1.1.1.
     println!("\n## engine.io long-polling: one TCP publisher, N polling sessions (events delivered per second)");
@@ -1669,7 +1695,6 @@ fn main() {
 /// The subscriber counts of the fan-out tables.
 const FAN_OUT_COUNTS: [usize; 3] = [1, 100, 1000];
 
-/// One fan-out table row: ours, and the reference server's when it ran.
 /// One row of a fan-out table: corestream, the reference server if it ran, the floor, and the
 /// ratios.
 fn fan_out_row(subscribers: usize, ours: &FanOut, theirs: Option<&FanOut>, floor: &FanOut) {
@@ -1714,14 +1739,17 @@ fn tcp_fan_out_table(
     deepstream: Option<&Peer>,
     duration: Duration,
     counts: &[usize],
-) {
+) -> Vec<plot::BarGroup> {
     fan_out_header("Fan-out", "deepstream 1.1.1");
+    let mut groups = Vec::new();
     for &subscribers in counts {
         let ours = fan_out(corestream, subscribers, duration);
         let theirs = deepstream.map(|peer| fan_out(peer, subscribers, duration));
         let floor = fan_out_floor::fan_out_floor(subscribers, Framing::Raw, duration);
         fan_out_row(subscribers, &ours, theirs.as_ref(), &floor);
+        groups.push(bar_group(subscribers, &ours, theirs.as_ref(), &floor));
     }
+    groups
 }
 
 /// 2.x WebSocket fan-out to 1, 100 and 1000 subscribers, corestream and deepstream 2.4.1.
@@ -1730,15 +1758,68 @@ fn ws_fan_out_table(
     deepstream2: Option<&Peer>,
     duration: Duration,
     counts: &[usize],
-) {
+) -> Vec<plot::BarGroup> {
     fan_out_header("WebSocket fan-out", "deepstream 2.4.1");
+    let mut groups = Vec::new();
     for &subscribers in counts {
         let ours = ws_fan_out(corestream, corestream.http_port, subscribers, duration);
         let theirs =
             deepstream2.map(|peer| ws_fan_out(peer, peer.http_port, subscribers, duration));
         let floor = fan_out_floor::fan_out_floor(subscribers, Framing::WebSocket, duration);
         fan_out_row(subscribers, &ours, theirs.as_ref(), &floor);
+        groups.push(bar_group(subscribers, &ours, theirs.as_ref(), &floor));
     }
+    groups
+}
+
+fn bar_group(
+    subscribers: usize,
+    ours: &FanOut,
+    theirs: Option<&FanOut>,
+    floor: &FanOut,
+) -> plot::BarGroup {
+    plot::BarGroup {
+        subscribers,
+        rates: vec![
+            Some(ours.deliveries_per_second),
+            theirs.map(|theirs| theirs.deliveries_per_second),
+            Some(floor.deliveries_per_second),
+        ],
+    }
+}
+
+/// Writes `latency.svg`: the event A→B percentile curves of this run.
+fn latency_picture(latencies: &[(&str, &Latency)]) {
+    let curves: Vec<plot::Curve<'_>> = latencies
+        .iter()
+        .map(|(name, latency)| plot::Curve {
+            name,
+            points: &latency.curve,
+        })
+        .collect();
+    plot::write("latency.svg", |path| {
+        plot::latency_svg(path, "event A→B, one in flight (µs by percentile)", &curves)
+    });
+}
+
+/// Writes `fan-out.svg`: a panel per transport that ran.
+fn fan_out_picture(tcp: &[plot::BarGroup], websocket: &[plot::BarGroup]) {
+    let mut panels = Vec::new();
+    if !tcp.is_empty() {
+        panels.push(plot::Panel {
+            title: "1.x TCP fan-out",
+            series: &["corestream", "deepstream 1.1.1", "floor (write-only)"],
+            groups: tcp,
+        });
+    }
+    if !websocket.is_empty() {
+        panels.push(plot::Panel {
+            title: "2.x WebSocket fan-out",
+            series: &["corestream", "deepstream 2.4.1", "floor (write-only)"],
+            groups: websocket,
+        });
+    }
+    plot::write("fan-out.svg", |path| plot::fan_out_svg(path, &panels));
 }
 
 /// `--fan-out`: only the fan-out tables (TCP and WebSocket), for work on the broadcast path.
@@ -1759,12 +1840,15 @@ fn run_fan_out(arguments: &[String]) {
     let deepstream2 = (ws && !skip_deepstream).then(start_deepstream_2);
     pin_current_thread_to(generator_cpu());
     println!("corestream-bench --fan-out: {seconds} s per run, corestream on {cores} core(s)");
-    if tcp {
-        tcp_fan_out_table(&corestream, deepstream.as_ref(), duration, &counts);
-    }
-    if ws {
-        ws_fan_out_table(&corestream, deepstream2.as_ref(), duration, &counts);
-    }
+    let tcp_groups = match tcp {
+        true => tcp_fan_out_table(&corestream, deepstream.as_ref(), duration, &counts),
+        false => Vec::new(),
+    };
+    let ws_groups = match ws {
+        true => ws_fan_out_table(&corestream, deepstream2.as_ref(), duration, &counts),
+        false => Vec::new(),
+    };
+    fan_out_picture(&tcp_groups, &ws_groups);
 }
 
 // ----- cluster and nginx -------------------------------------------------------------------
@@ -1800,6 +1884,12 @@ fn mean_latency(a: &Latency, b: &Latency) -> Latency {
         p99: (a.p99 + b.p99) / 2.0,
         p999: (a.p999 + b.p999) / 2.0,
         max: a.max.max(b.max),
+        curve: a
+            .curve
+            .iter()
+            .zip(&b.curve)
+            .map(|(a, b)| (a.0, (a.1 + b.1) / 2.0))
+            .collect(),
     }
 }
 
@@ -2007,7 +2097,7 @@ mod cluster {
                  heartbeatInterval: 600000\n{extra}"
             ),
         );
-        let binary = root().join("target/release/corestream");
+        let binary = corestream_binary();
         let child = server_command(&binary)
             .args(["start", "--config"])
             .arg(&config)
