@@ -14,6 +14,9 @@ use corestream::tools::nginx::{
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// mimalloc, except in the profiling build (`--features system-allocator`), whose allocations
+/// valgrind's massif can attribute (corestream-bench --profile).
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

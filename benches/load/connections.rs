@@ -33,7 +33,7 @@ const WARM_UP: usize = 1000;
 type StartPeer = fn() -> Peer;
 
 /// A connection the bench keeps open while it measures.
-enum Held {
+pub(crate) enum Held {
     Tcp(RawClient),
     Ws(WsClient),
     Polling(TcpStream),
@@ -85,7 +85,7 @@ fn idle_polling_session(port: u16, username: &str) -> TcpStream {
     poller.stream
 }
 
-fn open(transport: &str, peer: &Peer, index: usize) -> Held {
+pub(crate) fn open(transport: &str, peer: &Peer, index: usize) -> Held {
     let username = format!("idle-{index}");
     match transport {
         "tcp" => Held::Tcp(RawClient::login(peer.port, &username)),

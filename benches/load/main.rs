@@ -25,6 +25,9 @@
 //!                                          (only the TCP and WebSocket fan-out tables)
 //!        corestream-bench --connections [N] [--transport tcp|websocket|polling] [--skip-deepstream]
 //!                                          (memory per idle logged-in connection)
+//!        corestream-bench --profile [--subscribers N] [--events K] [--connections M]
+//!                                          (callgrind per delivered event, massif per idle
+//!                                          connection; see `profile`)
 //!        corestream-bench echo-server PORT | glommio-echo-server PORT
 //!
 //! `CORESTREAM_BINARY=path` measures another corestream build (default: target/release).
@@ -33,6 +36,7 @@ mod connections;
 mod fan_out_floor;
 mod floors;
 mod plot;
+mod profile;
 
 use hdrhistogram::Histogram;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -1434,6 +1438,10 @@ fn main() {
     }
     if arguments.iter().any(|a| a == "--latency-floors") {
         floors::run(&arguments);
+        return;
+    }
+    if arguments.iter().any(|a| a == "--profile") {
+        profile::run(&arguments);
         return;
     }
     if arguments.iter().any(|a| a == "--fan-out") {
