@@ -1632,7 +1632,8 @@ fn main() {
 
     // Fan-out: the generator (and its reader thread, which inherits this) on its own CPU.
     pin_current_thread_to(fan_out_cpu);
-    let tcp_groups = tcp_fan_out_table(
+    let tcp_groups = fan_out_table(
+        Framing::Raw,
         &corestream,
         deepstream.as_ref(),
         fan_duration,
@@ -1659,7 +1660,8 @@ fn main() {
         );
     }
     pin_current_thread_to(fan_out_cpu);
-    let ws_groups = ws_fan_out_table(
+    let ws_groups = fan_out_table(
+        Framing::WebSocket,
         &corestream,
         deepstream2.as_ref(),
         fan_duration,
@@ -1741,39 +1743,28 @@ fn fan_out_header(title: &str, reference: &str) {
     println!("|---|---|---|---|---|---|---|---|---|---|");
 }
 
-/// 1.x TCP fan-out to 1, 100 and 1000 subscribers, corestream and deepstream 1.1.1.
-fn tcp_fan_out_table(
+/// One fan-out table (1.x TCP against deepstream 1.1.1, or 2.x WebSocket against 2.4.1): each
+/// subscriber count on corestream, on the reference server if it runs, and on the floor.
+fn fan_out_table(
+    framing: Framing,
     corestream: &Peer,
-    deepstream: Option<&Peer>,
+    reference: Option<&Peer>,
     duration: Duration,
     counts: &[usize],
 ) -> Vec<plot::BarGroup> {
-    fan_out_header("Fan-out", "deepstream 1.1.1");
-    let mut groups = Vec::new();
-    for &subscribers in counts {
-        let ours = fan_out(corestream, subscribers, duration);
-        let theirs = deepstream.map(|peer| fan_out(peer, subscribers, duration));
-        let floor = fan_out_floor::fan_out_floor(subscribers, Framing::Raw, duration);
-        fan_out_row(subscribers, &ours, theirs.as_ref(), &floor);
-        groups.push(bar_group(subscribers, &ours, theirs.as_ref(), &floor));
+    let measure = |peer: &Peer, subscribers| match framing {
+        Framing::Raw => fan_out(peer, subscribers, duration),
+        Framing::WebSocket => ws_fan_out(peer, peer.http_port, subscribers, duration),
+    };
+    match framing {
+        Framing::Raw => fan_out_header("Fan-out", "deepstream 1.1.1"),
+        Framing::WebSocket => fan_out_header("WebSocket fan-out", "deepstream 2.4.1"),
     }
-    groups
-}
-
-/// 2.x WebSocket fan-out to 1, 100 and 1000 subscribers, corestream and deepstream 2.4.1.
-fn ws_fan_out_table(
-    corestream: &Peer,
-    deepstream2: Option<&Peer>,
-    duration: Duration,
-    counts: &[usize],
-) -> Vec<plot::BarGroup> {
-    fan_out_header("WebSocket fan-out", "deepstream 2.4.1");
     let mut groups = Vec::new();
     for &subscribers in counts {
-        let ours = ws_fan_out(corestream, corestream.http_port, subscribers, duration);
-        let theirs =
-            deepstream2.map(|peer| ws_fan_out(peer, peer.http_port, subscribers, duration));
-        let floor = fan_out_floor::fan_out_floor(subscribers, Framing::WebSocket, duration);
+        let ours = measure(corestream, subscribers);
+        let theirs = reference.map(|peer| measure(peer, subscribers));
+        let floor = fan_out_floor::fan_out_floor(subscribers, framing, duration);
         fan_out_row(subscribers, &ours, theirs.as_ref(), &floor);
         groups.push(bar_group(subscribers, &ours, theirs.as_ref(), &floor));
     }
@@ -1849,11 +1840,23 @@ fn run_fan_out(arguments: &[String]) {
     pin_current_thread_to(generator_cpu());
     println!("corestream-bench --fan-out: {seconds} s per run, corestream on {cores} core(s)");
     let tcp_groups = match tcp {
-        true => tcp_fan_out_table(&corestream, deepstream.as_ref(), duration, &counts),
+        true => fan_out_table(
+            Framing::Raw,
+            &corestream,
+            deepstream.as_ref(),
+            duration,
+            &counts,
+        ),
         false => Vec::new(),
     };
     let ws_groups = match ws {
-        true => ws_fan_out_table(&corestream, deepstream2.as_ref(), duration, &counts),
+        true => fan_out_table(
+            Framing::WebSocket,
+            &corestream,
+            deepstream2.as_ref(),
+            duration,
+            &counts,
+        ),
         false => Vec::new(),
     };
     fan_out_picture(&tcp_groups, &ws_groups);

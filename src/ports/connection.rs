@@ -204,23 +204,24 @@ impl<W: Wire> Connection<W> {
     async fn flush(&mut self, buffers: &mut Buffers) -> Step {
         self.port.take_outbox(&mut buffers.outbox);
         let Buffers { outbox, headers } = buffers;
-        let mut header_ends = Vec::new();
+        // every owned run's header first (the slices below borrow `headers` whole)
+        let mut header_ranges = Vec::new();
         for part in outbox.parts() {
             if let Part::Owned(run) = part {
+                let start = headers.len();
                 self.wire.header(run.len(), headers);
-                header_ends.push(headers.len());
+                header_ranges.push(start..headers.len());
             }
         }
-        let mut slices = Vec::with_capacity(2 * header_ends.len() + 1);
-        let (mut header_start, mut owned) = (0, header_ends.iter());
+        let mut slices = Vec::with_capacity(2 * header_ranges.len() + 1);
+        let mut header_ranges = header_ranges.into_iter();
         for part in outbox.parts() {
             match part {
                 Part::Owned(run) => {
-                    let header_end = owned.next().copied().unwrap_or(header_start);
-                    if header_end > header_start {
-                        slices.push(IoSlice::new(&headers[header_start..header_end]));
+                    let header = header_ranges.next().unwrap_or_default();
+                    if !header.is_empty() {
+                        slices.push(IoSlice::new(&headers[header]));
                     }
-                    header_start = header_end;
                     slices.push(IoSlice::new(run));
                 }
                 Part::Shared(chunk) => slices.push(IoSlice::new(chunk)),
