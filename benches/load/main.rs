@@ -217,9 +217,83 @@ fn write_config_with(
 }
 
 /// The value after `name` on the command line (`--cores 2`), if it is there and parses.
+/// The value after `name`, if `name` was given; a value that does not parse ends the run
+/// with the usage (a typo must not silently run with the default).
 fn option_value<T: std::str::FromStr>(arguments: &[String], name: &str) -> Option<T> {
     let at = arguments.iter().position(|argument| argument == name)?;
-    arguments.get(at + 1)?.parse().ok()
+    match arguments.get(at + 1).map(|value| value.parse()) {
+        Some(Ok(value)) => Some(value),
+        // `--connections` alone means its default
+        None if name == "--connections" => None,
+        Some(Err(_)) if name == "--connections" && arguments[at + 1].starts_with("--") => None,
+        Some(Err(_)) => usage_error(&format!("{name}: cannot read {:?}", arguments[at + 1])),
+        None => usage_error(&format!("{name} needs a value")),
+    }
+}
+
+/// What `--help` prints: the modes and their options (the module doc says more).
+const USAGE: &str = "\
+corestream-bench: the end-to-end load generator (corestream against deepstream and the floors)
+
+usage: corestream-bench [--quick] [--cores N] [--spin MS] [--skip-deepstream]   (the full run)
+       corestream-bench --fan-out [--seconds S] [--cores N] [--skip-deepstream]
+                        [--subscribers N] [--transport tcp|websocket]
+       corestream-bench --connections [N] [--transport tcp|websocket|polling] [--skip-deepstream]
+       corestream-bench --latency-floors [--quick]
+       corestream-bench --permissions [--quick]
+       corestream-bench --cluster [--quick]
+       corestream-bench --profile [--subscribers N] [--events K] [--connections M]
+
+environment: CORESTREAM_BINARY=path runs another corestream build (before/after runs)";
+
+/// Options without a value, and options followed by one.
+const FLAGS: &[&str] = &[
+    "--quick",
+    "--skip-deepstream",
+    "--fan-out",
+    "--latency-floors",
+    "--permissions",
+    "--cluster",
+    "--profile",
+];
+const VALUED: &[&str] = &[
+    "--cores",
+    "--spin",
+    "--seconds",
+    "--subscribers",
+    "--transport",
+    "--events",
+];
+
+fn usage_error(problem: &str) -> ! {
+    eprintln!("corestream-bench: {problem}\n\n{USAGE}");
+    std::process::exit(2);
+}
+
+/// `--help` prints the usage; an unknown argument ends the run with it.
+fn check_arguments(arguments: &[String]) {
+    if arguments.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{USAGE}");
+        std::process::exit(0);
+    }
+    let mut at = 0;
+    while at < arguments.len() {
+        let argument = arguments[at].as_str();
+        let next_is_value = arguments
+            .get(at + 1)
+            .is_some_and(|next| !next.starts_with("--"));
+        if VALUED.contains(&argument) {
+            if !next_is_value {
+                usage_error(&format!("{argument} needs a value"));
+            }
+            at += 1;
+        } else if argument == "--connections" {
+            at += usize::from(next_is_value);
+        } else if !FLAGS.contains(&argument) {
+            usage_error(&format!("unknown argument {argument:?}"));
+        }
+        at += 1;
+    }
 }
 
 fn start_corestream(cores: usize, spin_millis: u64) -> Peer {
@@ -1428,6 +1502,9 @@ fn polling_throughput(http_port: u16, tcp_port: u16, sessions: usize, duration: 
 
 fn main() {
     let arguments: Vec<String> = std::env::args().skip(1).collect();
+    if !arguments.first().is_some_and(|first| first.ends_with("-server")) {
+        check_arguments(&arguments);
+    }
     if arguments.iter().any(|a| a == "--permissions") {
         run_permissions(arguments.iter().any(|a| a == "--quick"));
         return;
