@@ -335,6 +335,7 @@ async fn run_core(setup: CoreSetup) {
     if config.http_enabled {
         match listen(config.http_address) {
             Ok(listener) => {
+                glommio::spawn_local(crate::ports::heartbeat::run(Rc::clone(&core))).detach();
                 let core = Rc::clone(&core);
                 glommio::spawn_local(crate::ports::http::accept_http(core, listener)).detach();
             }

@@ -1502,7 +1502,10 @@ fn polling_throughput(http_port: u16, tcp_port: u16, sessions: usize, duration: 
 
 fn main() {
     let arguments: Vec<String> = std::env::args().skip(1).collect();
-    if !arguments.first().is_some_and(|first| first.ends_with("-server")) {
+    if !arguments
+        .first()
+        .is_some_and(|first| first.ends_with("-server"))
+    {
         check_arguments(&arguments);
     }
     if arguments.iter().any(|a| a == "--permissions") {

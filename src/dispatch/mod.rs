@@ -222,6 +222,11 @@ impl Core {
         self.mesh.wait_uncongested().await
     }
 
+    /// Whether a peer core's queue is over its limit: connections stop reading until it clears.
+    pub fn congested(&self) -> bool {
+        self.mesh.congested()
+    }
+
     /// Attaches the cluster layer (once, before the core serves).
     pub fn set_cluster(&self, cluster: Rc<dyn ClusterSeam>) {
         let _ = self.cluster.set(cluster);
@@ -244,6 +249,16 @@ impl Core {
             .sessions
             .borrow_mut()
             .insert(self.id as u16, limit)
+    }
+
+    /// How many slots this core's session slab has: `port_in_slot` takes 0..session_slots().
+    pub fn session_slots(&self) -> usize {
+        self.outbound.sessions.borrow().slots()
+    }
+
+    /// The port in a slot of this core's session slab, if in use (walks over all ports).
+    pub fn port_in_slot(&self, slot: usize) -> Option<Rc<SessionPort>> {
+        self.outbound.sessions.borrow().port_in_slot(slot)
     }
 
     /// Forgets a session's port (after its clean-up messages went out).

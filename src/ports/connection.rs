@@ -1,25 +1,27 @@
 //! The connection loop that TCP (1.x) and WebSocket (2.x, and the echo endpoint) sessions share:
 //! write what the session produced (one send per turn), hand whole decoded units to the
 //! session, answer what the framing itself answers (pongs, echoes), keep the unauthenticated
-//! deadline and the heartbeat, and close as the port's state says. What differs between the
+//! deadline, report what it hears to the core's heartbeat (`heartbeat`), and close as the
+//! port's state says. What differs between the
 //! transports is the `Wire`: how bytes are framed in both directions. Called by `tcp` and
 //! `websocket` once their connection is set up.
 
 use crate::dispatch::Core;
 use crate::metrics::Transport;
-use crate::ports::net::read_with;
+use crate::ports::net::{poll_read_with, read_with};
 use crate::session::Session;
-use crate::shard::{Outbox, Part, PortState, SessionPort, ShareAs};
+use crate::shard::{Heartbeat, Outbox, Part, PortState, SessionPort, ShareAs};
 use bytes::Bytes;
-use futures_lite::future::{or, pending, poll_fn};
+use futures_lite::future::{or, poll_fn};
 use glommio::net::TcpStream;
+use glommio::timer::Timer;
+use std::future::Future;
 use std::io::IoSlice;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-
-/// The 2.x server ping (the client answers `C|PO`).
-const PING: &[u8] = b"C\x1fPI\x1e";
 
 /// What the framing decoded from the bytes read so far.
 pub enum Inbound {
@@ -46,6 +48,10 @@ pub trait Wire {
     fn next(&mut self) -> Option<Inbound>;
     /// How broadcasts are shared with this transport's ports: already framed for the wire.
     const SHARE_AS: ShareAs;
+    /// Whether a write must finish within a heartbeat interval (a client that cannot take a
+    /// write within a heartbeat cannot be reading its pings); otherwise TCP_USER_TIMEOUT and
+    /// the slow-consumer abort bound it.
+    const WRITES_WITHIN_HEARTBEAT: bool;
     /// Appends what goes on the wire before `length` bytes the session produced (a frame
     /// header, or nothing).
     fn header(&self, length: usize, out: &mut Vec<u8>);
@@ -54,44 +60,63 @@ pub trait Wire {
     fn close_frame(&self, code: Option<u16>, frame: &mut Vec<u8>) -> bool;
 }
 
-/// One connection: its socket, its session (none for the echo endpoint) and its framing.
-pub struct Connection<W: Wire> {
-    pub core: Rc<Core>,
-    pub stream: TcpStream,
-    pub port: Rc<SessionPort>,
-    pub session: Option<Session>,
-    pub wire: W,
-    pub peer: Option<SocketAddr>,
-    /// Ping every interval and drop a peer silent for a whole interval (2.x); `None`: no
-    /// heartbeat.
-    pub heartbeat: Option<Duration>,
-    /// Give up a write that takes longer (`None`: TCP_USER_TIMEOUT and the slow-consumer
-    /// abort bound it).
-    pub write_timeout: Option<Duration>,
+/// Whom a connection serves: a deepstream session (which holds its core, port and peer), or
+/// the echo endpoint. The core, port and peer are not kept twice: an idle connection's task
+/// holds this and little else.
+pub enum Served {
+    Session(Session),
+    Echo {
+        core: Rc<Core>,
+        port: Rc<SessionPort>,
+        peer: Option<SocketAddr>,
+    },
 }
 
-/// The buffers one connection reuses from write to write.
-#[derive(Default)]
-struct Buffers {
-    /// What the port held, taken whole for one write.
-    outbox: Outbox,
-    /// The frame headers of the outbox's owned runs (WebSocket), one after another.
-    headers: Vec<u8>,
-}
+impl Served {
+    fn core(&self) -> &Rc<Core> {
+        match self {
+            Served::Session(session) => session.core(),
+            Served::Echo { core, .. } => core,
+        }
+    }
 
-impl Buffers {
-    /// Empties both after a write; a large outbox (a burst) is freed, so an idle connection
-    /// holds at most small buffers.
-    fn release(&mut self) {
-        self.outbox.clear();
-        self.headers = Vec::new();
+    fn port(&self) -> &Rc<SessionPort> {
+        match self {
+            Served::Session(session) => session.port(),
+            Served::Echo { port, .. } => port,
+        }
+    }
+
+    fn peer(&self) -> Option<SocketAddr> {
+        match self {
+            Served::Session(session) => session.peer(),
+            Served::Echo { peer, .. } => *peer,
+        }
     }
 }
 
+/// One connection: its socket, whom it serves and its framing. A transport heartbeat is not
+/// here: the core's `heartbeat` task pings the port and aborts it when the peer falls silent.
+pub struct Connection<W: Wire> {
+    pub stream: TcpStream,
+    pub served: Served,
+    pub wire: W,
+}
+
+/// What ended an idle wait.
 enum Wake {
     Read(std::io::Result<usize>),
     Output,
-    Tick,
+    AuthTimeout,
+}
+
+/// What the loop does next.
+enum Action {
+    Stop,
+    Close(Option<u16>),
+    Flush,
+    Decode(Inbound),
+    Wait,
 }
 
 /// Why the loop goes round again or stops.
@@ -101,40 +126,59 @@ enum Step {
     Stop,
 }
 
-/// The loop's own state between turns.
-struct Clock {
-    auth_deadline: Option<Instant>,
-    next_tick: Option<Instant>,
-    heard_since_tick: bool,
+/// The loop's timers, each alive only while needed (a glommio timer is a heap allocation).
+#[derive(Default)]
+struct Timers {
+    /// The unauthenticated-client timeout, until the first auth result.
+    auth: Option<Timer>,
+    /// While a peer core is congested: when to look again.
+    congestion: Option<Timer>,
 }
+
+/// How often a reader held back by a congested peer core looks again.
+const CONGESTION_RETRY: Duration = Duration::from_micros(500);
 
 impl<W: Wire> Connection<W> {
     /// Serves the connection until either side closes it, then closes the session.
     ///
     /// Not an `async fn`: those keep their arguments twice in their state (rustc #62958), and
-    /// a connection's task state is what every idle connection costs (1968 bytes as an
-    /// `async fn`, 1216 as written here, for a TCP connection).
+    /// a connection's task state is what every idle connection costs. Writing and acting on
+    /// input are boxed futures that live only while they run; the idle wait is a poll of the
+    /// socket, the port and the timers (no future of its own).
     #[allow(clippy::manual_async_fn)]
     pub fn run(mut self) -> impl std::future::Future<Output = ()> {
         async move { self.serve().await }
     }
 
     async fn serve(&mut self) {
-        self.port.set_share_as(W::SHARE_AS);
-        let config = std::sync::Arc::clone(self.core.config());
-        let mut clock = Clock {
-            auth_deadline: config
-                .unauthenticated_client_timeout
-                .filter(|_| self.session.is_some())
-                .map(|timeout| Instant::now() + timeout),
-            next_tick: self.heartbeat.map(|interval| Instant::now() + interval),
-            heard_since_tick: true,
-        };
+        self.served.port().set_share_as(W::SHARE_AS);
+        let mut timers = Timers::default();
+        if let Served::Session(session) = &self.served {
+            let timeout = session.core().config().unauthenticated_client_timeout;
+            timers.auth = timeout.map(Timer::new);
+        }
+        // The peer's close (or a framing error) waits here until our output is written.
         let mut closing: Option<Option<u16>> = None;
-        let mut buffers = Buffers::default();
+        // Every await below is a boxed future or a poll of fields: the task's state between
+        // turns is `self`, the timers and `closing`.
         loop {
-            let turn = self.turn(&mut clock, &mut buffers, &mut closing);
-            match turn.await {
+            let step = match self.next_action(closing) {
+                Action::Stop => Step::Stop,
+                Action::Close(code) => Step::Close(code),
+                Action::Flush => Box::pin(self.flush()).await,
+                Action::Decode(first) => match Box::pin(self.decoded(first)).await {
+                    Step::Close(code) => {
+                        closing = Some(code);
+                        Step::Continue
+                    }
+                    step => step,
+                },
+                Action::Wait => {
+                    let wake = poll_fn(|context| self.poll_wake(context, &mut timers)).await;
+                    self.woken(wake)
+                }
+            };
+            match step {
                 Step::Continue => {}
                 Step::Stop => break,
                 Step::Close(code) => {
@@ -143,11 +187,13 @@ impl<W: Wire> Connection<W> {
                 }
             }
         }
-        match self.session.as_mut() {
-            Some(session) => session.close(),
-            None => self.core.close_session(self.port.id),
+        drop(timers);
+        let transport = W::TRANSPORT;
+        match &mut self.served {
+            Served::Session(session) => session.close(),
+            Served::Echo { core, port, .. } => core.close_session(port.id),
         }
-        self.core.counters.session_closed(W::TRANSPORT);
+        self.served.core().counters.session_closed(transport);
     }
 
     /// Sends the transport's close frame (if it has one) and lingers for the peer's close.
@@ -158,58 +204,44 @@ impl<W: Wire> Connection<W> {
         }
     }
 
-    /// One turn: write, close, hand over decoded units, or wait for something to happen.
-    async fn turn(
-        &mut self,
-        clock: &mut Clock,
-        buffers: &mut Buffers,
-        closing: &mut Option<Option<u16>>,
-    ) -> Step {
-        let state = self.port.state();
+    /// What to do next: write, close, hand over decoded units, or wait for something.
+    fn next_action(&mut self, closing: Option<Option<u16>>) -> Action {
+        let port = self.served.port();
+        let state = port.state();
         if state == PortState::Abort {
-            return Step::Stop;
+            self.log_missed_heartbeat();
+            return Action::Stop;
         }
-        // Writing and acting on input are boxed: their state (a write's timers, a unit's
-        // handling, which may wait on auth or a permission's cross-reference) lives only while
-        // they run, so an idle connection's task holds just the small wait below.
-        if self.port.has_output() {
-            return Box::pin(self.flush(buffers)).await;
+        if port.has_output() {
+            return Action::Flush;
         }
-        match (*closing, state) {
-            (Some(code), _) => return Step::Close(code),
-            (None, PortState::TerminateAfterFlush) => return Step::Stop,
+        match (closing, state) {
+            (Some(code), _) => return Action::Close(code),
+            (None, PortState::TerminateAfterFlush) => return Action::Stop,
             (None, PortState::CloseAfterFlush) => {
-                return Step::Close(Some(crate::transport::websocket::close_code::NORMAL))
+                return Action::Close(Some(crate::transport::websocket::close_code::NORMAL))
             }
             _ => {}
         }
-        if let Some(first) = self.wire.next() {
-            match Box::pin(self.decoded(first, clock)).await {
-                Step::Continue => {}
-                Step::Close(code) => {
-                    *closing = Some(code);
-                    return Step::Continue;
-                }
-                Step::Stop => return Step::Stop,
-            }
+        match self.wire.next() {
+            Some(first) => Action::Decode(first),
+            None => Action::Wait,
         }
-        if self.port.has_output() || self.port.state() != PortState::Open {
-            return Step::Continue;
-        }
-        self.wait(clock).await
     }
 
     /// Everything the session produced since the last write goes out at once: one vectored
-    /// send of its own bytes (framed by the wire) and the broadcasts it shares.
-    async fn flush(&mut self, buffers: &mut Buffers) -> Step {
-        self.port.take_outbox(&mut buffers.outbox);
-        let Buffers { outbox, headers } = buffers;
+    /// send of its own bytes (framed by the wire) and the broadcasts it shares. The outbox is
+    /// taken whole and freed once written, so an idle connection holds no output buffer.
+    async fn flush(&mut self) -> Step {
+        let mut outbox = Outbox::default();
+        self.served.port().take_outbox(&mut outbox);
         // every owned run's header first (the slices below borrow `headers` whole)
+        let mut headers = Vec::new();
         let mut header_ranges = Vec::new();
         for part in outbox.parts() {
             if let Part::Owned(run) = part {
                 let start = headers.len();
-                self.wire.header(run.len(), headers);
+                self.wire.header(run.len(), &mut headers);
                 header_ranges.push(start..headers.len());
             }
         }
@@ -227,29 +259,26 @@ impl<W: Wire> Connection<W> {
                 Part::Shared(chunk) => slices.push(IoSlice::new(chunk)),
             }
         }
-        self.core
+        let deadline = self.write_deadline();
+        let Connection { stream, served, .. } = self;
+        let port = served.port();
+        served
+            .core()
             .counters
             .bytes_out(W::TRANSPORT, outbox.len() + headers.len());
-        let deadline = self.write_timeout.map(|timeout| Instant::now() + timeout);
-        let port = Some(&*self.port);
-        let written =
-            crate::ports::net::write_parts_racing(&mut self.stream, &slices, port, deadline).await;
-        drop(slices);
-        buffers.release();
-        match written {
+        match crate::ports::net::write_parts_racing(stream, &slices, Some(port), deadline).await {
             true => Step::Continue,
             false => Step::Stop,
         }
     }
 
     /// Acts on what the framing decoded, until it has nothing more or the session has output.
-    async fn decoded(&mut self, first: Inbound, clock: &mut Clock) -> Step {
+    async fn decoded(&mut self, first: Inbound) -> Step {
         let mut next = Some(first);
         while let Some(inbound) = next {
-            clock.heard_since_tick = true;
             match inbound {
                 Inbound::Unit(unit) => {
-                    if let Some(session) = self.session.as_mut() {
+                    if let Served::Session(session) = &mut self.served {
                         session.handle_unit(unit).await;
                     }
                 }
@@ -259,12 +288,13 @@ impl<W: Wire> Connection<W> {
                     }
                 }
                 Inbound::Oversized(reply) => {
+                    let core = self.served.core();
                     crate::warn!(
                         "{}: message longer than maxMessageSize ({} bytes) dropped",
                         self.peer_text(),
-                        self.core.config().max_message_size
+                        core.config().max_message_size
                     );
-                    self.core.push_to(&self.port, reply);
+                    core.push_to(self.served.port(), reply);
                 }
                 Inbound::Close(code) => return Step::Close(code),
                 Inbound::Fail(code) => {
@@ -276,7 +306,8 @@ impl<W: Wire> Connection<W> {
                 }
                 Inbound::Heard => {}
             }
-            if self.port.has_output() || self.port.state() != PortState::Open {
+            let port = self.served.port();
+            if port.has_output() || port.state() != PortState::Open {
                 break;
             }
             next = self.wire.next();
@@ -284,95 +315,89 @@ impl<W: Wire> Connection<W> {
         Step::Continue
     }
 
-    /// Waits for bytes, for output, or for a deadline, and acts on it.
-    async fn wait(&mut self, clock: &mut Clock) -> Step {
-        if self
-            .session
-            .as_ref()
-            .is_some_and(|session| session.auth_timer_cleared())
-        {
-            clock.auth_deadline = None;
-        }
-        let deadline = match (clock.auth_deadline, clock.next_tick) {
-            (Some(auth), Some(tick)) => Some(auth.min(tick)),
-            (auth, tick) => auth.or(tick),
-        };
-        let (core, port, stream, wire) = (&self.core, &self.port, &mut self.stream, &mut self.wire);
-        let wake = or(
-            or(
-                async {
-                    // Back-pressure: while a peer core's queue is over its limit, stop reading.
-                    core.wait_uncongested().await;
-                    Wake::Read(read_with(stream, |bytes| wire.push(bytes)).await)
-                },
-                async {
-                    poll_fn(|context| port.poll_ready(context)).await;
-                    Wake::Output
-                },
-            ),
-            async {
-                match deadline {
-                    Some(at) => {
-                        glommio::timer::sleep(at.saturating_duration_since(Instant::now())).await
-                    }
-                    None => pending::<()>().await,
-                }
-                Wake::Tick
-            },
-        )
-        .await;
+    /// Acts on what ended the idle wait.
+    fn woken(&mut self, wake: Wake) -> Step {
         match wake {
             Wake::Read(Ok(0)) | Wake::Read(Err(_)) => Step::Stop,
             Wake::Read(Ok(read)) => {
-                self.core.counters.bytes_in(W::TRANSPORT, read);
+                self.served.port().heard();
+                self.served.core().counters.bytes_in(W::TRANSPORT, read);
                 Step::Continue
             }
             Wake::Output => Step::Continue,
-            Wake::Tick => self.tick(clock),
+            Wake::AuthTimeout => {
+                if let Served::Session(session) = &mut self.served {
+                    session.on_auth_timeout();
+                }
+                Step::Continue
+            }
         }
     }
 
-    /// A deadline passed: the unauthenticated timeout, or the heartbeat.
-    fn tick(&mut self, clock: &mut Clock) -> Step {
-        let now = Instant::now();
-        if clock.auth_deadline.is_some_and(|deadline| now >= deadline) {
-            if let Some(session) = self.session.as_mut() {
-                session.on_auth_timeout();
+    /// The idle wait as one poll: the auth timeout, the port (output or closing), and the
+    /// socket, which is not read while a peer core is congested (back-pressure).
+    fn poll_wake(&mut self, context: &mut Context<'_>, timers: &mut Timers) -> Poll<Wake> {
+        if let Served::Session(session) = &self.served {
+            if session.auth_timer_cleared() {
+                timers.auth = None;
             }
-            clock.auth_deadline = None;
         }
-        let (Some(interval), Some(tick)) = (self.heartbeat, clock.next_tick) else {
-            return Step::Continue;
-        };
-        if now < tick {
-            return Step::Continue;
+        if let Some(timer) = timers.auth.as_mut() {
+            if Pin::new(timer).poll(context).is_ready() {
+                timers.auth = None;
+                return Poll::Ready(Wake::AuthTimeout);
+            }
         }
-        // A socket that sent nothing during a whole interval is dropped, without a close
-        // frame, as deepstream 2.x (uws) does.
-        if !clock.heard_since_tick {
+        if self.served.port().poll_ready(context).is_ready() {
+            return Poll::Ready(Wake::Output);
+        }
+        while self.served.core().congested() {
+            let retry = timers
+                .congestion
+                .get_or_insert_with(|| Timer::new(CONGESTION_RETRY));
+            if Pin::new(retry).poll(context).is_pending() {
+                return Poll::Pending;
+            }
+            timers.congestion = None;
+        }
+        timers.congestion = None;
+        let Connection { stream, wire, .. } = self;
+        poll_read_with(stream, context, |bytes| wire.push(bytes)).map(Wake::Read)
+    }
+
+    /// An abort by the heartbeat (the peer fell silent) is said in the log; a slow consumer's
+    /// abort was already logged where it happened.
+    fn log_missed_heartbeat(&self) {
+        if self.served.port().heartbeat() == Heartbeat::Missed {
+            // A socket that sent nothing during a whole interval is dropped, without a close
+            // frame, as deepstream 2.x (uws) does.
             crate::info!(
                 "{}: no message for {} ms: closing the connection",
                 self.peer_text(),
-                interval.as_millis()
+                self.served.core().config().heartbeat_interval.as_millis()
             );
-            return Step::Stop;
         }
-        clock.heard_since_tick = false;
-        clock.next_tick = Some(now + interval);
-        self.core.push_to(&self.port, PING);
-        Step::Continue
+    }
+
+    /// When a write that starts now must have finished (see `Wire::WRITES_WITHIN_HEARTBEAT`).
+    fn write_deadline(&self) -> Option<Instant> {
+        W::WRITES_WITHIN_HEARTBEAT
+            .then(|| Instant::now() + self.served.core().config().heartbeat_interval)
     }
 
     /// Writes bytes, giving up when the session is aborted as a slow consumer or the write
-    /// takes longer than `write_timeout`.
+    /// misses its deadline.
     async fn write(&mut self, bytes: &[u8]) -> bool {
-        let deadline = self.write_timeout.map(|timeout| Instant::now() + timeout);
-        crate::ports::net::write_all_racing(&mut self.stream, bytes, Some(&self.port), deadline)
-            .await
+        let deadline = self.write_deadline();
+        let port = Some(&**self.served.port());
+        crate::ports::net::write_all_racing(&mut self.stream, bytes, port, deadline).await
     }
 
     fn peer_text(&self) -> String {
-        self.peer.map(|peer| peer.to_string()).unwrap_or_default()
+        self.served
+            .peer()
+            .map(|peer| peer.to_string())
+            .unwrap_or_default()
     }
 }
 

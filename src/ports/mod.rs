@@ -6,9 +6,11 @@
 //! - `http`: the HTTP port: one connection task routes each request (`route`) to the health
 //!   check, `/metrics`, a WebSocket upgrade (`websocket`) or engine.io (`engineio`).
 //! - `connection`: the read → session → write loop that TCP and WebSocket sessions share.
+//! - `heartbeat`: the core's 2.x WebSocket heartbeat, one timer for all its sessions.
 //! - `net`: socket options and bounded socket I/O shared by all of them.
 
 pub mod engineio;
+pub mod heartbeat;
 pub mod http;
 pub mod net;
 pub mod route;

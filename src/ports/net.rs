@@ -102,19 +102,26 @@ pub async fn read_with(
     stream: &mut TcpStream,
     mut take: impl FnMut(&[u8]),
 ) -> std::io::Result<usize> {
-    poll_fn(|context| {
-        SCRATCH.with(|scratch| {
-            let mut scratch = scratch.borrow_mut();
-            match std::pin::Pin::new(&mut *stream).poll_read(context, &mut scratch) {
-                std::task::Poll::Ready(Ok(count)) => {
-                    take(&scratch[..count]);
-                    std::task::Poll::Ready(Ok(count))
-                }
-                other => other,
+    poll_fn(|context| poll_read_with(stream, context, &mut take)).await
+}
+
+/// `read_with` as a poll, for loops that wait on several things at once without a future per
+/// thing (the connection loop's idle wait).
+pub fn poll_read_with(
+    stream: &mut TcpStream,
+    context: &mut std::task::Context<'_>,
+    take: impl FnOnce(&[u8]),
+) -> std::task::Poll<std::io::Result<usize>> {
+    SCRATCH.with(|scratch| {
+        let mut scratch = scratch.borrow_mut();
+        match std::pin::Pin::new(&mut *stream).poll_read(context, &mut scratch) {
+            std::task::Poll::Ready(Ok(count)) => {
+                take(&scratch[..count]);
+                std::task::Poll::Ready(Ok(count))
             }
-        })
+            other => other,
+        }
     })
-    .await
 }
 
 /// Reads and appends to `into`, giving up at `deadline`.

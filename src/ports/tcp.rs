@@ -3,7 +3,7 @@
 //! the 1.x framing (`transport::tcp`: messages ended by 0x1E, no length prefix). Started by
 //! `server` on every core.
 
-use super::connection::{Connection, Inbound, Wire};
+use super::connection::{Connection, Inbound, Served, Wire};
 use crate::dispatch::Core;
 use crate::metrics::Transport;
 use crate::ports::net::{read_until, Read};
@@ -66,6 +66,7 @@ impl Wire for TcpWire {
     }
 
     const SHARE_AS: ShareAs = ShareAs::Raw;
+    const WRITES_WITHIN_HEARTBEAT: bool = false;
 
     fn header(&self, _length: usize, _out: &mut Vec<u8>) {}
 
@@ -101,7 +102,7 @@ fn tcp_connection(
 ) -> impl std::future::Future<Output = ()> {
     core.counters.session_opened(Transport::Tcp);
     let port = core.open_session();
-    let session = Session::start(Rc::clone(&core), Rc::clone(&port), Dialect::V1, peer);
+    let session = Session::start(Rc::clone(&core), port, Dialect::V1, peer);
     let mut wire = TcpWire {
         framer: TcpFramer::new(core.config().max_message_size),
         ready: None,
@@ -110,14 +111,9 @@ fn tcp_connection(
         wire.push(received);
     }
     Connection {
-        core,
         stream,
-        port,
-        session: Some(session),
+        served: Served::Session(session),
         wire,
-        peer,
-        heartbeat: None,
-        write_timeout: None,
     }
     .run()
 }

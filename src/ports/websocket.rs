@@ -2,7 +2,7 @@
 //! session, or the echo endpoint used by the conformance suites. Served by the shared loop
 //! (`connection`) over RFC 6455 framing (`transport::websocket`).
 
-use super::connection::{Connection, Inbound, Wire};
+use super::connection::{Connection, Inbound, Served, Wire};
 use super::route::Endpoint;
 use crate::auth::proxy::Caller;
 use crate::dispatch::Core;
@@ -55,6 +55,7 @@ impl Wire for WebSocketWire {
     }
 
     const SHARE_AS: ShareAs = ShareAs::WebSocketFrame;
+    const WRITES_WITHIN_HEARTBEAT: bool = true;
 
     fn header(&self, length: usize, out: &mut Vec<u8>) {
         // What the session produced between broadcasts goes out as one text frame.
@@ -79,27 +80,21 @@ pub fn serve_websocket(
     let peer = caller.address;
     core.counters.session_opened(Transport::WebSocket);
     let port = core.open_session();
-    let session = match endpoint {
-        Endpoint::Deepstream => {
-            let mut session = Session::start(Rc::clone(&core), Rc::clone(&port), Dialect::V2, peer);
-            session.set_proxy_identity(caller.identity);
-            Some(session)
-        }
-        Endpoint::Echo => None,
-    };
     let mut decoder = Decoder::new(core.config().max_message_size);
     decoder.push(&leftover);
-    let heartbeat = core.config().heartbeat_interval;
+    let served = match endpoint {
+        Endpoint::Deepstream => {
+            port.heartbeat_on();
+            let mut session = Session::start(core, port, Dialect::V2, peer);
+            session.set_proxy_identity(caller.identity);
+            Served::Session(session)
+        }
+        Endpoint::Echo => Served::Echo { core, port, peer },
+    };
     Connection {
-        core,
         stream,
-        port,
-        session,
+        served,
         wire: WebSocketWire { decoder, endpoint },
-        peer,
-        heartbeat: (endpoint == Endpoint::Deepstream).then_some(heartbeat),
-        // A client that cannot take a write within a heartbeat cannot be reading its pings.
-        write_timeout: Some(heartbeat),
     }
     .run()
 }

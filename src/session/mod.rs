@@ -44,19 +44,27 @@ pub struct Session {
     dialect: Dialect,
     peer: Option<SocketAddr>,
     state: SessionState,
-    username: Option<String>,
+    username: Option<Box<str>>,
     auth_attempts: u32,
     /// What it subscribed to, provided and listens on; `None` until the first of them.
     interests: Option<Box<Interests>>,
     /// 2.x: the username this session counts for in presence (broadcast at login).
     presence_login: Option<Arc<str>>,
     /// What a trusted proxy said about the user (proxy-header auth).
-    proxy_identity: Option<crate::auth::ProxyIdentity>,
+    proxy_identity: Option<Box<crate::auth::ProxyIdentity>>,
     /// Unparseable messages so far (the connection closes past `maxParseErrors`).
     parse_errors: u32,
     /// `{isAuthenticated, id, data}` for permission rules (set at login when rules exist).
     rule_user: Option<Arc<crate::permission::eval::Value>>,
-    scratch: Vec<u8>,
+}
+
+/// A reply buffer grown past this (a long error quote) is freed after use.
+const KEPT_REPLY_CAPACITY: usize = 64 * 1024;
+
+thread_local! {
+    /// This core's buffer for building a reply (a session holds none of its own: an idle
+    /// session would keep the capacity of the longest reply it ever sent).
+    static REPLY: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// What a session subscribed to, provided or listens on, so that closing it cleans up
@@ -133,7 +141,6 @@ impl Session {
             proxy_identity: None,
             rule_user: None,
             parse_errors: 0,
-            scratch: Vec::new(),
         };
         session.reply(&[b"C", b"CH"]);
         session
@@ -141,11 +148,26 @@ impl Session {
 
     /// The user a trusted proxy authenticated for this connection (proxy-header auth).
     pub fn set_proxy_identity(&mut self, identity: Option<crate::auth::ProxyIdentity>) {
-        self.proxy_identity = identity;
+        self.proxy_identity = identity.map(Box::new);
     }
 
     pub fn state(&self) -> SessionState {
         self.state
+    }
+
+    /// The core this session lives on.
+    pub fn core(&self) -> &Rc<Core> {
+        &self.core
+    }
+
+    /// This session's outbound port.
+    pub fn port(&self) -> &Rc<SessionPort> {
+        &self.port
+    }
+
+    /// The client's address (the proxy's word for it behind a trusted proxy).
+    pub fn peer(&self) -> Option<SocketAddr> {
+        self.peer
     }
 
     pub fn is_authenticated(&self) -> bool {
@@ -153,9 +175,15 @@ impl Session {
     }
 
     fn reply(&mut self, fields: &[&[u8]]) {
-        self.scratch.clear();
-        write_message(&mut self.scratch, fields);
-        self.core.push_to(&self.port, &self.scratch);
+        REPLY.with(|reply| {
+            let mut reply = reply.borrow_mut();
+            reply.clear();
+            write_message(&mut reply, fields);
+            self.core.push_to(&self.port, &reply);
+            if reply.capacity() > KEPT_REPLY_CAPACITY {
+                *reply = Vec::new();
+            }
+        });
     }
 
     fn close_after_flush(&mut self) {
@@ -288,7 +316,7 @@ impl Session {
         let dialect = self.dialect;
         let context = crate::auth::LoginContext {
             peer: self.peer,
-            proxy: self.proxy_identity.clone(),
+            proxy: self.proxy_identity.as_deref().cloned(),
         };
         let outcome = if authenticator.is_expensive() {
             glommio::executor()
@@ -335,7 +363,7 @@ impl Session {
                     });
                     self.presence_login = Some(login);
                 }
-                self.username = Some(username);
+                self.username = Some(username.into_boxed_str());
                 self.state = SessionState::Open;
                 match client_data {
                     None => self.reply(&[b"A", b"A"]),

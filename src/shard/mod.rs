@@ -28,7 +28,7 @@ mod outbox;
 mod slab;
 
 pub use outbox::{Outbox, Part, ShareAs};
-pub use slab::{PortState, SessionPort, SessionSlab, SlowConsumer};
+pub use slab::{Heartbeat, HeartbeatTick, PortState, SessionPort, SessionSlab, SlowConsumer};
 
 use glommio::channels::channel_mesh::Senders;
 use std::cell::{Cell, RefCell};
@@ -168,6 +168,11 @@ impl<M: Weighed + Send> Mesh<M> {
     }
 
     /// Waits until no core in the process is congested (see the module doc). Free when none is.
+    /// Whether any core's queue is over its limit (readers hold off until it clears).
+    pub fn congested(&self) -> bool {
+        self.congestion.any()
+    }
+
     pub async fn wait_uncongested(&self) {
         while self.congestion.any() {
             glommio::timer::sleep(Duration::from_micros(500)).await;

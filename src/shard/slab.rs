@@ -24,6 +24,31 @@ pub enum PortState {
     Abort,
 }
 
+/// A port's side of a transport heartbeat (2.x WebSocket): whether its peer was heard since
+/// the core's last heartbeat tick. The tick itself (`ports::heartbeat`) walks the core's ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heartbeat {
+    /// This port's transport has no heartbeat.
+    Off,
+    /// The peer sent something since the last tick.
+    Heard,
+    /// Nothing since the last tick: silent again at the next one and the port is aborted.
+    Silent,
+    /// The port was aborted for its silence.
+    Missed,
+}
+
+/// What a heartbeat tick asks of a port's owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeartbeatTick {
+    /// Nothing (no heartbeat, or already closing).
+    Nothing,
+    /// Send the transport's ping.
+    Ping,
+    /// The peer stayed silent for a whole interval: the port was just aborted.
+    Missed,
+}
+
 /// The session did not read fast enough: its outbound buffer would pass the limit.
 #[derive(Debug, PartialEq, Eq)]
 pub struct SlowConsumer {
@@ -38,6 +63,7 @@ pub struct SessionPort {
     /// Woken when the port is aborted (a connection task racing a write against that).
     abort_waker: RefCell<Option<Waker>>,
     state: Cell<PortState>,
+    heartbeat: Cell<Heartbeat>,
     limit: usize,
 }
 
@@ -50,6 +76,7 @@ impl SessionPort {
             waker: RefCell::new(None),
             abort_waker: RefCell::new(None),
             state: Cell::new(PortState::Open),
+            heartbeat: Cell::new(Heartbeat::Off),
             limit,
         }
     }
@@ -84,13 +111,8 @@ impl SessionPort {
         let mut buffer = self.buffer.borrow_mut();
         if buffer.len() + len > self.limit {
             let buffered = buffer.len();
-            buffer.free();
             drop(buffer);
-            self.state.set(PortState::Abort);
-            self.wake();
-            if let Some(waker) = self.abort_waker.borrow_mut().take() {
-                waker.wake();
-            }
+            self.abort();
             return Err(SlowConsumer { buffered });
         }
         let was_empty = buffer.is_empty();
@@ -100,6 +122,53 @@ impl SessionPort {
             self.wake();
         }
         Ok(())
+    }
+
+    /// Closes now without writing: frees the buffer and wakes both waiters.
+    fn abort(&self) {
+        self.buffer.borrow_mut().free();
+        self.state.set(PortState::Abort);
+        self.wake();
+        if let Some(waker) = self.abort_waker.borrow_mut().take() {
+            waker.wake();
+        }
+    }
+
+    /// Takes part in the core's heartbeat from now on (counted as heard).
+    pub fn heartbeat_on(&self) {
+        self.heartbeat.set(Heartbeat::Heard);
+    }
+
+    pub fn heartbeat(&self) -> Heartbeat {
+        self.heartbeat.get()
+    }
+
+    /// The peer sent something (any frame counts).
+    pub fn heard(&self) {
+        if self.heartbeat.get() == Heartbeat::Silent {
+            self.heartbeat.set(Heartbeat::Heard);
+        }
+    }
+
+    /// The core's heartbeat ticked: a port heard since the last tick is pinged and marked
+    /// silent; a port still silent is aborted (without a close frame, as deepstream 2.x drops
+    /// a silent socket).
+    pub fn heartbeat_tick(&self) -> HeartbeatTick {
+        if self.state.get() != PortState::Open {
+            return HeartbeatTick::Nothing;
+        }
+        match self.heartbeat.get() {
+            Heartbeat::Off | Heartbeat::Missed => HeartbeatTick::Nothing,
+            Heartbeat::Heard => {
+                self.heartbeat.set(Heartbeat::Silent);
+                HeartbeatTick::Ping
+            }
+            Heartbeat::Silent => {
+                self.heartbeat.set(Heartbeat::Missed);
+                self.abort();
+                HeartbeatTick::Missed
+            }
+        }
     }
 
     /// Asks the connection task to write what is buffered and then close.
@@ -199,6 +268,16 @@ impl SessionSlab {
         port
     }
 
+    /// How many slots the slab has (used or free): `port_in_slot` takes 0..slots().
+    pub fn slots(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// The port in a slot, if the slot is in use (for walks over all ports: the heartbeat).
+    pub fn port_in_slot(&self, slot: usize) -> Option<Rc<SessionPort>> {
+        self.entries.get(slot)?.port.clone()
+    }
+
     pub fn get(&self, id: SessionRef) -> Option<Rc<SessionPort>> {
         let entry = self.entries.get(id.slot as usize)?;
         if entry.generation != id.generation {
@@ -261,6 +340,35 @@ mod tests {
         assert!(port.push(b"123456").is_err());
         assert!(flag.0.load(Ordering::SeqCst), "the abort woke the waiter");
         assert_eq!(port.poll_aborted(&mut context), Poll::Ready(()));
+    }
+
+    #[test]
+    fn a_heartbeat_pings_a_heard_port_and_aborts_one_silent_for_a_whole_interval() {
+        let mut slab = SessionSlab::default();
+        let port = slab.insert(0, 100);
+        assert_eq!(
+            port.heartbeat_tick(),
+            HeartbeatTick::Nothing,
+            "off by default"
+        );
+        port.heartbeat_on();
+        assert_eq!(port.heartbeat_tick(), HeartbeatTick::Ping);
+        port.heard();
+        assert_eq!(
+            port.heartbeat_tick(),
+            HeartbeatTick::Ping,
+            "heard since: pinged again"
+        );
+        assert_eq!(port.heartbeat(), Heartbeat::Silent);
+        assert_eq!(port.heartbeat_tick(), HeartbeatTick::Missed);
+        assert_eq!(port.state(), PortState::Abort);
+        assert_eq!(port.heartbeat(), Heartbeat::Missed);
+        port.heard();
+        assert_eq!(port.heartbeat(), Heartbeat::Missed, "too late to be heard");
+        assert_eq!(port.heartbeat_tick(), HeartbeatTick::Nothing);
+        assert_eq!(slab.slots(), 1);
+        assert!(slab.port_in_slot(0).is_some());
+        assert!(slab.port_in_slot(1).is_none());
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! connection task (`server`) feeds it bytes; it never touches a socket.
 
 use crate::protocol::message::MESSAGE_SEPARATOR;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use memchr::{memchr, memrchr};
 
 /// The reply deepstream 1.x sends when a buffer overflows.
@@ -26,8 +26,8 @@ pub enum Frame {
 
 /// Reassembles units from a TCP byte stream.
 pub struct TcpFramer {
-    buffer: BytesMut,
-    max_message_size: usize,
+    buffer: Vec<u8>,
+    max_message_size: u32,
     /// Discarding the remainder of an oversized message until its 0x1E.
     skipping: bool,
 }
@@ -35,8 +35,8 @@ pub struct TcpFramer {
 impl TcpFramer {
     pub fn new(max_message_size: usize) -> Self {
         TcpFramer {
-            buffer: BytesMut::new(),
-            max_message_size: max_message_size.max(1),
+            buffer: Vec::new(),
+            max_message_size: max_message_size.clamp(1, u32::MAX as usize) as u32,
             skipping: false,
         }
     }
@@ -68,17 +68,16 @@ impl TcpFramer {
                 let unit = Bytes::copy_from_slice(&self.buffer[..unit_end]);
                 if unit_end == self.buffer.len() {
                     // Nothing pending: an idle connection keeps no buffer.
-                    self.buffer = BytesMut::new();
+                    self.buffer = Vec::new();
                 } else {
-                    // Dropped at once, so the buffer's allocation is reused, never shared.
-                    drop(self.buffer.split_to(unit_end));
+                    self.buffer.drain(..unit_end);
                 }
                 Some(Frame::Unit(unit))
             }
             None => {
                 self.buffer.extend_from_slice(received);
-                if self.buffer.len() >= self.max_message_size {
-                    self.buffer = BytesMut::new();
+                if self.buffer.len() >= self.max_message_size as usize {
+                    self.buffer = Vec::new();
                     self.skipping = true;
                     Some(Frame::Oversized)
                 } else {

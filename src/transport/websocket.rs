@@ -105,37 +105,61 @@ pub fn is_valid_close_code(code: u16) -> bool {
 }
 
 /// Streaming UTF-8 check: fails as soon as a byte sequence cannot be valid, keeps an
-/// incomplete sequence at the end of a fragment for the next one.
+/// incomplete sequence at the end of a fragment (at most 3 bytes, held inline: a decoder
+/// holds no allocation for it) for the next one.
 #[derive(Default, Clone)]
 struct Utf8Stream {
-    carry: Vec<u8>,
+    carry: [u8; 3],
+    carried: u8,
+}
+
+/// How many bytes the UTF-8 sequence that starts with `lead` has (a carried lead is valid).
+fn sequence_length(lead: u8) -> usize {
+    match lead {
+        0xf0.. => 4,
+        0xe0.. => 3,
+        _ => 2,
+    }
 }
 
 impl Utf8Stream {
     /// `false` when the bytes so far can no longer be valid UTF-8.
     fn feed(&mut self, bytes: &[u8]) -> bool {
-        let mut joined;
-        let input: &[u8] = if self.carry.is_empty() {
-            bytes
-        } else {
-            joined = std::mem::take(&mut self.carry);
-            joined.extend_from_slice(bytes);
-            &joined
-        };
-        match std::str::from_utf8(input) {
+        let mut rest = bytes;
+        if self.carried > 0 {
+            let carried = usize::from(self.carried);
+            let mut sequence = [0u8; 4];
+            sequence[..carried].copy_from_slice(&self.carry[..carried]);
+            let need = sequence_length(sequence[0]) - carried;
+            let taken = need.min(bytes.len());
+            sequence[carried..carried + taken].copy_from_slice(&bytes[..taken]);
+            match std::str::from_utf8(&sequence[..carried + taken]) {
+                Ok(_) => {}
+                Err(error) if error.error_len().is_some() => return false,
+                // still incomplete: all of `bytes` was taken into the carry
+                Err(_) => return self.keep(&sequence[..carried + taken]),
+            }
+            self.carried = 0;
+            rest = &bytes[taken..];
+        }
+        match std::str::from_utf8(rest) {
             Ok(_) => true,
             Err(error) if error.error_len().is_some() => false,
-            Err(error) => {
-                self.carry = input[error.valid_up_to()..].to_vec();
-                true
-            }
+            Err(error) => self.keep(&rest[error.valid_up_to()..]),
         }
+    }
+
+    /// Keeps an incomplete sequence (1 to 3 bytes) for the next fragment.
+    fn keep(&mut self, incomplete: &[u8]) -> bool {
+        self.carry[..incomplete.len()].copy_from_slice(incomplete);
+        self.carried = incomplete.len() as u8;
+        true
     }
 
     /// At the end of a message nothing may be left over.
     fn finish(&mut self) -> bool {
-        let complete = self.carry.is_empty();
-        self.carry.clear();
+        let complete = self.carried == 0;
+        self.carried = 0;
         complete
     }
 }
@@ -143,13 +167,14 @@ impl Utf8Stream {
 /// Decodes client frames into messages and control events.
 pub struct Decoder {
     buffer: Vec<u8>,
-    max_message_size: usize,
+    /// `maxMessageSize` (u32: the decoder is part of every idle WebSocket connection).
+    max_message_size: u32,
     /// A fragmented message in progress: its opcode and the payload so far.
     message: Option<(u8, Vec<u8>)>,
     utf8: Utf8Stream,
     /// For a text frame still arriving: how many of its payload bytes were checked, and the
     /// UTF-8 state after them (so invalid text fails before the frame ends, in linear time).
-    partial: Option<(usize, Utf8Stream)>,
+    partial: Option<(u32, Utf8Stream)>,
     failed: bool,
 }
 
@@ -157,7 +182,7 @@ impl Decoder {
     pub fn new(max_message_size: usize) -> Self {
         Decoder {
             buffer: Vec::new(),
-            max_message_size,
+            max_message_size: max_message_size.min(u32::MAX as usize) as u32,
             message: None,
             utf8: Utf8Stream::default(),
             partial: None,
@@ -202,7 +227,7 @@ impl Decoder {
             // A header that announces more than the limit fails before the payload arrives.
             if let Some(announced) = announced_payload(&self.buffer) {
                 let so_far = self.message.as_ref().map_or(0, |(_, data)| data.len()) as u64;
-                if announced.saturating_add(so_far) > self.max_message_size as u64 {
+                if announced.saturating_add(so_far) > u64::from(self.max_message_size) {
                     let opcode = self.buffer[0] & 0x0f;
                     if opcode < 0x8 {
                         return self.fail(close_code::MESSAGE_TOO_BIG);
@@ -258,8 +283,9 @@ impl Decoder {
             .partial
             .take()
             .unwrap_or_else(|| (0, self.utf8.clone()));
+        let checked = checked as usize;
         if available <= checked {
-            self.partial = Some((checked, state));
+            self.partial = Some((checked as u32, state));
             return None;
         }
         let mut fresh = bytes[header + checked..].to_vec();
@@ -274,7 +300,8 @@ impl Decoder {
         if !state.feed(&fresh) {
             return self.fail(close_code::INVALID_PAYLOAD);
         }
-        self.partial = Some((available, state));
+        // `available` is below maxMessageSize (a u32) plus a header: the frame was announced
+        self.partial = Some((available.min(u32::MAX as usize) as u32, state));
         None
     }
 
@@ -340,7 +367,7 @@ impl Decoder {
                     return self.fail(close_code::INVALID_PAYLOAD);
                 }
                 data.extend_from_slice(&payload);
-                if data.len() > self.max_message_size {
+                if data.len() > self.max_message_size as usize {
                     return self.fail(close_code::MESSAGE_TOO_BIG);
                 }
                 if fin {
@@ -637,6 +664,32 @@ mod tests {
             decode(&client_frame(0x81, &euro[..2]), 1024),
             vec![Event::Fail(1007)]
         );
+    }
+
+    #[test]
+    fn the_streaming_utf8_check_agrees_with_std_at_every_split() {
+        let samples: Vec<Vec<u8>> = vec![
+            "a€b😀c κόσμε".as_bytes().to_vec(),
+            vec![0xf0, 0x9f, 0x98],       // cut off
+            vec![b'a', 0xe0, 0x80, 0x80], // overlong
+            vec![0xed, 0xa0, 0x80],       // surrogate
+            vec![0xf4, 0x90, 0x80, 0x80], // past U+10FFFF
+            vec![0xc3, b'a'],             // continuation missing
+            vec![0xe2, 0x82, 0xac, 0xf0, 0x9f, 0x98, 0x80],
+        ];
+        for sample in &samples {
+            let expected = std::str::from_utf8(sample).is_ok();
+            for first in 0..=sample.len() {
+                for second in first..=sample.len() {
+                    let mut stream = Utf8Stream::default();
+                    let valid = [&sample[..first], &sample[first..second], &sample[second..]]
+                        .iter()
+                        .all(|part| stream.feed(part))
+                        && stream.finish();
+                    assert_eq!(valid, expected, "{sample:02x?} split at {first}, {second}");
+                }
+            }
+        }
     }
 
     #[test]
