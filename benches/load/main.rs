@@ -217,17 +217,17 @@ fn write_config_with(
 }
 
 /// The value after `name` on the command line (`--cores 2`), if it is there and parses.
-/// The value after `name`, if `name` was given; a value that does not parse ends the run
-/// with the usage (a typo must not silently run with the default).
+/// The value after `name`, if `name` was given with one (`check_arguments` already refused a
+/// valued option without its value); a value that does not parse ends the run with the usage
+/// (a typo must not silently run with the default).
 fn option_value<T: std::str::FromStr>(arguments: &[String], name: &str) -> Option<T> {
     let at = arguments.iter().position(|argument| argument == name)?;
-    match arguments.get(at + 1).map(|value| value.parse()) {
-        Some(Ok(value)) => Some(value),
-        // `--connections` alone means its default
-        None if name == "--connections" => None,
-        Some(Err(_)) if name == "--connections" && arguments[at + 1].starts_with("--") => None,
-        Some(Err(_)) => usage_error(&format!("{name}: cannot read {:?}", arguments[at + 1])),
-        None => usage_error(&format!("{name} needs a value")),
+    let value = arguments
+        .get(at + 1)
+        .filter(|value| !value.starts_with("--"))?;
+    match value.parse() {
+        Ok(value) => Some(value),
+        Err(_) => usage_error(&format!("{name}: cannot read {value:?}")),
     }
 }
 

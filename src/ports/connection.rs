@@ -10,7 +10,7 @@ use crate::dispatch::Core;
 use crate::metrics::Transport;
 use crate::ports::net::{poll_read_with, read_with};
 use crate::session::Session;
-use crate::shard::{Heartbeat, Outbox, Part, PortState, SessionPort, ShareAs};
+use crate::shard::{Heartbeat, Part, PortState, SessionPort, ShareAs};
 use bytes::Bytes;
 use futures_lite::future::{or, poll_fn};
 use glommio::net::TcpStream;
@@ -187,7 +187,6 @@ impl<W: Wire> Connection<W> {
                 }
             }
         }
-        drop(timers);
         let transport = W::TRANSPORT;
         match &mut self.served {
             Served::Session(session) => session.close(),
@@ -233,8 +232,7 @@ impl<W: Wire> Connection<W> {
     /// send of its own bytes (framed by the wire) and the broadcasts it shares. The outbox is
     /// taken whole and freed once written, so an idle connection holds no output buffer.
     async fn flush(&mut self) -> Step {
-        let mut outbox = Outbox::default();
-        self.served.port().take_outbox(&mut outbox);
+        let outbox = self.served.port().take_outbox();
         // every owned run's header first (the slices below borrow `headers` whole)
         let mut headers = Vec::new();
         let mut header_ranges = Vec::new();

@@ -174,7 +174,7 @@ impl<M: Weighed + Send> Mesh<M> {
     }
 
     pub async fn wait_uncongested(&self) {
-        while self.congestion.any() {
+        while self.congested() {
             glommio::timer::sleep(Duration::from_micros(500)).await;
         }
     }

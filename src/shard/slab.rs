@@ -187,10 +187,10 @@ impl SessionPort {
         }
     }
 
-    /// Swaps the outbox with `spare` (which must be empty): the next turn's appends go to the
-    /// other outbox, and both allocations are reused.
-    pub fn take_outbox(&self, spare: &mut Outbox) {
-        std::mem::swap(&mut *self.buffer.borrow_mut(), spare);
+    /// Takes everything buffered; the port starts again with an empty outbox (no allocation
+    /// until the next append), so an idle port holds no output buffer.
+    pub fn take_outbox(&self) -> Outbox {
+        std::mem::take(&mut *self.buffer.borrow_mut())
     }
 
     /// Moves the buffered bytes, flattened, to the end of `into` (for writers that frame one
